@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need (lighttpd, cargo-nextest), builds the
+# example and CLI binaries the integration tests execute, and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v lighttpd >/dev/null 2>&1 || need_apt+=(lighttpd)
+command -v perl >/dev/null 2>&1 || need_apt+=(perl)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+command -v cargo-nextest >/dev/null 2>&1 || cargo install cargo-nextest --locked
+
+cargo build --all-features --examples --bins
+cargo nextest run --all-features --no-fail-fast
+cargo test --all-features --doc

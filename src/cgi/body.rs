@@ -1,0 +1,235 @@
+use std::fmt;
+use std::io::{self, Read};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+
+/// How much is read from standard input at a time.
+const READ_SIZE: usize = 64 * 1024;
+
+/// The request body of a CGI program: its standard input, streamed.
+///
+/// With `CONTENT_LENGTH` set, exactly that many bytes are read and the body ends: the program
+/// never waits for end-of-file past them, and bytes beyond them are never read (RFC 3875
+/// §4.2). Without it the body is empty, unless `HTTP_TRANSFER_ENCODING` says `chunked`
+/// (Apache streams such a body and closes standard input): then it is standard input to
+/// end-of-file, under the [`max_body`](super::Builder::max_body) limit.
+///
+/// Reads block the runtime's thread: a CGI program serves one request, and a direct `read`
+/// on the pipe is the fastest way to its bytes.
+pub struct RequestBody {
+    reader: Option<Box<dyn Read + Send>>,
+    /// Bytes still to read; `None` reads to end-of-file.
+    remaining: Option<u64>,
+    /// The most that may be read to end-of-file.
+    limit: u64,
+    read: u64,
+    buf: BytesMut,
+}
+
+impl fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestBody")
+            .field("remaining", &self.remaining)
+            .field("read", &self.read)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RequestBody {
+    /// A body of exactly `length` bytes from `reader`.
+    pub(crate) fn exact(reader: Box<dyn Read + Send>, length: u64) -> Self {
+        RequestBody {
+            reader: (length > 0).then_some(reader),
+            remaining: Some(length),
+            limit: length,
+            read: 0,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// A body that reads `reader` to end-of-file, failing past `limit` bytes.
+    pub(crate) fn to_eof(reader: Box<dyn Read + Send>, limit: u64) -> Self {
+        RequestBody {
+            reader: Some(reader),
+            remaining: None,
+            limit,
+            read: 0,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// A body with no bytes.
+    pub fn empty() -> Self {
+        RequestBody {
+            reader: None,
+            remaining: Some(0),
+            limit: 0,
+            read: 0,
+            buf: BytesMut::new(),
+        }
+    }
+
+    fn read_chunk(&mut self) -> Option<Result<Bytes, BodyError>> {
+        let reader = self.reader.as_mut()?;
+        let want = match self.remaining {
+            Some(0) => return None,
+            Some(n) => n.min(READ_SIZE as u64) as usize,
+            None => READ_SIZE,
+        };
+        self.buf.resize(want, 0);
+        let n = loop {
+            match reader.read(&mut self.buf[..want]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.reader = None;
+                    return Some(Err(BodyError::Io(e)));
+                }
+            }
+        };
+        if n == 0 {
+            self.reader = None;
+            return match self.remaining {
+                Some(missing) => Some(Err(BodyError::Incomplete {
+                    read: self.read,
+                    expected: self.read + missing,
+                })),
+                None => None,
+            };
+        }
+        self.read += n as u64;
+        match &mut self.remaining {
+            Some(remaining) => {
+                *remaining -= n as u64;
+                if *remaining == 0 {
+                    self.reader = None;
+                }
+            }
+            None if self.read > self.limit => {
+                self.reader = None;
+                return Some(Err(BodyError::TooLarge { limit: self.limit }));
+            }
+            None => {}
+        }
+        Some(Ok(self.buf.split_to(n).freeze()))
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        Poll::Ready(self.get_mut().read_chunk().map(|r| r.map(Frame::data)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.reader.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match (self.remaining, &self.reader) {
+            (_, None) => SizeHint::with_exact(0),
+            (Some(n), _) => SizeHint::with_exact(n),
+            (None, _) => SizeHint::default(),
+        }
+    }
+}
+
+/// An error reading a CGI program's request body.
+#[derive(Debug)]
+pub enum BodyError {
+    /// Standard input ended before `CONTENT_LENGTH` bytes (RFC 3875 §4.2): the request is
+    /// malformed (answer 400).
+    Incomplete {
+        /// Bytes read.
+        read: u64,
+        /// `CONTENT_LENGTH`.
+        expected: u64,
+    },
+    /// A body read to end-of-file went past the limit (answer 413).
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// Reading standard input failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyError::Incomplete { read, expected } => write!(
+                f,
+                "request body ended after {read} of CONTENT_LENGTH {expected} bytes"
+            ),
+            BodyError::TooLarge { limit } => {
+                write!(f, "request body is larger than the limit of {limit} bytes")
+            }
+            BodyError::Io(e) => write!(f, "reading the request body failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BodyError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn stdin(bytes: &'static [u8]) -> Box<dyn Read + Send> {
+        Box::new(io::Cursor::new(bytes))
+    }
+
+    #[tokio::test]
+    async fn exact_body_stops_at_content_length() {
+        let body = RequestBody::exact(stdin(b"hello, and more"), 5);
+        assert_eq!(body.size_hint().exact(), Some(5));
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(bytes, "hello");
+    }
+
+    #[tokio::test]
+    async fn short_body_is_an_error() {
+        let err = RequestBody::exact(stdin(b"abc"), 5)
+            .collect()
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "request body ended after 3 of CONTENT_LENGTH 5 bytes"
+        );
+    }
+
+    #[tokio::test]
+    async fn eof_body_is_bounded() {
+        let body = RequestBody::to_eof(stdin(b"abcdef"), 6);
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "abcdef");
+        let err = RequestBody::to_eof(stdin(b"abcdefg"), 6)
+            .collect()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BodyError::TooLarge { limit: 6 }));
+    }
+
+    #[tokio::test]
+    async fn zero_length_body_reads_nothing() {
+        let body = RequestBody::exact(stdin(b"ignored"), 0);
+        assert!(body.is_end_stream());
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "");
+    }
+}

@@ -1,0 +1,388 @@
+//! Run a tower service as a CGI program (RFC 3875).
+//!
+//! [`run`] is the one call a CGI program's `main` needs: it reads the request's
+//! meta-variables from the environment, streams the body from standard input, calls the
+//! service, and streams the response to standard output.
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//!
+//! fn main() -> std::process::ExitCode {
+//!     let app = Router::new().route("/", get(|| async { "Hello, world!" }));
+//!     towergate::cgi::run(app)
+//! }
+//! ```
+//!
+//! [`Builder`] sets the options, and [`Builder::serve_with`] runs one request over any
+//! environ, input and output, which is how a service is tested without a web server:
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use towergate::{cgi, Environ};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let service = tower::service_fn(|request: http::Request<cgi::RequestBody>| async move {
+//!     let body = format!("you asked for {}", request.uri());
+//!     Ok::<_, Infallible>(http::Response::new(body))
+//! });
+//! let environ = Environ::from_vars([("REQUEST_METHOD", "GET"), ("PATH_INFO", "/a")]);
+//! let mut stdout = Vec::new();
+//! cgi::Builder::new()
+//!     .serve_with(service, environ, std::io::empty(), &mut stdout)
+//!     .await
+//!     .unwrap();
+//! assert_eq!(
+//!     String::from_utf8(stdout).unwrap(),
+//!     "Status: 200 OK\r\nContent-Length: 16\r\n\r\nyou asked for /a",
+//! );
+//! # }
+//! ```
+//!
+//! # The request
+//!
+//! - Method, URI, version and headers come from the meta-variables as
+//!   [`Environ::into_request`] describes. By default the URI is the app-relative path
+//!   (`PATH_INFO` + query), so a router written for `/` works wherever the program is
+//!   mounted; [`Builder::full_path`] gives the full path instead. Either way `SCRIPT_NAME`,
+//!   `PATH_INFO`, `REMOTE_ADDR`, `HTTPS`, … and the whole environ are typed values in the
+//!   request's extensions ([`crate::ext`]).
+//! - The body is a [`RequestBody`]: exactly `CONTENT_LENGTH` bytes of standard input, never
+//!   waiting for end-of-file past them (RFC 3875 §4.2).
+//!
+//! # The response
+//!
+//! `Status: NNN Reason`, every header (repeated ones stay repeated), a blank line, then the
+//! body frames, written as they come and flushed at each frame boundary so a streamed
+//! response reaches the client chunk by chunk (RFC 3875 §6). The head waits for the first
+//! non-empty frame (PEP 3333); `Content-Length` is added when the body's length is known
+//! exactly and the service did not set one. A `HEAD` request, and a 1xx, 204 or 304 status,
+//! send no body (RFC 3875 §4.3.3). With [`Builder::nph`] the program writes a complete HTTP
+//! response instead (RFC 3875 §5).
+//!
+//! # Errors
+//!
+//! | what | outcome |
+//! |---|---|
+//! | no `REQUEST_METHOD` (run by hand) | one line on standard error saying so, nothing on standard output, exit status 1 |
+//! | malformed `REQUEST_METHOD` or `CONTENT_LENGTH` | `400 Bad Request` |
+//! | `CONTENT_LENGTH` above [`Builder::max_body`] | `413 Content Too Large` |
+//! | the service fails or panics before the head is written | the [`ErrorResponse`] (500 by default) and a log line |
+//! | the service's body fails or panics after the head | the output ends, a log line, exit status 1 |
+//! | standard output is closed (the client went away) | exit status 1 |
+//!
+//! Log lines go to `tracing` when a subscriber is installed, else to standard error, which
+//! web servers write to their error log.
+//!
+//! # Deploying
+//!
+//! Build in release mode and copy the binary into the server's CGI directory. A CGI program
+//! starts once per request, so start-up time is the cost that matters: the release profile
+//! with `lto = true`, `codegen-units = 1` and `panic = "unwind"` (the default) is a good
+//! start, and on Linux a static binary (`--target x86_64-unknown-linux-musl`) also avoids the
+//! dynamic loader. `run` builds a current-thread runtime and reads and writes the standard
+//! streams directly, with no threads started.
+//!
+//! lighttpd (`mod_cgi`):
+//!
+//! ```text
+//! server.modules += ( "mod_cgi", "mod_alias" )
+//! alias.url += ( "/cgi-bin/" => "/srv/cgi-bin/" )
+//! $HTTP["url"] =~ "^/cgi-bin/" { cgi.assign = ( "" => "" ) }
+//! ```
+//!
+//! Apache (`mod_cgid`):
+//!
+//! ```text
+//! ScriptAlias "/cgi-bin/" "/srv/cgi-bin/"
+//! <Directory "/srv/cgi-bin">
+//!     Options +ExecCGI
+//!     # Pass the Authorization header only if the app authenticates itself:
+//!     # CGIPassAuth On
+//! </Directory>
+//! ```
+//!
+//! nginx with fcgiwrap:
+//!
+//! ```text
+//! location /cgi-bin/ {
+//!     gzip off;
+//!     fastcgi_pass unix:/run/fcgiwrap.socket;
+//!     include fastcgi_params;
+//!     fastcgi_split_path_info ^(/cgi-bin/[^/]+)(.*)$;
+//!     fastcgi_param SCRIPT_FILENAME /srv$fastcgi_script_name;
+//!     fastcgi_param PATH_INFO $fastcgi_path_info;
+//! }
+//! ```
+//!
+//! The lighttpd configuration is the one the integration tests run.
+
+mod body;
+mod error;
+mod respond;
+
+use std::future::poll_fn;
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use tower_service::Service;
+
+pub use body::{BodyError, RequestBody};
+pub use error::Error;
+
+use crate::error_response::{DefaultErrorResponse, ErrorResponse};
+use crate::ext::FullUri;
+use crate::{BoxError, Environ};
+
+/// Runs `service` as a CGI program with the default options; see [`Builder::run`].
+pub fn run<S, B>(service: S) -> ExitCode
+where
+    S: Service<Request<RequestBody>, Response = Response<B>>,
+    S::Error: Into<BoxError>,
+    B: http_body::Body,
+    B::Error: Into<BoxError>,
+{
+    Builder::new().run(service)
+}
+
+/// Serves the one request of this CGI process with the default options, on the caller's
+/// runtime; see [`Builder::serve`].
+pub async fn serve<S, B>(service: S) -> Result<(), Error>
+where
+    S: Service<Request<RequestBody>, Response = Response<B>>,
+    S::Error: Into<BoxError>,
+    B: http_body::Body,
+    B::Error: Into<BoxError>,
+{
+    Builder::new().serve(service).await
+}
+
+/// The options of a CGI program.
+///
+/// ```no_run
+/// # let service = tower::service_fn(|_: http::Request<towergate::cgi::RequestBody>| async {
+/// #     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+/// # });
+/// use towergate::cgi::Builder;
+///
+/// let code = Builder::new()
+///     .nph(true)
+///     .server_software("example/1.0")
+///     .max_body(10 * 1024 * 1024)
+///     .run(service);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Builder<E = DefaultErrorResponse> {
+    nph: bool,
+    server_software: Bytes,
+    full_path: bool,
+    max_body: u64,
+    error_response: E,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// The default options.
+    pub fn new() -> Self {
+        Builder {
+            nph: false,
+            server_software: Bytes::from_static(crate::SERVER_SOFTWARE.as_bytes()),
+            full_path: false,
+            max_body: u64::MAX,
+            error_response: DefaultErrorResponse::new(),
+        }
+    }
+}
+
+impl<E: ErrorResponse> Builder<E> {
+    /// Writes a complete HTTP response (status line, `Date`, `Server`) instead of a CGI
+    /// header block, for servers that run the program as NPH ("non-parsed headers", RFC 3875
+    /// §5; Apache runs programs named `nph-*` so). Without a known length the response says
+    /// `Connection: close`, since the server passes the bytes through unframed. Defaults to
+    /// false.
+    pub fn nph(mut self, nph: bool) -> Self {
+        self.nph = nph;
+        self
+    }
+
+    /// The `Server` header of an NPH response, unless the service sets one; empty for none.
+    /// Defaults to `towergate/VERSION`.
+    pub fn server_software(mut self, software: impl Into<Bytes>) -> Self {
+        self.server_software = software.into();
+        self
+    }
+
+    /// Routes on the full path (`SCRIPT_NAME` + `PATH_INFO`, from `REQUEST_URI` when the
+    /// server sets it) instead of the app-relative path (`PATH_INFO`). Defaults to false.
+    pub fn full_path(mut self, full_path: bool) -> Self {
+        self.full_path = full_path;
+        self
+    }
+
+    /// The largest request body accepted: a larger `CONTENT_LENGTH` is answered with
+    /// `413 Content Too Large` without calling the service, and a body read to end-of-file
+    /// fails past it. Defaults to no limit (the web server's own limit applies).
+    pub fn max_body(mut self, bytes: u64) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// The response sent when the service fails or panics before its head is written
+    /// (wsgiref's `error_status`, `error_headers` and `error_body`). Defaults to
+    /// [`DefaultErrorResponse`].
+    pub fn with_error_response<E2: ErrorResponse>(self, error_response: E2) -> Builder<E2> {
+        Builder {
+            nph: self.nph,
+            server_software: self.server_software,
+            full_path: self.full_path,
+            max_body: self.max_body,
+            error_response,
+        }
+    }
+
+    /// Runs `service` as this process's CGI program: builds a current-thread runtime, serves
+    /// the one request, and returns the exit status for `main` (success, or 1 with a line on
+    /// standard error).
+    pub fn run<S, B>(self, service: S) -> ExitCode
+    where
+        S: Service<Request<RequestBody>, Response = Response<B>>,
+        S::Error: Into<BoxError>,
+        B: http_body::Body,
+        B::Error: Into<BoxError>,
+    {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                error::log(format_args!("cannot start the async runtime: {e}"));
+                return ExitCode::FAILURE;
+            }
+        };
+        match runtime.block_on(self.serve(service)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.is_not_cgi() => {
+                let name = std::env::args_os()
+                    .next()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "this program".into());
+                // One line for the person who ran it by hand.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "{name}: this is a CGI program: a web server runs it with REQUEST_METHOD and the other CGI meta-variables (RFC 3875) in its environment, and none are set"
+                );
+                ExitCode::FAILURE
+            }
+            Err(_) => ExitCode::FAILURE,
+        }
+    }
+
+    /// Serves the one request of this CGI process on the caller's runtime: the environ from
+    /// [`Environ::from_env`], standard input and standard output.
+    pub async fn serve<S, B>(self, service: S) -> Result<(), Error>
+    where
+        S: Service<Request<RequestBody>, Response = Response<B>>,
+        S::Error: Into<BoxError>,
+        B: http_body::Body,
+        B::Error: Into<BoxError>,
+    {
+        let (stdin, stdout) = respond::std_streams();
+        self.serve_with(service, Environ::from_env(), stdin, stdout)
+            .await
+    }
+
+    /// Serves one request described by `environ`, reading its body from `input` and writing
+    /// the response to `output`, as a CGI program does with its standard streams. The
+    /// environ's gateway keys are set as for CGI: `run_once` and `multiprocess` true,
+    /// `multithread` false.
+    pub async fn serve_with<S, B, R, W>(
+        mut self,
+        mut service: S,
+        mut environ: Environ,
+        input: R,
+        output: W,
+    ) -> Result<(), Error>
+    where
+        S: Service<Request<RequestBody>, Response = Response<B>>,
+        S::Error: Into<BoxError>,
+        B: http_body::Body,
+        B::Error: Into<BoxError>,
+        R: Read + Send + 'static,
+        W: Write,
+    {
+        environ.set_run_once(true);
+        environ.set_multiprocess(true);
+        environ.set_multithread(false);
+        let chunked = environ
+            .get("HTTP_TRANSFER_ENCODING")
+            .is_some_and(|te| te.to_ascii_lowercase().windows(7).any(|w| w == b"chunked"));
+        let mut out = respond::Output::new(output, self.nph, &self.server_software);
+
+        let request = match environ.into_request() {
+            Ok(request) => request,
+            Err(e) if e.is_missing_method() => return Err(Error::not_cgi()),
+            Err(e) => {
+                error::log(format_args!("bad request: {e}"));
+                return out.simple(StatusCode::BAD_REQUEST, "Bad Request\n", false);
+            }
+        };
+        let head_only = request.method() == http::Method::HEAD;
+        out.set_version(request.version());
+        let (mut parts, ()) = request.into_parts();
+        parts.headers.remove(http::header::TRANSFER_ENCODING);
+        let input: Box<dyn Read + Send> = Box::new(input);
+        let body = match parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        {
+            Some(length) if length > self.max_body => {
+                error::log(format_args!(
+                    "request body of {length} bytes is over the limit of {} bytes",
+                    self.max_body
+                ));
+                return out.simple(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Content Too Large\n",
+                    head_only,
+                );
+            }
+            Some(length) => RequestBody::exact(input, length),
+            None if chunked => RequestBody::to_eof(input, self.max_body),
+            None => RequestBody::empty(),
+        };
+        if self.full_path {
+            if let Some(full) = parts.extensions.get::<FullUri>() {
+                parts.uri = full.0.clone();
+            }
+        }
+        let request = Request::from_parts(parts, body);
+
+        let response = match respond::catch_unwind(poll_fn(|cx| service.poll_ready(cx))).await {
+            Ok(Ok(())) => respond::catch_unwind(service.call(request)).await,
+            Ok(Err(e)) => Ok(Err(e)),
+            Err(panic) => Err(panic),
+        };
+        let response = match response {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                let e: BoxError = e.into();
+                error::log(format_args!("service error: {e}"));
+                return out.error(&mut self.error_response, &e, head_only);
+            }
+            Err(panic) => {
+                error::log(format_args!("service panicked: {panic}"));
+                return out.error(&mut self.error_response, &panic, head_only);
+            }
+        };
+        out.response(response, head_only, &mut self.error_response)
+            .await
+    }
+}

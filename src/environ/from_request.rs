@@ -1,0 +1,407 @@
+//! `http::Request` → environ: the side that runs a program or an app (RFC 3875 §4.1).
+
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::{
+    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, PROXY_AUTHORIZATION,
+};
+use http::uri::{Authority, Scheme};
+use http::{HeaderMap, Method, Request, Uri, Version};
+
+use super::Environ;
+use super::to_request::parse_content_length;
+use crate::ext::{AuthType, ConnectInfo, RemoteUser};
+use crate::percent;
+
+/// Builds the [`Environ`] of an `http::Request` (RFC 3875 §4.1), for a server that runs a CGI
+/// program or a gateway app.
+///
+/// Every meta-variable of RFC 3875 is handled:
+///
+/// | variable | value |
+/// |---|---|
+/// | `AUTH_TYPE`, `REMOTE_USER` | the [`AuthType`] and [`RemoteUser`] request extensions, set by an authentication layer (§4.1.1, §4.1.11) |
+/// | `CONTENT_LENGTH` | [`content_length`](Self::content_length), else the valid `Content-Length` header; unset when there is none (§4.1.2) |
+/// | `CONTENT_TYPE` | the `Content-Type` header; unset when there is none (§4.1.3) |
+/// | `GATEWAY_INTERFACE` | `CGI/1.1` (§4.1.4) |
+/// | `PATH_INFO` | the percent-decoded path below [`script_name`](Self::script_name) (§4.1.5) |
+/// | `PATH_TRANSLATED` | [`document_root`](Self::document_root) + `PATH_INFO`, only when both are set and `PATH_INFO` is not empty (§4.1.6) |
+/// | `QUERY_STRING` | the raw query, always set, empty when there is none (§4.1.7) |
+/// | `REMOTE_ADDR`, `REMOTE_HOST`, `REMOTE_PORT` | the client's address (IPv4-mapped IPv6 shown as IPv4, no brackets); `REMOTE_HOST` is the address (no DNS lookups, as §4.1.9 allows); unset when unknown (§4.1.8) |
+/// | `REMOTE_IDENT` | never set (§4.1.10: ident lookups are not done) |
+/// | `REQUEST_METHOD` | the method (§4.1.12) |
+/// | `SCRIPT_NAME` | [`script_name`](Self::script_name), `""` at the root, never `/` (§4.1.13) |
+/// | `SERVER_NAME`, `SERVER_PORT` | the host and port of `Host` (or of the URI's authority under HTTP/2), IPv6 brackets kept; else the local address; the port defaults to 80 or 443 (§4.1.14, §4.1.15) |
+/// | `SERVER_PROTOCOL` | the request's real version: `HTTP/1.0`, `HTTP/1.1`, `HTTP/2.0`, … (§4.1.16) |
+/// | `SERVER_SOFTWARE` | [`server_software`](Self::server_software) (§4.1.17) |
+/// | `HTTP_*` | one per header name, upper-cased with `-` → `_` (§4.1.18); repeated headers joined with `, `, `Cookie` with `; ` |
+/// | `REQUEST_URI`, `HTTPS`, `SCRIPT_FILENAME`, `DOCUMENT_ROOT` | the raw target; `on` over TLS; the configured values |
+///
+/// Headers that are never passed as `HTTP_*`: `Content-Type` and `Content-Length` (they are
+/// `CONTENT_TYPE` / `CONTENT_LENGTH`), `Proxy` (it would become `HTTP_PROXY`, the httpoxy
+/// hole), `Proxy-Authorization`, `Authorization` unless
+/// [`pass_authorization`](Self::pass_authorization) (§9.2), and any header whose name holds
+/// `_` (it would be indistinguishable from its `-` twin, a spoofing hole closed the same way
+/// by Apache and nginx).
+///
+/// ```
+/// use towergate::environ::EnvironBuilder;
+///
+/// let request = http::Request::post("http://example.com:8080/app/a%20b?x=1")
+///     .header("content-type", "text/plain")
+///     .header("content-length", "5")
+///     .header("cookie", "a=1")
+///     .header("cookie", "b=2")
+///     .header("proxy", "http://evil.example")
+///     .body(())
+///     .unwrap();
+/// let environ = EnvironBuilder::new()
+///     .script_name("/app")
+///     .remote_addr("192.0.2.9:5000".parse().unwrap())
+///     .build(&request);
+///
+/// assert_eq!(environ.get("SCRIPT_NAME"), Some(&b"/app"[..]));
+/// assert_eq!(environ.get("PATH_INFO"), Some(&b"/a b"[..]));
+/// assert_eq!(environ.get("QUERY_STRING"), Some(&b"x=1"[..]));
+/// assert_eq!(environ.get("SERVER_NAME"), Some(&b"example.com"[..]));
+/// assert_eq!(environ.get("SERVER_PORT"), Some(&b"8080"[..]));
+/// assert_eq!(environ.get("CONTENT_LENGTH"), Some(&b"5"[..]));
+/// assert_eq!(environ.get("HTTP_COOKIE"), Some(&b"a=1; b=2"[..]));
+/// assert_eq!(environ.get("REMOTE_ADDR"), Some(&b"192.0.2.9"[..]));
+/// assert!(!environ.contains_key("HTTP_PROXY"));
+/// assert!(!environ.contains_key("HTTP_CONTENT_TYPE"));
+/// ```
+#[derive(Clone, Debug)]
+pub struct EnvironBuilder {
+    script_name: Bytes,
+    server_software: Bytes,
+    remote_addr: Option<SocketAddr>,
+    local_addr: Option<SocketAddr>,
+    https: Option<bool>,
+    pass_authorization: bool,
+    content_length: Option<u64>,
+    document_root: Option<Bytes>,
+    script_filename: Option<Bytes>,
+}
+
+impl Default for EnvironBuilder {
+    fn default() -> Self {
+        EnvironBuilder::new()
+    }
+}
+
+impl EnvironBuilder {
+    /// A builder with the defaults below.
+    pub fn new() -> Self {
+        EnvironBuilder {
+            script_name: Bytes::new(),
+            server_software: Bytes::from_static(crate::SERVER_SOFTWARE.as_bytes()),
+            remote_addr: None,
+            local_addr: None,
+            https: None,
+            pass_authorization: false,
+            content_length: None,
+            document_root: None,
+            script_filename: None,
+        }
+    }
+
+    /// The mount point, not URL-encoded: `SCRIPT_NAME`, and the prefix removed from the path
+    /// to give `PATH_INFO`. Trailing slashes are trimmed, so `/` is the root (`""`).
+    /// Defaults to `""`.
+    pub fn script_name(mut self, script_name: impl Into<Bytes>) -> Self {
+        let mut name: Bytes = script_name.into();
+        let trimmed = name.len() - name.iter().rev().take_while(|&&b| b == b'/').count();
+        name.truncate(trimmed);
+        self.script_name = name;
+        self
+    }
+
+    /// `SERVER_SOFTWARE`. Defaults to `towergate/VERSION`.
+    pub fn server_software(mut self, software: impl Into<Bytes>) -> Self {
+        self.server_software = software.into();
+        self
+    }
+
+    /// The client's address. Defaults to the [`ConnectInfo`] request extension, if any.
+    pub fn remote_addr(mut self, addr: SocketAddr) -> Self {
+        self.remote_addr = Some(addr);
+        self
+    }
+
+    /// The server's local address, the fallback for `SERVER_NAME` and `SERVER_PORT`.
+    /// Defaults to the [`ConnectInfo`] request extension, if any.
+    pub fn local_addr(mut self, addr: SocketAddr) -> Self {
+        self.local_addr = Some(addr);
+        self
+    }
+
+    /// Whether the connection is TLS (`HTTPS=on`, `url_scheme` `https`). Defaults to whether
+    /// the request URI's scheme is `https`.
+    pub fn https(mut self, https: bool) -> Self {
+        self.https = Some(https);
+        self
+    }
+
+    /// Whether the `Authorization` header is passed as `HTTP_AUTHORIZATION` (RFC 3875 §9.2,
+    /// Apache's `CGIPassAuth`). Defaults to false.
+    pub fn pass_authorization(mut self, pass: bool) -> Self {
+        self.pass_authorization = pass;
+        self
+    }
+
+    /// The exact body length, for a body whose length the headers do not give (a spooled
+    /// chunked body). Defaults to the `Content-Length` header.
+    pub fn content_length(mut self, length: u64) -> Self {
+        self.content_length = Some(length);
+        self
+    }
+
+    /// The document root: `DOCUMENT_ROOT`, and the base of `PATH_TRANSLATED`. Defaults to
+    /// none (both unset).
+    pub fn document_root(mut self, root: impl Into<Bytes>) -> Self {
+        self.document_root = Some(root.into());
+        self
+    }
+
+    /// `SCRIPT_FILENAME`, the program's file. Defaults to none (unset).
+    pub fn script_filename(mut self, filename: impl Into<Bytes>) -> Self {
+        self.script_filename = Some(filename.into());
+        self
+    }
+
+    /// The environ of `request` (its body is not read).
+    pub fn build<B>(&self, request: &Request<B>) -> Environ {
+        self.build_from(
+            request.method(),
+            request.uri(),
+            request.version(),
+            request.headers(),
+            request.extensions(),
+        )
+    }
+
+    /// The environ of a request taken apart.
+    pub fn build_from_parts(&self, parts: &http::request::Parts) -> Environ {
+        self.build_from(
+            &parts.method,
+            &parts.uri,
+            parts.version,
+            &parts.headers,
+            &parts.extensions,
+        )
+    }
+
+    fn build_from(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        version: Version,
+        headers: &HeaderMap,
+        extensions: &http::Extensions,
+    ) -> Environ {
+        let connect = extensions.get::<ConnectInfo>();
+        let remote = self.remote_addr.or(connect.map(|c| c.remote));
+        let local = self.local_addr.or(connect.and_then(|c| c.local));
+        let https = self
+            .https
+            .unwrap_or_else(|| uri.scheme() == Some(&Scheme::HTTPS));
+
+        let mut env = Environ::with_capacity(24 + headers.keys_len());
+        env.set_url_scheme(if https { Scheme::HTTPS } else { Scheme::HTTP });
+
+        env.insert(
+            Bytes::from_static(b"SERVER_SOFTWARE"),
+            self.server_software.clone(),
+        );
+        // SERVER_NAME / SERVER_PORT from Host (or :authority), else the local address.
+        let host = headers
+            .get(HOST)
+            .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+            .or_else(|| uri.authority().cloned());
+        let server_name: Bytes = match (&host, local) {
+            (Some(authority), _) => Bytes::copy_from_slice(authority.host().as_bytes()),
+            (None, Some(local)) => match local.ip().to_canonical() {
+                IpAddr::V6(ip) => format!("[{ip}]").into(),
+                IpAddr::V4(ip) => ip.to_string().into(),
+            },
+            (None, None) => Bytes::from_static(b"localhost"),
+        };
+        let server_port = host
+            .as_ref()
+            .and_then(Authority::port_u16)
+            .or(local.map(|l| l.port()))
+            .unwrap_or(if https { 443 } else { 80 });
+        env.insert(Bytes::from_static(b"SERVER_NAME"), server_name);
+        env.insert(
+            Bytes::from_static(b"GATEWAY_INTERFACE"),
+            Bytes::from_static(b"CGI/1.1"),
+        );
+        env.insert(
+            Bytes::from_static(b"SERVER_PROTOCOL"),
+            Bytes::from_static(protocol(version)),
+        );
+        env.insert(
+            Bytes::from_static(b"SERVER_PORT"),
+            Bytes::from(server_port.to_string()),
+        );
+        env.insert(
+            Bytes::from_static(b"REQUEST_METHOD"),
+            Bytes::copy_from_slice(method.as_str().as_bytes()),
+        );
+
+        // SCRIPT_NAME / PATH_INFO from the decoded path.
+        let raw_path = uri.path().as_bytes();
+        let decoded: Bytes = if percent::has_escape(raw_path) {
+            percent::decode(raw_path).into()
+        } else {
+            Bytes::copy_from_slice(raw_path)
+        };
+        let script = &self.script_name;
+        let path_info = match decoded.strip_prefix(script.as_ref()) {
+            Some(rest) if rest.is_empty() || rest.starts_with(b"/") => {
+                decoded.slice(script.len()..)
+            }
+            _ => decoded,
+        };
+        if let Some(root) = self
+            .document_root
+            .as_ref()
+            .filter(|_| !path_info.is_empty())
+        {
+            let mut translated = BytesMut::with_capacity(root.len() + path_info.len());
+            translated.put_slice(root.strip_suffix(b"/").unwrap_or(root));
+            translated.put_slice(&path_info);
+            env.insert(Bytes::from_static(b"PATH_TRANSLATED"), translated.freeze());
+        }
+        env.insert(Bytes::from_static(b"PATH_INFO"), path_info);
+        env.insert(Bytes::from_static(b"SCRIPT_NAME"), script.clone());
+        env.insert(
+            Bytes::from_static(b"QUERY_STRING"),
+            Bytes::copy_from_slice(uri.query().unwrap_or("").as_bytes()),
+        );
+
+        if let Some(remote) = remote {
+            let ip: Bytes = remote.ip().to_canonical().to_string().into();
+            env.insert(Bytes::from_static(b"REMOTE_HOST"), ip.clone());
+            env.insert(Bytes::from_static(b"REMOTE_ADDR"), ip);
+            env.insert(
+                Bytes::from_static(b"REMOTE_PORT"),
+                Bytes::from(remote.port().to_string()),
+            );
+        }
+        if let Some(auth_type) = extensions.get::<AuthType>() {
+            env.insert(
+                Bytes::from_static(b"AUTH_TYPE"),
+                auth_type.clone().into_bytes(),
+            );
+        }
+        if let Some(user) = extensions.get::<RemoteUser>() {
+            env.insert(
+                Bytes::from_static(b"REMOTE_USER"),
+                user.clone().into_bytes(),
+            );
+        }
+        if let Some(content_type) = headers.get(CONTENT_TYPE) {
+            env.insert(
+                Bytes::from_static(b"CONTENT_TYPE"),
+                Bytes::copy_from_slice(content_type.as_bytes()),
+            );
+        }
+        let content_length = self.content_length.or_else(|| {
+            headers
+                .get(CONTENT_LENGTH)
+                .and_then(|v| parse_content_length(v.as_bytes()))
+        });
+        if let Some(length) = content_length {
+            env.insert(
+                Bytes::from_static(b"CONTENT_LENGTH"),
+                Bytes::from(length.to_string()),
+            );
+        }
+        let target = uri
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .as_bytes();
+        env.insert(
+            Bytes::from_static(b"REQUEST_URI"),
+            Bytes::copy_from_slice(target),
+        );
+        if let Some(filename) = &self.script_filename {
+            env.insert(Bytes::from_static(b"SCRIPT_FILENAME"), filename.clone());
+        }
+        if let Some(root) = &self.document_root {
+            env.insert(Bytes::from_static(b"DOCUMENT_ROOT"), root.clone());
+        }
+        if https {
+            env.insert(Bytes::from_static(b"HTTPS"), Bytes::from_static(b"on"));
+        }
+
+        if !headers.contains_key(HOST) {
+            if let Some(authority) = uri.authority() {
+                env.insert(
+                    Bytes::from_static(b"HTTP_HOST"),
+                    Bytes::copy_from_slice(authority.as_str().as_bytes()),
+                );
+            }
+        }
+        for name in headers.keys() {
+            if !self.passes(name) {
+                continue;
+            }
+            let separator: &[u8] = if name == COOKIE { b"; " } else { b", " };
+            let mut values = headers.get_all(name).iter();
+            let Some(first) = values.next() else { continue };
+            let value = match values.next() {
+                None => Bytes::copy_from_slice(first.as_bytes()),
+                Some(second) => {
+                    let mut joined = BytesMut::from(first.as_bytes());
+                    for value in std::iter::once(second).chain(values) {
+                        joined.put_slice(separator);
+                        joined.put_slice(value.as_bytes());
+                    }
+                    joined.freeze()
+                }
+            };
+            env.insert(http_var_name(name.as_str()), value);
+        }
+        env
+    }
+
+    /// Whether a header becomes an `HTTP_*` variable.
+    fn passes(&self, name: &http::HeaderName) -> bool {
+        if name == CONTENT_TYPE || name == CONTENT_LENGTH || name == PROXY_AUTHORIZATION {
+            return false;
+        }
+        if name == AUTHORIZATION {
+            return self.pass_authorization;
+        }
+        name != "proxy" && !name.as_str().contains('_')
+    }
+}
+
+/// `user-agent` → `HTTP_USER_AGENT` (RFC 3875 §4.1.18).
+fn http_var_name(name: &str) -> Bytes {
+    let mut var = BytesMut::with_capacity(5 + name.len());
+    var.put_slice(b"HTTP_");
+    var.extend(name.bytes().map(|b| {
+        if b == b'-' {
+            b'_'
+        } else {
+            b.to_ascii_uppercase()
+        }
+    }));
+    var.freeze()
+}
+
+/// `SERVER_PROTOCOL` for a version (RFC 3875 §4.1.16).
+fn protocol(version: Version) -> &'static [u8] {
+    match version {
+        Version::HTTP_09 => b"HTTP/0.9",
+        Version::HTTP_10 => b"HTTP/1.0",
+        Version::HTTP_2 => b"HTTP/2.0",
+        Version::HTTP_3 => b"HTTP/3.0",
+        _ => b"HTTP/1.1",
+    }
+}

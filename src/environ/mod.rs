@@ -1,0 +1,353 @@
+//! [`Environ`]: the CGI meta-variables of one request, as bytes, in order.
+//!
+//! An `Environ` is what RFC 3875 §4.1 calls the request meta-variables, plus the gateway keys
+//! of PEP 3333 (`url_scheme`, `multithread`, `multiprocess`, `run_once`). Values are bytes:
+//! CGI values need not be UTF-8, and nothing here ever panics on one that is not.
+//!
+//! It converts both ways:
+//!
+//! - request → environ with [`EnvironBuilder`] (the side that runs a program or an app:
+//!   RFC 3875 §4.1 complete, see the builder for every variable);
+//! - environ → request with [`Environ::into_request`] (the side inside a CGI program).
+//!
+//! ```
+//! use towergate::Environ;
+//!
+//! let environ = Environ::from_vars([
+//!     ("REQUEST_METHOD", "GET"),
+//!     ("SCRIPT_NAME", "/cgi-bin/app"),
+//!     ("PATH_INFO", "/users/7"),
+//!     ("QUERY_STRING", "full=1"),
+//!     ("SERVER_PROTOCOL", "HTTP/1.1"),
+//!     ("HTTP_ACCEPT", "text/plain"),
+//! ]);
+//! let request = environ.into_request().unwrap();
+//! assert_eq!(request.method(), "GET");
+//! assert_eq!(request.uri(), "/users/7?full=1");
+//! assert_eq!(request.version(), http::Version::HTTP_11);
+//! assert_eq!(request.headers()["accept"], "text/plain");
+//! ```
+//!
+//! The `wsgiref.util` helpers live here too: [`guess_scheme`], [`application_uri`],
+//! [`request_uri`], [`shift_path_info`] and [`setup_testing_defaults`].
+
+mod from_request;
+mod to_request;
+mod util;
+
+use std::fmt;
+
+use bytes::Bytes;
+
+pub use from_request::EnvironBuilder;
+pub use to_request::InvalidEnviron;
+pub use util::{
+    application_uri, guess_scheme, is_truthy, request_uri, setup_testing_defaults, shift_path_info,
+};
+
+/// The meta-variables of one request, as an ordered, lossless map of bytes to bytes, plus the
+/// gateway keys of PEP 3333.
+///
+/// Keys are unique: inserting a key that is present replaces its value in place, so the
+/// order is the order in which keys were first inserted. Lookups compare keys byte for byte
+/// (meta-variable names are case-sensitive, RFC 3875 §4.1).
+///
+/// ```
+/// use towergate::Environ;
+///
+/// let mut environ = Environ::new();
+/// environ.insert("REQUEST_METHOD", "POST");
+/// environ.insert("PATH_INFO", &b"/caf\xe9"[..]); // not UTF-8, kept as is
+/// environ.insert("REQUEST_METHOD", "PUT");
+///
+/// assert_eq!(environ.get("REQUEST_METHOD"), Some(&b"PUT"[..]));
+/// assert_eq!(environ.get_str("PATH_INFO"), None); // not valid UTF-8
+/// assert_eq!(environ.get("PATH_INFO"), Some(&b"/caf\xe9"[..]));
+/// let keys: Vec<_> = environ.iter().map(|(k, _)| k).collect();
+/// assert_eq!(keys, [&b"REQUEST_METHOD"[..], b"PATH_INFO"]);
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Environ {
+    vars: Vec<(Bytes, Bytes)>,
+    gateway: GatewayKeys,
+}
+
+/// The scalar gateway keys (PEP 3333 "environ Variables").
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct GatewayKeys {
+    url_scheme: http::uri::Scheme,
+    multithread: bool,
+    multiprocess: bool,
+    run_once: bool,
+}
+
+impl Default for GatewayKeys {
+    fn default() -> Self {
+        GatewayKeys {
+            url_scheme: http::uri::Scheme::HTTP,
+            multithread: false,
+            multiprocess: false,
+            run_once: false,
+        }
+    }
+}
+
+impl Environ {
+    /// An empty environ: no meta-variables, `url_scheme` `http`, and `multithread`,
+    /// `multiprocess` and `run_once` all false.
+    pub fn new() -> Self {
+        Environ::default()
+    }
+
+    /// An empty environ with room for `capacity` meta-variables.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Environ {
+            vars: Vec::with_capacity(capacity),
+            gateway: GatewayKeys::default(),
+        }
+    }
+
+    /// The environment of this process, read with [`std::env::vars_os`] (never
+    /// `std::env::vars`, which panics on values that are not UTF-8). Values keep their exact
+    /// bytes on Unix. `url_scheme` is set with [`guess_scheme`].
+    pub fn from_env() -> Self {
+        Environ::from_vars(
+            std::env::vars_os().map(|(k, v)| (k.into_encoded_bytes(), v.into_encoded_bytes())),
+        )
+    }
+
+    /// An environ from `(name, value)` pairs, in order; a repeated name keeps the last
+    /// value, at the place of the first. `url_scheme` is set with [`guess_scheme`].
+    pub fn from_vars<I, K, V>(vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<Bytes>,
+        V: Into<Bytes>,
+    {
+        let mut environ = Environ::new();
+        environ.extend(vars);
+        environ.gateway.url_scheme = if guess_scheme(&environ) == "https" {
+            http::uri::Scheme::HTTPS
+        } else {
+            http::uri::Scheme::HTTP
+        };
+        environ
+    }
+
+    /// The value of `key`, if it is set.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Option<&[u8]> {
+        let key = key.as_ref();
+        self.vars
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// The value of `key`, if it is set and valid UTF-8.
+    pub fn get_str(&self, key: impl AsRef<[u8]>) -> Option<&str> {
+        self.get(key).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The value of `key` as shared [`Bytes`], if it is set.
+    pub fn get_bytes(&self, key: impl AsRef<[u8]>) -> Option<Bytes> {
+        let key = key.as_ref();
+        self.vars
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Returns true when `key` is set (possibly to an empty value).
+    pub fn contains_key(&self, key: impl AsRef<[u8]>) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Sets `key` to `value` and returns the previous value. A key that is present keeps its
+    /// place; a new key goes last.
+    pub fn insert(&mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Option<Bytes> {
+        let key = key.into();
+        let value = value.into();
+        match self.vars.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => Some(std::mem::replace(v, value)),
+            None => {
+                self.vars.push((key, value));
+                None
+            }
+        }
+    }
+
+    /// Sets `key` to `value` unless it is set already (`dict.setdefault`); returns the value
+    /// in force.
+    pub fn set_default(&mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> &[u8] {
+        let key = key.into();
+        let index = match self.vars.iter().position(|(k, _)| *k == key) {
+            Some(index) => index,
+            None => {
+                self.vars.push((key, value.into()));
+                self.vars.len() - 1
+            }
+        };
+        &self.vars[index].1
+    }
+
+    /// Removes `key` and returns its value.
+    pub fn remove(&mut self, key: impl AsRef<[u8]>) -> Option<Bytes> {
+        let key = key.as_ref();
+        let index = self.vars.iter().position(|(k, _)| k == key)?;
+        Some(self.vars.remove(index).1)
+    }
+
+    /// The meta-variables in order, as `(name, value)` byte slices.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
+        self.vars.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+
+    /// How many meta-variables are set.
+    pub fn len(&self) -> usize {
+        self.vars.len()
+    }
+
+    /// Returns true when no meta-variable is set.
+    pub fn is_empty(&self) -> bool {
+        self.vars.is_empty()
+    }
+
+    /// Removes every meta-variable whose name `keep` refuses.
+    pub fn retain(&mut self, mut keep: impl FnMut(&[u8], &[u8]) -> bool) {
+        self.vars.retain(|(k, v)| keep(k, v));
+    }
+
+    /// `wsgi.url_scheme`: `http` or `https`. Defaults to `http`; the constructors that read
+    /// meta-variables derive it from `HTTPS` ([`guess_scheme`]).
+    pub fn url_scheme(&self) -> &http::uri::Scheme {
+        &self.gateway.url_scheme
+    }
+
+    /// Sets `wsgi.url_scheme`.
+    pub fn set_url_scheme(&mut self, scheme: http::uri::Scheme) {
+        self.gateway.url_scheme = scheme;
+    }
+
+    /// `wsgi.multithread`: whether the app may be called concurrently from other threads of
+    /// the same process. Defaults to false.
+    pub fn multithread(&self) -> bool {
+        self.gateway.multithread
+    }
+
+    /// Sets `wsgi.multithread`.
+    pub fn set_multithread(&mut self, value: bool) {
+        self.gateway.multithread = value;
+    }
+
+    /// `wsgi.multiprocess`: whether other processes may run the same app at the same time.
+    /// Defaults to false.
+    pub fn multiprocess(&self) -> bool {
+        self.gateway.multiprocess
+    }
+
+    /// Sets `wsgi.multiprocess`.
+    pub fn set_multiprocess(&mut self, value: bool) {
+        self.gateway.multiprocess = value;
+    }
+
+    /// `wsgi.run_once`: whether the process serves this one request only (true under CGI).
+    /// Defaults to false.
+    pub fn run_once(&self) -> bool {
+        self.gateway.run_once
+    }
+
+    /// Sets `wsgi.run_once`.
+    pub fn set_run_once(&mut self, value: bool) {
+        self.gateway.run_once = value;
+    }
+
+    /// The gateway keys as `(name, value)` text pairs, in PEP 3333's spelling
+    /// (`wsgi.url_scheme`, `wsgi.multithread`, …), for listings and debugging.
+    pub fn gateway_keys(&self) -> [(&'static str, &str); 4] {
+        let flag = |b: bool| if b { "true" } else { "false" };
+        [
+            ("wsgi.multiprocess", flag(self.gateway.multiprocess)),
+            ("wsgi.multithread", flag(self.gateway.multithread)),
+            ("wsgi.run_once", flag(self.gateway.run_once)),
+            ("wsgi.url_scheme", self.gateway.url_scheme.as_str()),
+        ]
+    }
+}
+
+impl fmt::Debug for Environ {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Lossy<'a>(&'a [u8]);
+        impl fmt::Debug for Lossy<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&String::from_utf8_lossy(self.0), f)
+            }
+        }
+        let mut map = f.debug_map();
+        for (k, v) in self.iter() {
+            map.entry(&Lossy(k), &Lossy(v));
+        }
+        for (k, v) in self.gateway_keys() {
+            map.entry(&k, &v);
+        }
+        map.finish()
+    }
+}
+
+impl<K: Into<Bytes>, V: Into<Bytes>> Extend<(K, V)> for Environ {
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        for (k, v) in iter {
+            self.insert(k, v);
+        }
+    }
+}
+
+impl<K: Into<Bytes>, V: Into<Bytes>> FromIterator<(K, V)> for Environ {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Environ::from_vars(iter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_key_keeps_first_place_and_last_value() {
+        let environ = Environ::from_vars([("A", "1"), ("B", "2"), ("A", "3")]);
+        let pairs: Vec<_> = environ.iter().collect();
+        assert_eq!(pairs, [(&b"A"[..], &b"3"[..]), (b"B", b"2")]);
+    }
+
+    #[test]
+    fn from_vars_guesses_the_scheme() {
+        assert_eq!(Environ::from_vars([("HTTPS", "ON")]).url_scheme(), "https");
+        assert_eq!(Environ::from_vars([("HTTPS", "off")]).url_scheme(), "http");
+    }
+
+    #[test]
+    fn set_default_keeps_an_existing_value() {
+        let mut environ = Environ::from_vars([("A", "1")]);
+        assert_eq!(environ.set_default("A", "2"), b"1");
+        assert_eq!(environ.set_default("B", "2"), b"2");
+        assert_eq!(environ.len(), 2);
+    }
+
+    #[test]
+    fn remove_and_retain() {
+        let mut environ = Environ::from_vars([("A", "1"), ("B", "2"), ("HTTP_X", "3")]);
+        assert_eq!(environ.remove("A"), Some(Bytes::from_static(b"1")));
+        assert_eq!(environ.remove("A"), None);
+        environ.retain(|k, _| !k.starts_with(b"HTTP_"));
+        assert_eq!(environ.iter().collect::<Vec<_>>(), [(&b"B"[..], &b"2"[..])]);
+    }
+
+    #[test]
+    fn debug_shows_non_utf8_lossily() {
+        let environ = Environ::from_vars([(&b"K"[..], &b"\xff"[..])]);
+        let text = format!("{environ:?}");
+        assert!(
+            text.starts_with("{\"K\": \"\u{fffd}\", \"wsgi.multiprocess\": \"false\""),
+            "{text}"
+        );
+    }
+}

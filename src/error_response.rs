@@ -1,0 +1,120 @@
+//! The response sent when a service or app fails before its head is written: wsgiref's
+//! `error_status`, `error_headers` and `error_body`, as a hook.
+//!
+//! [`DefaultErrorResponse`] answers `500 Internal Server Error`, `Content-Type: text/plain`
+//! and wsgiref's body, `A server error occurred.  Please contact the administrator.`; its
+//! setters change each part. Any `FnMut(&BoxError) -> http::Response<Bytes>` is an
+//! [`ErrorResponse`] too, for full control:
+//!
+//! ```
+//! use bytes::Bytes;
+//! use towergate::error_response::{DefaultErrorResponse, ErrorResponse};
+//! use towergate::BoxError;
+//!
+//! let mut default = DefaultErrorResponse::new();
+//! let response = default.error_response(&BoxError::from("boom"));
+//! assert_eq!(response.status(), 500);
+//! assert_eq!(response.headers()["content-type"], "text/plain");
+//! assert_eq!(
+//!     response.body(),
+//!     &Bytes::from_static(b"A server error occurred.  Please contact the administrator.")
+//! );
+//!
+//! let mut custom = DefaultErrorResponse::new()
+//!     .status(http::StatusCode::SERVICE_UNAVAILABLE)
+//!     .body("try again later\n");
+//! assert_eq!(custom.error_response(&BoxError::from("boom")).status(), 503);
+//!
+//! let mut closure = |err: &BoxError| {
+//!     http::Response::builder()
+//!         .status(502)
+//!         .body(Bytes::from(format!("upstream said: {err}")))
+//!         .unwrap()
+//! };
+//! assert_eq!(closure.error_response(&BoxError::from("no")).body(), "upstream said: no");
+//! ```
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{HeaderMap, Response, StatusCode};
+
+use crate::BoxError;
+
+/// Builds the response for an error that happened before the response head was written.
+///
+/// The error has been logged already; the response should not reveal it to the client
+/// unless that is intended. Implemented by [`DefaultErrorResponse`] and by every
+/// `FnMut(&BoxError) -> http::Response<Bytes>`.
+pub trait ErrorResponse {
+    /// The response for `error`.
+    fn error_response(&mut self, error: &BoxError) -> Response<Bytes>;
+}
+
+impl<F> ErrorResponse for F
+where
+    F: FnMut(&BoxError) -> Response<Bytes>,
+{
+    fn error_response(&mut self, error: &BoxError) -> Response<Bytes> {
+        self(error)
+    }
+}
+
+/// wsgiref's error response, with each part configurable.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct DefaultErrorResponse {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// wsgiref's `error_body` (with its two spaces after the period).
+const ERROR_BODY: &[u8] = b"A server error occurred.  Please contact the administrator.";
+
+impl Default for DefaultErrorResponse {
+    fn default() -> Self {
+        DefaultErrorResponse::new()
+    }
+}
+
+impl DefaultErrorResponse {
+    /// The defaults below.
+    pub fn new() -> Self {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        DefaultErrorResponse {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            headers,
+            body: Bytes::from_static(ERROR_BODY),
+        }
+    }
+
+    /// The status (`error_status`). Defaults to `500 Internal Server Error`.
+    pub fn status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Adds a header (`error_headers`), replacing one of the same name. Defaults to
+    /// `Content-Type: text/plain` alone.
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    /// The body (`error_body`). Defaults to `A server error occurred.  Please contact the
+    /// administrator.`
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+}
+
+impl ErrorResponse for DefaultErrorResponse {
+    fn error_response(&mut self, _error: &BoxError) -> Response<Bytes> {
+        let mut response = Response::new(self.body.clone());
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers.clone();
+        response
+    }
+}

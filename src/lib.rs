@@ -1,0 +1,55 @@
+//! towergate bridges the gateway world (CGI meta-variables, stdin/stdout, gateway-style apps)
+//! and the tower/hyper world (`http::Request`/`Response`, `tower::Service`, layers).
+//!
+//! # Run any tower service as a CGI program
+//!
+//! One call in `main` turns an axum `Router`, or any
+//! [`Service<http::Request<_>>`](tower_service::Service), into a program that Apache, lighttpd,
+//! nginx+fcgiwrap, OpenBSD httpd or busybox httpd can execute:
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//!
+//! fn main() -> std::process::ExitCode {
+//!     let app = Router::new().route("/", get(|| async { "hello from axum over CGI" }));
+//!     towergate::cgi::run(app)
+//! }
+//! ```
+//!
+//! The request body streams from standard input (exactly `CONTENT_LENGTH` bytes, RFC 3875
+//! §4.2) and the response streams to standard output, flushed at every frame. Meta-variables
+//! that `http` has no place for (`SCRIPT_NAME`, `PATH_INFO`, `REMOTE_ADDR`, …) are typed
+//! values in the request's extensions: see [`ext`].
+//!
+//! # Modules
+//!
+//! - [`environ`]: [`Environ`], the ordered, lossless map of CGI meta-variables, its
+//!   conversions to and from `http::Request` (RFC 3875 §4.1), and the `wsgiref.util` helpers.
+//! - [`cgi`]: the CGI program side: [`cgi::run`], [`cgi::serve`] and [`cgi::Builder`].
+//! - [`ext`]: the typed request extensions and [`ext::RequestExt`].
+//! - [`error_response`]: the hook that builds the response sent when a service fails
+//!   before its head is written.
+//!
+//! # Feature flags
+//!
+//! - `cgi` (default): [`cgi`], the CGI program side. Pulls in `tokio` with the `rt` feature
+//!   only.
+//! - `cli`: the `towergate` command-line tool.
+
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+#[cfg(feature = "cgi")]
+pub mod cgi;
+pub mod environ;
+pub mod error_response;
+pub mod ext;
+pub mod headers;
+mod percent;
+
+pub use environ::Environ;
+
+/// Alias for a type-erased error type.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The value of `SERVER_SOFTWARE` that towergate announces by default: `towergate/VERSION`.
+pub const SERVER_SOFTWARE: &str = concat!("towergate/", env!("CARGO_PKG_VERSION"));
