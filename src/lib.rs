@@ -44,6 +44,7 @@ pub mod environ;
 pub mod error_response;
 pub mod ext;
 pub mod headers;
+mod panic;
 mod percent;
 
 pub use environ::Environ;

@@ -1,5 +1,4 @@
 use std::fmt;
-use std::io::Write;
 
 use crate::BoxError;
 
@@ -76,15 +75,5 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.source.as_deref().map(|e| e as _)
-    }
-}
-
-/// Logs one line: to `tracing` when a subscriber is installed, else to standard error
-/// (which web servers write to their error log).
-pub(crate) fn log(message: fmt::Arguments<'_>) {
-    if tracing::dispatcher::has_been_set() {
-        tracing::error!("{message}");
-    } else {
-        let _ = writeln!(std::io::stderr(), "towergate: {message}");
     }
 }

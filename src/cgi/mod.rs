@@ -133,6 +133,7 @@ pub use error::Error;
 
 use crate::error_response::{DefaultErrorResponse, ErrorResponse};
 use crate::ext::FullUri;
+use crate::panic::{catch_unwind, log};
 use crate::{BoxError, Environ};
 
 /// Runs `service` as a CGI program with the default options; see [`Builder::run`].
@@ -262,7 +263,7 @@ impl<E: ErrorResponse> Builder<E> {
         {
             Ok(runtime) => runtime,
             Err(e) => {
-                error::log(format_args!("cannot start the async runtime: {e}"));
+                log(format_args!("cannot start the async runtime: {e}"));
                 return ExitCode::FAILURE;
             }
         };
@@ -329,7 +330,7 @@ impl<E: ErrorResponse> Builder<E> {
             Ok(request) => request,
             Err(e) if e.is_missing_method() => return Err(Error::not_cgi()),
             Err(e) => {
-                error::log(format_args!("bad request: {e}"));
+                log(format_args!("bad request: {e}"));
                 return out.simple(StatusCode::BAD_REQUEST, "Bad Request\n", false);
             }
         };
@@ -344,7 +345,7 @@ impl<E: ErrorResponse> Builder<E> {
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         {
             Some(length) if length > self.max_body => {
-                error::log(format_args!(
+                log(format_args!(
                     "request body of {length} bytes is over the limit of {} bytes",
                     self.max_body
                 ));
@@ -365,8 +366,8 @@ impl<E: ErrorResponse> Builder<E> {
         }
         let request = Request::from_parts(parts, body);
 
-        let response = match respond::catch_unwind(poll_fn(|cx| service.poll_ready(cx))).await {
-            Ok(Ok(())) => respond::catch_unwind(service.call(request)).await,
+        let response = match catch_unwind(poll_fn(|cx| service.poll_ready(cx))).await {
+            Ok(Ok(())) => catch_unwind(service.call(request)).await,
             Ok(Err(e)) => Ok(Err(e)),
             Err(panic) => Err(panic),
         };
@@ -374,11 +375,11 @@ impl<E: ErrorResponse> Builder<E> {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {
                 let e: BoxError = e.into();
-                error::log(format_args!("service error: {e}"));
+                log(format_args!("service error: {e}"));
                 return out.error(&mut self.error_response, &e, head_only);
             }
             Err(panic) => {
-                error::log(format_args!("service panicked: {panic}"));
+                log(format_args!("service panicked: {panic}"));
                 return out.error(&mut self.error_response, &panic, head_only);
             }
         };

@@ -1,11 +1,8 @@
 //! Writing the response to standard output.
 
-use std::any::Any;
-use std::future::{Future, poll_fn};
+use std::future::poll_fn;
 use std::io::{BufWriter, Read, Write};
-use std::panic::{AssertUnwindSafe, catch_unwind as catch};
-use std::pin::{Pin, pin};
-use std::task::{Context, Poll};
+use std::pin::pin;
 
 use bytes::{Buf, Bytes};
 use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
@@ -13,10 +10,10 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, Version};
 use http_body::Body;
 
 use super::Error;
-use super::error::log;
 use crate::BoxError;
 use crate::error_response::ErrorResponse;
 use crate::headers::{HeadStyle, encode_head, status_forbids_body};
+use crate::panic::{log, poll_frame};
 
 /// Standard input and output, read and written without std's buffering layers.
 pub(super) fn std_streams() -> (Box<dyn Read + Send>, Box<dyn Write>) {
@@ -33,48 +30,6 @@ pub(super) fn std_streams() -> (Box<dyn Read + Send>, Box<dyn Write>) {
         }
     }
     (Box::new(std::io::stdin()), Box::new(std::io::stdout()))
-}
-
-/// A future whose panics become errors.
-pub(super) async fn catch_unwind<F: Future>(future: F) -> Result<F::Output, BoxError> {
-    let mut future = pin!(future);
-    poll_fn(
-        |cx| match catch(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
-            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(panic) => Poll::Ready(Err(panic_error(panic))),
-        },
-    )
-    .await
-}
-
-fn panic_error(panic: Box<dyn Any + Send>) -> BoxError {
-    let message = if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic with a non-text payload".to_owned()
-    };
-    format!("panic: {message}").into()
-}
-
-/// The next frame of `body`, with a panic turned into an error.
-fn poll_next<B>(
-    body: Pin<&mut B>,
-    cx: &mut Context<'_>,
-) -> Poll<Option<Result<http_body::Frame<B::Data>, BoxError>>>
-where
-    B: Body,
-    B::Error: Into<BoxError>,
-{
-    match catch(AssertUnwindSafe(|| body.poll_frame(cx))) {
-        Ok(Poll::Ready(Some(Err(e)))) => Poll::Ready(Some(Err(e.into()))),
-        Ok(Poll::Ready(Some(Ok(frame)))) => Poll::Ready(Some(Ok(frame))),
-        Ok(Poll::Ready(None)) => Poll::Ready(None),
-        Ok(Poll::Pending) => Poll::Pending,
-        Err(panic) => Poll::Ready(Some(Err(panic_error(panic)))),
-    }
 }
 
 /// The program's output: the head style and the buffered writer.
@@ -195,7 +150,7 @@ impl<'a, W: Write> Output<'a, W> {
         // any output still gets a proper error response, and a one-chunk body gets a length.
         let mut first: Option<B::Data> = None;
         if !no_body {
-            while let Some(frame) = poll_fn(|cx| poll_next(body.as_mut(), cx)).await {
+            while let Some(frame) = poll_fn(|cx| poll_frame(body.as_mut(), cx)).await {
                 match frame {
                     Ok(frame) => match frame.into_data() {
                         Ok(data) if data.has_remaining() => {
@@ -230,7 +185,7 @@ impl<'a, W: Write> Output<'a, W> {
             return self.writer.flush().map_err(Error::io);
         };
         self.write_data(first)?;
-        while let Some(frame) = poll_fn(|cx| poll_next(body.as_mut(), cx)).await {
+        while let Some(frame) = poll_fn(|cx| poll_frame(body.as_mut(), cx)).await {
             match frame {
                 Ok(frame) => {
                     if let Ok(data) = frame.into_data() {
