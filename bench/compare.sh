@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# Side-by-side comparison of towergate against the anchors of DESIGN.md, measured in one run
+# on this machine. Prints one markdown table of ratios (paste it into BENCHMARKS.md).
+#
+#   bash bench/compare.sh            # everything (about 5 minutes)
+#   QUICK=1 bash bench/compare.sh    # fewer runs, shorter wrk runs
+#
+# It installs what it needs from apt (wrk, lighttpd, nginx, fcgiwrap, hyperfine, golang-go,
+# time, curl), builds the baselines (a minimal C CGI program, a Go net/http/cgi hello built
+# offline with the standard library only, a Python wsgiref CGIHandler hello) and towergate's
+# examples (release, statically linked where glibc allows: see the `cgi` module docs), then
+# measures. Every server binds 127.0.0.1, is stopped by its pid, and every run is bounded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+QUICK=${QUICK:-}
+RUNS=${RUNS:-$([ -n "$QUICK" ] && echo 200 || echo 1000)}
+PY_RUNS=${PY_RUNS:-$([ -n "$QUICK" ] && echo 30 || echo 200)}
+WRK_SECS=${WRK_SECS:-$([ -n "$QUICK" ] && echo 3 || echo 10)}
+BIG=${BIG:-1073741824}
+
+log() { printf '%s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- setup
+need=()
+for pair in wrk:wrk lighttpd:lighttpd nginx:nginx-light fcgiwrap:fcgiwrap hyperfine:hyperfine \
+            go:golang-go /usr/bin/time:time curl:curl gcc:gcc python3:python3; do
+  cmd=${pair%%:*}; pkg=${pair#*:}
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+WORK=$(mktemp -d /tmp/towergate-compare.XXXXXX)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+log "building baselines in $WORK"
+gcc -O2 -o "$WORK/spawnbench" bench/baselines/spawnbench.c
+gcc -O2 -o "$WORK/hello_c" bench/baselines/hello.c
+gcc -O2 -o "$WORK/echo_c" bench/baselines/echo.c
+(cd "$WORK" && cp "$ROOT/bench/baselines/hello.go" . && \
+  GOFLAGS=-mod=mod GOPROXY=off GO111MODULE=off GOCACHE="$WORK/gocache" go build -o hello_go hello.go)
+install -m 755 bench/baselines/hello.py "$WORK/hello_py"
+
+log "building towergate (release)"
+TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
+RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release --target "$TRIPLE" \
+  --example cgi_hello --example cgi_axum
+STATIC="$ROOT/target/$TRIPLE/release/examples"
+cargo build -q --release --all-features --bin towergate --example bench_gateway
+REL="$ROOT/target/release"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  log "port $1 did not open"; return 1
+}
+start() { "$@" >>"$WORK/server.log" 2>&1 & LAST=$!; PIDS+=("$LAST"); }
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+# wrk URL CONNECTIONS -> "req/s p50_ms p99_ms"
+wrk_run() {
+  local out
+  out=$(wrk -t2 -c"$2" -d"${WRK_SECS}s" --latency "$1")
+  local rps p50 p99 errors
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
+  [ -n "$errors" ] && log "wrk $1: $errors"
+  echo "$rps $(to_ms "$p50") $(to_ms "$p99")"
+}
+to_ms() {
+  awk -v v="$1" 'BEGIN {
+    if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+    else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
+    else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
+    else print v }'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+ROWS=()
+row() { ROWS+=("| $* |"); }
+
+# ---------------------------------------------------------------- 1. cold exec
+log "cold exec (median of $RUNS spawns)"
+cold() { "$WORK/spawnbench" "$1" "$2" | awk '{print $1}'; }
+c_us=$(cold "$RUNS" "$WORK/hello_c")
+go_us=$(cold "$RUNS" "$WORK/hello_go")
+py_us=$(cold "$PY_RUNS" "$WORK/hello_py")
+hello_us=$(cold "$RUNS" "$STATIC/cgi_hello")
+axum_us=$(cold "$RUNS" "$STATIC/cgi_axum")
+hello_dyn_us=$(cold "$RUNS" "$REL/examples/cgi_hello" 2>/dev/null || echo 0)
+row "cold exec, C hello (floor) | ${c_us} µs | 1.00 | —"
+row "cold exec, Go net/http/cgi hello | ${go_us} µs | $(ratio "$go_us" "$c_us") | —"
+row "cold exec, Python wsgiref CGIHandler hello | ${py_us} µs | $(ratio "$py_us" "$c_us") | —"
+row "cold exec, towergate cgi_hello (static) | ${hello_us} µs | $(ratio "$hello_us" "$c_us") | ≤ 1.15 and < Go ($(ratio "$go_us" "$c_us"))"
+row "cold exec, towergate cgi_axum (static) | ${axum_us} µs | $(ratio "$axum_us" "$c_us") | —"
+row "cold exec, towergate cgi_hello (dynamic) | ${hello_dyn_us} µs | $(ratio "$hello_dyn_us" "$c_us") | —"
+
+# ---------------------------------------------------------------- 2. CGI host, wrk c=8
+log "CGI host, wrk c=8 for ${WRK_SECS}s each"
+DOC="$WORK/doc"; mkdir -p "$DOC/cgi-bin"
+cp "$WORK/hello_c" "$DOC/cgi-bin/hello"
+cp "$WORK/echo_c" "$DOC/cgi-bin/echo"
+
+port=$(free_port)
+cat >"$WORK/lighttpd.conf" <<CONF
+server.document-root = "$DOC"
+server.bind = "127.0.0.1"
+server.port = $port
+server.modules = ( "mod_alias", "mod_cgi" )
+server.errorlog = "$WORK/lighttpd.err"
+server.max-keep-alive-requests = 100000
+alias.url = ( "/cgi-bin/" => "$DOC/cgi-bin/" )
+\$HTTP["url"] =~ "^/cgi-bin/" { cgi.assign = ( "" => "" ) }
+CONF
+start lighttpd -D -f "$WORK/lighttpd.conf"; pid=$LAST; wait_port "$port"
+read -r l_rps l_p50 l_p99 <<<"$(wrk_run "http://127.0.0.1:$port/cgi-bin/hello" 8)"
+stop "$pid"
+
+port=$(free_port)
+sock="$WORK/fcgiwrap.sock"
+start fcgiwrap -c 8 -s "unix:$sock"; fpid=$LAST
+for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.05; done
+cat >"$WORK/nginx.conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx.err;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx-body;
+  fastcgi_temp_path $WORK/nginx-fastcgi;
+  proxy_temp_path $WORK/nginx-proxy;
+  uwsgi_temp_path $WORK/nginx-uwsgi;
+  scgi_temp_path $WORK/nginx-scgi;
+  keepalive_requests 100000;
+  server {
+    listen 127.0.0.1:$port;
+    location /cgi-bin/ {
+      fastcgi_pass unix:$sock;
+      include /etc/nginx/fastcgi_params;
+      fastcgi_param SCRIPT_FILENAME $DOC\$fastcgi_script_name;
+    }
+  }
+}
+CONF
+start nginx -c "$WORK/nginx.conf"; npid=$LAST; wait_port "$port"
+read -r n_rps n_p50 n_p99 <<<"$(wrk_run "http://127.0.0.1:$port/cgi-bin/hello" 8)"
+stop "$npid"; stop "$fpid"
+
+port=$(free_port)
+start "$REL/towergate" serve "$DOC" --addr "127.0.0.1:$port" --quiet; tpid=$LAST; wait_port "$port"
+read -r t_rps t_p50 t_p99 <<<"$(wrk_run "http://127.0.0.1:$port/cgi-bin/hello" 8)"
+stop "$tpid"
+
+row "host, lighttpd mod_cgi, C hello, c=8 | ${l_rps} req/s (p50 ${l_p50} ms, p99 ${l_p99} ms) | 1.00 | —"
+row "host, nginx + fcgiwrap (-c 8), C hello, c=8 | ${n_rps} req/s (p50 ${n_p50} ms, p99 ${n_p99} ms) | $(ratio "$n_rps" "$l_rps") | —"
+row "host, towergate serve, C hello, c=8 | ${t_rps} req/s (p50 ${t_p50} ms, p99 ${t_p99} ms) | $(ratio "$t_rps" "$l_rps") | ≥ 1.00, p99 ≤ ${l_p99} ms"
+
+# ---------------------------------------------------------------- 3. gateway app in hyper, c=64
+log "gateway app through AppService vs native hyper service_fn, c=64"
+port=$(free_port)
+start "$REL/examples/bench_gateway" native "127.0.0.1:$port"; gpid=$LAST; wait_port "$port"
+read -r h_rps h_p50 h_p99 <<<"$(wrk_run "http://127.0.0.1:$port/" 64)"
+stop "$gpid"
+port=$(free_port)
+start "$REL/examples/bench_gateway" gateway "127.0.0.1:$port"; gpid=$LAST; wait_port "$port"
+read -r g_rps g_p50 g_p99 <<<"$(wrk_run "http://127.0.0.1:$port/" 64)"
+stop "$gpid"
+row "hyper service_fn hello, c=64 | ${h_rps} req/s (p99 ${h_p99} ms) | 1.00 | —"
+row "gateway app via AppService, c=64 | ${g_rps} req/s (p99 ${g_p99} ms) | $(ratio "$g_rps" "$h_rps") | ≥ 0.95"
+
+# ---------------------------------------------------------------- 4. 1 GiB through child and host
+log "1 GiB streamed through the CGI child and the host"
+gib=$(awk -v b="$BIG" 'BEGIN { printf "%.2f", b / 1073741824 }')
+read -r secs kb < <(head -c "$BIG" /dev/zero | env -i REQUEST_METHOD=POST PATH_INFO=/echo \
+  CONTENT_LENGTH="$BIG" CONTENT_TYPE=application/octet-stream SERVER_PROTOCOL=HTTP/1.1 \
+  /usr/bin/time -f "%e %M" -o "$WORK/time.out" "$STATIC/cgi_axum" | cat >/dev/null; cat "$WORK/time.out")
+row "1 GiB POST echoed by cgi_axum (child) | $(awk -v g="$gib" -v s="$secs" 'BEGIN { printf "%.2f GiB/s", g / s }'), peak RSS $((kb / 1024)) MiB | — | ≥ 1 GiB/s, ≤ 20 MiB"
+
+truncate -s "$BIG" "$WORK/big.bin"
+port=$(free_port)
+start "$REL/towergate" serve "$DOC" --addr "127.0.0.1:$port" --quiet; tpid=$LAST; wait_port "$port"
+start_ns=$(date +%s%N)
+got=$(curl -s -T "$WORK/big.bin" -H "Content-Type: application/octet-stream" \
+  -X POST "http://127.0.0.1:$port/cgi-bin/echo" | wc -c)
+end_ns=$(date +%s%N)
+hwm=$(awk '/VmHWM/ {print $2}' "/proc/$tpid/status")
+stop "$tpid"
+[ "$got" = "$BIG" ] || log "host echo returned $got bytes, expected $BIG"
+row "1 GiB POST through towergate serve to a C echo (host) | $(awk -v g="$gib" -v n=$((end_ns - start_ns)) 'BEGIN { printf "%.2f GiB/s", g / (n / 1e9) }'), server peak RSS $((hwm / 1024)) MiB | — | ≥ 1 GiB/s, ≤ 20 MiB"
+
+# ---------------------------------------------------------------- table
+echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(rustc --version)."
+echo
+echo "| what | measured | ratio | target |"
+echo "|---|---|---|---|"
+printf '%s\n' "${ROWS[@]}"
