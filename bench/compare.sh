@@ -56,7 +56,7 @@ install -m 755 bench/baselines/hello.py "$WORK/hello_py"
 
 log "building towergate (release)"
 TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
-RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release --target "$TRIPLE" \
+RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" cargo build -q --release --target "$TRIPLE" \
   --example cgi_hello --example cgi_axum
 STATIC="$ROOT/target/$TRIPLE/release/examples"
 cargo build -q --release --all-features --bin towergate --example bench_gateway
