@@ -1,6 +1,8 @@
 use std::fmt;
 use std::io::{self, Read};
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
@@ -27,6 +29,30 @@ pub struct RequestBody {
     limit: u64,
     read: u64,
     buf: BytesMut,
+    /// Shared with the program's output, which answers 400 or 413 for a malformed body.
+    failure: Failure,
+}
+
+/// Records that the request body was malformed (shorter than `CONTENT_LENGTH`, or over the
+/// limit), so that the program answers `400 Bad Request` or `413 Content Too Large` instead
+/// of whatever the service made of the failed read, when the head is not yet written.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Failure(Arc<AtomicU16>);
+
+impl Failure {
+    fn set(&self, status: http::StatusCode) {
+        let _ = self
+            .0
+            .compare_exchange(0, status.as_u16(), Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// The status the request deserves, if its body was malformed.
+    pub(crate) fn status(&self) -> Option<http::StatusCode> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            code => http::StatusCode::from_u16(code).ok(),
+        }
+    }
 }
 
 impl fmt::Debug for RequestBody {
@@ -47,6 +73,7 @@ impl RequestBody {
             limit: length,
             read: 0,
             buf: BytesMut::new(),
+            failure: Failure::default(),
         }
     }
 
@@ -58,6 +85,7 @@ impl RequestBody {
             limit,
             read: 0,
             buf: BytesMut::new(),
+            failure: Failure::default(),
         }
     }
 
@@ -69,7 +97,14 @@ impl RequestBody {
             limit: 0,
             read: 0,
             buf: BytesMut::new(),
+            failure: Failure::default(),
         }
+    }
+
+    /// Shares the record of a malformed body with the program's output.
+    pub(crate) fn with_failure(mut self, failure: Failure) -> Self {
+        self.failure = failure;
+        self
     }
 
     fn read_chunk(&mut self) -> Option<Result<Bytes, BodyError>> {
@@ -80,23 +115,37 @@ impl RequestBody {
             None => READ_SIZE,
         };
         self.buf.resize(want, 0);
-        let n = loop {
-            match reader.read(&mut self.buf[..want]) {
-                Ok(n) => break n,
+        // With a length, fill the frame (up to 64 KiB, never past the length) so that a body
+        // that ends early is noticed before its bytes are handed on: the program can then
+        // still answer 400 (RFC 3875 §4.2). To end-of-file, hand on what each read gives.
+        let fill = self.remaining.is_some();
+        let mut n = 0;
+        while n < want {
+            match reader.read(&mut self.buf[n..want]) {
+                Ok(0) => break,
+                Ok(read) => {
+                    n += read;
+                    if !fill {
+                        break;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.reader = None;
                     return Some(Err(BodyError::Io(e)));
                 }
             }
-        };
-        if n == 0 {
+        }
+        if n == 0 || (fill && n < want) {
             self.reader = None;
             return match self.remaining {
-                Some(missing) => Some(Err(BodyError::Incomplete {
-                    read: self.read,
-                    expected: self.read + missing,
-                })),
+                Some(missing) => {
+                    self.failure.set(http::StatusCode::BAD_REQUEST);
+                    Some(Err(BodyError::Incomplete {
+                        read: self.read + n as u64,
+                        expected: self.read + missing,
+                    }))
+                }
                 None => None,
             };
         }
@@ -110,6 +159,7 @@ impl RequestBody {
             }
             None if self.read > self.limit => {
                 self.reader = None;
+                self.failure.set(http::StatusCode::PAYLOAD_TOO_LARGE);
                 return Some(Err(BodyError::TooLarge { limit: self.limit }));
             }
             None => {}
@@ -146,14 +196,15 @@ impl Body for RequestBody {
 #[derive(Debug)]
 pub enum BodyError {
     /// Standard input ended before `CONTENT_LENGTH` bytes (RFC 3875 §4.2): the request is
-    /// malformed (answer 400).
+    /// malformed, and the program answers `400 Bad Request` if its head is not written yet.
     Incomplete {
         /// Bytes read.
         read: u64,
         /// `CONTENT_LENGTH`.
         expected: u64,
     },
-    /// A body read to end-of-file went past the limit (answer 413).
+    /// A body read to end-of-file went past the limit: the program answers
+    /// `413 Content Too Large` if its head is not written yet.
     TooLarge {
         /// The limit.
         limit: u64,

@@ -324,7 +324,8 @@ impl<E: ErrorResponse> Builder<E> {
         let chunked = environ
             .get("HTTP_TRANSFER_ENCODING")
             .is_some_and(|te| te.to_ascii_lowercase().windows(7).any(|w| w == b"chunked"));
-        let mut out = respond::Output::new(output, self.nph, &self.server_software);
+        let failure = body::Failure::default();
+        let mut out = respond::Output::new(output, self.nph, &self.server_software, failure.clone());
 
         let request = match environ.into_request() {
             Ok(request) => request,
@@ -355,8 +356,8 @@ impl<E: ErrorResponse> Builder<E> {
                     head_only,
                 );
             }
-            Some(length) => RequestBody::exact(input, length),
-            None if chunked => RequestBody::to_eof(input, self.max_body),
+            Some(length) => RequestBody::exact(input, length).with_failure(failure),
+            None if chunked => RequestBody::to_eof(input, self.max_body).with_failure(failure),
             None => RequestBody::empty(),
         };
         if self.full_path {

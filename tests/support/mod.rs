@@ -2,10 +2,14 @@
 //! running a CGI program once with a cleared environment.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod lighttpd;
+
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
 /// The directory cargo builds examples into (`target/<profile>/examples`), found from the
 /// test binary's own path (`target/<profile>/deps/<test>`).
@@ -38,9 +42,23 @@ pub fn example_bin(name: &str) -> PathBuf {
     path
 }
 
+/// How long a CGI program run by a test may take before it is killed and the test fails.
+pub const PROGRAM_LIMIT: Duration = Duration::from_secs(60);
+
 /// Runs a CGI program once: a cleared environment holding only `env`, `stdin` written to it
-/// (and closed), and its whole output collected.
-pub fn run_cgi(program: &std::path::Path, env: &[(&str, &[u8])], stdin: &[u8]) -> Output {
+/// on a thread (and closed), and its whole output collected. The run is bounded by
+/// [`PROGRAM_LIMIT`]: past it the program is killed and the test fails.
+pub fn run_cgi(program: &Path, env: &[(&str, &[u8])], stdin: &[u8]) -> Output {
+    run_cgi_with(program, env, stdin, false)
+}
+
+/// Like [`run_cgi`], but standard input stays open after `stdin` is written, until the
+/// program has exited: the program must not wait for end-of-file.
+pub fn run_cgi_stdin_open(program: &Path, env: &[(&str, &[u8])], stdin: &[u8]) -> Output {
+    run_cgi_with(program, env, stdin, true)
+}
+
+fn run_cgi_with(program: &Path, env: &[(&str, &[u8])], stdin: &[u8], keep_open: bool) -> Output {
     use std::os::unix::ffi::OsStrExt;
     let mut command = Command::new(program);
     command.env_clear();
@@ -53,13 +71,77 @@ pub fn run_cgi(program: &std::path::Path, env: &[(&str, &[u8])], stdin: &[u8]) -
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn CGI program");
+    let watchdog = Watchdog::start(child.id(), PROGRAM_LIMIT);
     let mut input = child.stdin.take().expect("stdin");
     let stdin = stdin.to_vec();
     let writer = std::thread::spawn(move || {
         // The program may exit without reading all of it.
         let _ = input.write_all(&stdin);
+        // Returned to keep the pipe open until the program has exited.
+        keep_open.then_some(input)
     });
     let output = child.wait_with_output().expect("wait for CGI program");
-    writer.join().expect("stdin writer");
+    let kept = writer.join().expect("stdin writer");
+    drop(kept);
+    watchdog.finish();
     output
+}
+
+/// Kills a process by pid when it outlives its time limit; [`Watchdog::finish`] then fails
+/// the test.
+pub struct Watchdog {
+    done: Option<mpsc::Sender<()>>,
+    fired: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pid: u32,
+    limit: Duration,
+}
+
+impl Watchdog {
+    /// Watches process `pid` for `limit`.
+    pub fn start(pid: u32, limit: Duration) -> Self {
+        let (done, wait) = mpsc::channel::<()>();
+        let fired = Arc::new(AtomicBool::new(false));
+        let flag = fired.clone();
+        let thread = std::thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(limit) {
+                flag.store(true, Ordering::SeqCst);
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        });
+        Watchdog {
+            done: Some(done),
+            fired,
+            thread: Some(thread),
+            pid,
+            limit,
+        }
+    }
+
+    /// Stops watching (call it once the process has been reaped); panics if the process
+    /// had to be killed.
+    pub fn finish(mut self) {
+        self.stop();
+        assert!(
+            !self.fired.load(Ordering::SeqCst),
+            "process {} did not finish within {:?}: killed",
+            self.pid,
+            self.limit
+        );
+    }
+
+    fn stop(&mut self) {
+        drop(self.done.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
