@@ -186,8 +186,9 @@ fn panic_gives_wsgirefs_500_and_a_log_line() {
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.lines().any(|l| l
-            == "towergate: service panicked: panic: the /panic route panics on purpose"),
+        stderr
+            .lines()
+            .any(|l| l == "towergate: service panicked: panic: the /panic route panics on purpose"),
         "{stderr}"
     );
 }
@@ -306,7 +307,13 @@ fn a_body_shorter_than_content_length_is_400() {
 
 #[test]
 fn a_malformed_content_length_is_400() {
-    for bad in [&b"5x"[..], b"-5", b"+5", b"0x10", b"99999999999999999999999"] {
+    for bad in [
+        &b"5x"[..],
+        b"-5",
+        b"+5",
+        b"0x10",
+        b"99999999999999999999999",
+    ] {
         let mut env = cgi_env("POST", "/echo", "");
         env.push(("CONTENT_LENGTH", bad));
         let output = run_cgi(&example_bin("cgi_axum"), &env, b"hello");
@@ -360,7 +367,10 @@ fn non_utf8_meta_variables_do_not_panic() {
     env.push(("PATH_INFO", b"/\xff"));
     env.push(("HTTP_X", b"\xfe"));
     let output = run_cgi(&example_bin("cgi_axum"), &env, b"");
-    assert_stdout(&output, b"Status: 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    assert_stdout(
+        &output,
+        b"Status: 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+    );
     assert!(output.stderr.is_empty(), "{output:?}");
 }
 
@@ -466,7 +476,13 @@ async fn full_path_mode_routes_on_the_whole_request_uri() {
 /// Replaces the value of the `Date` line, which changes every second.
 fn without_date(head: &str) -> String {
     head.split("\r\n")
-        .map(|line| if line.starts_with("Date: ") { "Date: *" } else { line })
+        .map(|line| {
+            if line.starts_with("Date: ") {
+                "Date: *"
+            } else {
+                line
+            }
+        })
         .collect::<Vec<_>>()
         .join("\r\n")
 }
@@ -486,7 +502,10 @@ async fn nph_mode_writes_a_complete_http_response() {
         .await
         .unwrap();
     let text = String::from_utf8(out).unwrap();
-    assert!(text.contains("\r\nDate: ") && text.contains(" GMT\r\n"), "{text}");
+    assert!(
+        text.contains("\r\nDate: ") && text.contains(" GMT\r\n"),
+        "{text}"
+    );
     assert_eq!(
         without_date(&text),
         "HTTP/1.1 200 OK\r\nDate: *\r\nServer: test/1\r\nContent-Type: text/plain\r\nContent-Length: 16\r\n\r\npath: /a%2Fb?q=1"

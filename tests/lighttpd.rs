@@ -168,7 +168,11 @@ fn a_long_streamed_response_is_sent_chunked() {
     assert_ok(&response, &server);
     assert_eq!(response.header("transfer-encoding"), Some("chunked"));
     assert!(response.header("content-length").is_none());
-    assert!(response.chunks.is_some_and(|n| n > 1), "{:?}", response.chunks);
+    assert!(
+        response.chunks.is_some_and(|n| n > 1),
+        "{:?}",
+        response.chunks
+    );
     assert_eq!(response.body, vec![b'x'; 2_000_000]);
 }
 

@@ -82,13 +82,31 @@
 //! dynamic loader. `run` builds a current-thread runtime and reads and writes the standard
 //! streams directly, with no threads started.
 //!
-//! lighttpd (`mod_cgi`):
+//! lighttpd (`mod_cgi`), a complete configuration. `lighttpd -D -f lighttpd.conf` serves
+//! every program in `/srv/cgi-bin/` at `/cgi-bin/NAME`, with the rest of the path as
+//! `PATH_INFO` (`/cgi-bin/app/users/7` runs `app` with `PATH_INFO=/users/7`). This is,
+//! byte for byte, the configuration the integration tests run lighttpd with (they put
+//! temporary directories in place of `/srv`, `/var/log/lighttpd` and `/var/tmp`, and a
+//! free port in place of 8080):
 //!
 //! ```text
+//! server.document-root = "/srv/htdocs"
+//! server.bind = "127.0.0.1"
+//! server.port = 8080
+//! server.errorlog = "/var/log/lighttpd/error.log"
+//! # The programs' standard error, where towergate's log lines go:
+//! server.breakagelog = "/var/log/lighttpd/cgi.log"
+//! server.upload-dirs = ( "/var/tmp" )
+//! # Send a streamed response as the program writes it, with backpressure:
+//! server.stream-response-body = 2
 //! server.modules += ( "mod_cgi", "mod_alias" )
 //! alias.url += ( "/cgi-bin/" => "/srv/cgi-bin/" )
 //! $HTTP["url"] =~ "^/cgi-bin/" { cgi.assign = ( "" => "" ) }
 //! ```
+//!
+//! lighttpd reads the whole request body before it starts the program (its default
+//! `server.stream-request-body = 0`), so a chunked upload arrives with an exact
+//! `CONTENT_LENGTH`.
 //!
 //! Apache (`mod_cgid`):
 //!
@@ -113,8 +131,6 @@
 //!     fastcgi_param PATH_INFO $fastcgi_path_info;
 //! }
 //! ```
-//!
-//! The lighttpd configuration is the one the integration tests run.
 
 mod body;
 mod error;
@@ -325,7 +341,8 @@ impl<E: ErrorResponse> Builder<E> {
             .get("HTTP_TRANSFER_ENCODING")
             .is_some_and(|te| te.to_ascii_lowercase().windows(7).any(|w| w == b"chunked"));
         let failure = body::Failure::default();
-        let mut out = respond::Output::new(output, self.nph, &self.server_software, failure.clone());
+        let mut out =
+            respond::Output::new(output, self.nph, &self.server_software, failure.clone());
 
         let request = match environ.into_request() {
             Ok(request) => request,

@@ -43,12 +43,7 @@ pub(super) struct Output<'a, W: Write> {
 }
 
 impl<'a, W: Write> Output<'a, W> {
-    pub(super) fn new(
-        writer: W,
-        nph: bool,
-        server_software: &'a [u8],
-        failure: Failure,
-    ) -> Self {
+    pub(super) fn new(writer: W, nph: bool, server_software: &'a [u8], failure: Failure) -> Self {
         Output {
             writer: BufWriter::with_capacity(16 * 1024, writer),
             nph,

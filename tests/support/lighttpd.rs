@@ -1,7 +1,8 @@
 //! A real lighttpd running compiled CGI programs, for the integration tests, and a tiny
 //! HTTP/1.1 client that shows the response as it came off the wire.
 //!
-//! lighttpd binds `127.0.0.1` on a free port, keeps everything (config, docroot, cgi-bin,
+//! lighttpd runs the configuration the `towergate::cgi` docs show, binds `127.0.0.1` on a
+//! free port, keeps everything (config, docroot, cgi-bin,
 //! logs, uploads) in a temporary directory, and is stopped by pid (SIGTERM, then SIGKILL)
 //! and reaped when the [`Lighttpd`] is dropped.
 
@@ -17,12 +18,24 @@ const START_LIMIT: Duration = Duration::from_secs(20);
 /// How long one request may take.
 const REQUEST_LIMIT: Duration = Duration::from_secs(30);
 
-/// The part of the configuration that the `towergate::cgi` docs show: `mod_cgi` runs every
-/// file under `/cgi-bin/`, with the path below the program's name as `PATH_INFO`.
-pub const CGI_CONFIG: &str = r#"server.modules += ( "mod_cgi", "mod_alias" )
-alias.url += ( "/cgi-bin/" => "CGI_BIN/" )
-$HTTP["url"] =~ "^/cgi-bin/" { cgi.assign = ( "" => "" ) }
-"#;
+/// The lighttpd configuration shown in the `towergate::cgi` docs (the `text` block after
+/// "lighttpd (`mod_cgi`)"), so that the tests run exactly what the docs tell users to.
+fn documented_config() -> String {
+    let source = include_str!("../../src/cgi/mod.rs");
+    let start = source
+        .find("//! lighttpd (`mod_cgi`)")
+        .expect("the lighttpd section of src/cgi/mod.rs");
+    let block = &source[start..];
+    let open = block.find("//! ```text\n").expect("a text block") + "//! ```text\n".len();
+    let close = block[open..]
+        .find("//! ```\n")
+        .expect("the end of the block")
+        + open;
+    block[open..close]
+        .lines()
+        .map(|line| line.strip_prefix("//! ").unwrap_or("").to_owned() + "\n")
+        .collect()
+}
 
 /// A running lighttpd.
 pub struct Lighttpd {
@@ -88,7 +101,7 @@ impl Lighttpd {
     /// (lighttpd's `server.breakagelog`).
     pub fn error_log(&self) -> String {
         let read = |name: &str| std::fs::read_to_string(self.dir.join(name)).unwrap_or_default();
-        read("error.log") + &read("stderr.log")
+        read("error.log") + &read("cgi.log")
     }
 
     /// Sends `request` (a complete HTTP/1.1 request; it should say `Connection: close`) and
@@ -174,20 +187,22 @@ impl Drop for Lighttpd {
     }
 }
 
-/// The whole configuration: the base (document root, address, logs) and [`CGI_CONFIG`].
+/// The documented configuration with this server's directory and port in place of
+/// `/srv`, `/var/log/lighttpd`, `/var/tmp` and 8080.
 fn config_text(dir: &Path, port: u16) -> String {
-    let dir = dir.display();
-    format!(
-        r#"server.document-root = "{dir}/htdocs"
-server.bind = "127.0.0.1"
-server.port = {port}
-server.errorlog = "{dir}/error.log"
-server.breakagelog = "{dir}/stderr.log"
-server.upload-dirs = ( "{dir}/tmp" )
-server.stream-response-body = 2
-{}"#,
-        CGI_CONFIG.replace("CGI_BIN", &format!("{dir}/cgi-bin"))
-    )
+    let dir = dir.display().to_string();
+    let config = documented_config();
+    for placeholder in ["\"/srv/", "/var/log/lighttpd/", "\"/var/tmp\"", "= 8080\n"] {
+        assert!(
+            config.contains(placeholder),
+            "{placeholder} is not in {config}"
+        );
+    }
+    config
+        .replace("\"/srv/", &format!("\"{dir}/"))
+        .replace("/var/log/lighttpd/", &format!("{dir}/"))
+        .replace("\"/var/tmp\"", &format!("\"{dir}/tmp\""))
+        .replace("= 8080\n", &format!("= {port}\n"))
 }
 
 fn find_lighttpd() -> PathBuf {
