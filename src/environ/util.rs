@@ -102,7 +102,7 @@ pub fn request_uri(environ: &Environ, include_query: bool) -> String {
     if include_query {
         if let Some(query) = environ.get("QUERY_STRING").filter(|q| !q.is_empty()) {
             uri.push(b'?');
-            percent::encode_into(query, Set::Raw, &mut uri);
+            percent::encode_into(query, Set::RawQuery, &mut uri);
         }
     }
     String::from_utf8(uri).unwrap_or_default()
