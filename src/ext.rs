@@ -185,7 +185,9 @@ pub struct ServerPort(pub u16);
 pub struct Https(pub bool);
 
 /// The full request URI as the web server received it (`REQUEST_URI`, or `SCRIPT_NAME` +
-/// `PATH_INFO` + `QUERY_STRING` when the server does not set it), in origin form.
+/// `PATH_INFO` + `QUERY_STRING` when the server does not set it), in origin form; bytes that
+/// `http` does not accept raw (non-ASCII, spaces, …) are percent-encoded, as in the
+/// app-relative URI.
 ///
 /// A CGI program's service sees the app-relative path in [`http::Request::uri`] by default;
 /// this is the path including the mount point.

@@ -153,22 +153,25 @@ fn raw_path_info<'a>(raw_path: &'a [u8], script: &[u8], info: &[u8]) -> Option<&
     (raw_info.is_empty() || raw_info.starts_with(b"/")).then_some(raw_info)
 }
 
-/// The path part of a `REQUEST_URI`, which may be in absolute form.
-fn request_uri_path(uri: &[u8]) -> &[u8] {
-    let uri = match uri.iter().position(|&b| b == b'?') {
-        Some(q) => &uri[..q],
-        None => uri,
+/// The raw path and query of a `REQUEST_URI`, which may be in absolute form
+/// (`http://host/path?query`, scheme in any case).
+fn split_request_uri(uri: &[u8]) -> (&[u8], &[u8]) {
+    let (path, query) = match uri.iter().position(|&b| b == b'?') {
+        Some(q) => (&uri[..q], &uri[q + 1..]),
+        None => (uri, &b""[..]),
     };
-    if let Some(rest) = uri
-        .strip_prefix(b"http://")
-        .or_else(|| uri.strip_prefix(b"https://"))
-    {
-        return match rest.iter().position(|&b| b == b'/') {
+    let scheme = [&b"http://"[..], b"https://"]
+        .into_iter()
+        .find(|s| path.len() >= s.len() && path[..s.len()].eq_ignore_ascii_case(s));
+    if let Some(scheme) = scheme {
+        let rest = &path[scheme.len()..];
+        let path = match rest.iter().position(|&b| b == b'/') {
             Some(slash) => &rest[slash..],
             None => b"/",
         };
+        return (path, query);
     }
-    uri
+    (path, query)
 }
 
 /// Builds an origin-form URI from a path (raw, or decoded to be encoded) and a raw query.
@@ -284,19 +287,16 @@ impl Environ {
         let info = self.get("PATH_INFO").unwrap_or_default();
         let query = self.get("QUERY_STRING").unwrap_or_default();
         let request_uri = self.get("REQUEST_URI").filter(|u| !u.is_empty());
-        let raw_info = request_uri.and_then(|u| raw_path_info(request_uri_path(u), script, info));
+        let raw_info =
+            request_uri.and_then(|u| raw_path_info(split_request_uri(u).0, script, info));
         let uri = match raw_info {
             Some(raw) => origin_uri(PathPart::Raw(raw), query),
             None => origin_uri(PathPart::Decoded(&[info]), query),
         };
-        let full_uri = match request_uri.map(|u| Uri::from_maybe_shared(Bytes::copy_from_slice(u)))
-        {
-            Some(Ok(full)) if full.scheme().is_none() => full,
-            Some(Ok(full)) => full
-                .path_and_query()
-                .map(|pq| Uri::from(pq.clone()))
-                .unwrap_or_else(|| Uri::from_static("/")),
-            _ => origin_uri(PathPart::Decoded(&[script, info]), query),
+        // Escaped the same way as the app-relative URI, so both modes route alike.
+        let full_uri = match request_uri.map(split_request_uri) {
+            Some((path, query)) => origin_uri(PathPart::Raw(path), query),
+            None => origin_uri(PathPart::Decoded(&[script, info]), query),
         };
 
         let mut request = Request::new(());
