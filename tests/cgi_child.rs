@@ -521,12 +521,7 @@ async fn nph_mode_closes_the_connection_without_a_length_and_speaks_http_10_to_1
     Builder::new()
         .nph(true)
         .server_software("")
-        .serve_with(
-            stream.clone(),
-            lighttpd_like_environ(),
-            std::io::empty(),
-            &mut out,
-        )
+        .serve_with(stream, lighttpd_like_environ(), std::io::empty(), &mut out)
         .await
         .unwrap();
     assert_eq!(

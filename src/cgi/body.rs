@@ -283,4 +283,80 @@ mod tests {
         assert!(body.is_end_stream());
         assert_eq!(body.collect().await.unwrap().to_bytes(), "");
     }
+
+    /// A reader that hands out one byte per read, as a slow pipe can.
+    struct Trickle(io::Cursor<&'static [u8]>);
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(1);
+            self.0.read(&mut buf[..n])
+        }
+    }
+
+    #[tokio::test]
+    async fn a_short_body_fails_before_handing_on_any_bytes() {
+        let failure = Failure::default();
+        let mut body = RequestBody::exact(stdin(b"abc"), 5).with_failure(failure.clone());
+        let first = body.frame().await.unwrap();
+        assert!(matches!(
+            first,
+            Err(BodyError::Incomplete {
+                read: 3,
+                expected: 5
+            })
+        ));
+        assert_eq!(failure.status(), Some(http::StatusCode::BAD_REQUEST));
+        assert!(body.frame().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_body_in_small_reads_is_handed_on_in_whole_frames() {
+        let mut body = RequestBody::exact(Box::new(Trickle(io::Cursor::new(b"hello!"))), 5);
+        let frame = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(frame, "hello");
+        assert!(body.is_end_stream());
+        assert!(body.frame().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_large_body_comes_in_frames_of_at_most_64_kib() {
+        let data: &'static [u8] = Box::leak(vec![7u8; READ_SIZE * 2 + 10].into_boxed_slice());
+        let mut body = RequestBody::exact(stdin(data), data.len() as u64);
+        let mut sizes = Vec::new();
+        while let Some(frame) = body.frame().await {
+            sizes.push(frame.unwrap().into_data().unwrap().len());
+        }
+        assert_eq!(sizes, [READ_SIZE, READ_SIZE, 10]);
+    }
+
+    #[tokio::test]
+    async fn an_eof_body_over_the_limit_records_413() {
+        let failure = Failure::default();
+        let err = RequestBody::to_eof(stdin(b"abcdefg"), 6)
+            .with_failure(failure.clone())
+            .collect()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BodyError::TooLarge { limit: 6 }));
+        assert_eq!(failure.status(), Some(http::StatusCode::PAYLOAD_TOO_LARGE));
+    }
+
+    #[tokio::test]
+    async fn a_complete_body_records_no_failure() {
+        let failure = Failure::default();
+        let body = RequestBody::exact(stdin(b"hello"), 5).with_failure(failure.clone());
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "hello");
+        assert_eq!(failure.status(), None);
+    }
+
+    #[test]
+    fn size_hint_is_the_bytes_still_to_come() {
+        assert_eq!(RequestBody::empty().size_hint().exact(), Some(0));
+        assert!(RequestBody::empty().is_end_stream());
+        assert_eq!(
+            RequestBody::to_eof(stdin(b"x"), 10).size_hint().exact(),
+            None
+        );
+    }
 }

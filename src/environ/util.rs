@@ -282,9 +282,12 @@ mod tests {
         assert_eq!(environ.get("PATH_INFO"), Some(&b"/z"[..]));
     }
 
+    /// Meta-variables for [`testing`]: `None` is Python's `None`.
+    type Vars<'a> = &'a [(&'a str, Option<&'a [u8]>)];
+
     /// wsgiref's test helper: `vars` (`None` is Python's `None`: set, but empty), then
     /// `setup_testing_defaults`.
-    fn testing(vars: &[(&str, Option<&[u8]>)]) -> Environ {
+    fn testing(vars: Vars<'_>) -> Environ {
         let mut environ = Environ::from_vars(
             vars.iter()
                 .map(|(k, v)| (k.to_string(), Bytes::copy_from_slice(v.unwrap_or_default()))),
@@ -296,7 +299,7 @@ mod tests {
     #[test]
     fn application_uri_matches_wsgiref() {
         // wsgiref's own test cases (test_wsgiref testAppURIs).
-        let cases: [(&str, &[(&str, Option<&[u8]>)]); 8] = [
+        let cases: [(&str, Vars<'_>); 8] = [
             ("http://127.0.0.1/", &[]),
             ("http://127.0.0.1/spam", &[("SCRIPT_NAME", Some(b"/spam"))]),
             (
@@ -381,7 +384,7 @@ mod tests {
     #[test]
     fn request_uri_matches_wsgiref() {
         // wsgiref's own test cases (test_wsgiref testReqURIs).
-        let cases: [(&str, bool, &[(&str, Option<&[u8]>)]); 10] = [
+        let cases: [(&str, bool, Vars<'_>); 10] = [
             ("http://127.0.0.1/", true, &[]),
             (
                 "http://127.0.0.1/spam",
