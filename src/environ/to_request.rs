@@ -212,10 +212,12 @@ impl Environ {
     ///   1.1, `HTTP/2`, `HTTP/2.0` → 2, `HTTP/3` → 3, `HTTP/0.9` → 0.9, missing → 1.0, any
     ///   other value → 1.1;
     /// - URI: the app-relative path, `PATH_INFO` (§4.1.5) plus `?QUERY_STRING` (§4.1.7).
-    ///   `PATH_INFO` is decoded; its raw form is recovered from `REQUEST_URI` when that decodes
-    ///   to `SCRIPT_NAME` + `PATH_INFO`, so `%2F` stays `%2F`; otherwise it is
-    ///   percent-encoded. An empty `PATH_INFO` is `/`. The full path, with the mount point, is
-    ///   the [`FullUri`] extension;
+    ///   `PATH_INFO` is decoded; its raw form is recovered from `REQUEST_URI` (origin or
+    ///   absolute form) when that path decodes to `SCRIPT_NAME` + `PATH_INFO` and the mount
+    ///   point ends at a literal `/`, so `%2F` stays `%2F`; otherwise the decoded value is
+    ///   percent-encoded. Raw bytes that `http` accepts are kept as the client sent them;
+    ///   non-ASCII bytes, spaces and the like are percent-encoded. An empty `PATH_INFO` is
+    ///   `/`. The full path, with the mount point, is the [`FullUri`] extension;
     /// - headers: each `HTTP_*` variable (§4.1.18), `HTTP_FOO_BAR` → `foo-bar`, values kept
     ///   byte for byte; `CONTENT_TYPE` and `CONTENT_LENGTH` (§4.1.2, §4.1.3) → the
     ///   `content-type` and `content-length` headers, never from `HTTP_CONTENT_*`.
