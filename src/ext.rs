@@ -210,9 +210,11 @@ pub struct ConnectInfo {
 /// Each accessor returns the empty or absent value when the extension is missing, so it can
 /// be called on any request.
 pub trait RequestExt {
-    /// `SCRIPT_NAME`, empty when unset.
+    /// `SCRIPT_NAME`, empty when unset or not UTF-8 (the [`ScriptName`] extension has the
+    /// bytes).
     fn script_name(&self) -> &str;
-    /// `PATH_INFO`, empty when unset.
+    /// `PATH_INFO`, empty when unset or not UTF-8 (the [`PathInfo`] extension has the
+    /// bytes).
     fn path_info(&self) -> &str;
     /// `REMOTE_ADDR`.
     fn remote_addr(&self) -> Option<&RemoteAddr>;

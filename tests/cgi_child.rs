@@ -385,6 +385,25 @@ fn info_shows_non_utf8_values_lossily() {
     assert!(output.status.success());
 }
 
+#[test]
+fn the_watchdog_kills_a_program_that_hangs_and_fails_the_test() {
+    // The harness the stdin test relies on: a program that never exits is killed by pid.
+    let mut child = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .expect("run sleep");
+    let watchdog = support::Watchdog::start(child.id(), std::time::Duration::from_millis(100));
+    let status = child.wait().expect("wait for sleep");
+    assert!(!status.success(), "sleep was not killed: {status}");
+    let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| watchdog.finish()));
+    let message = verdict.expect_err("the watchdog must fail the test");
+    let message = message
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(message.contains("did not finish"), "{message}");
+}
+
 fn axum_run(env: &[(&str, &[u8])]) -> Output {
     run_cgi(&example_bin("cgi_axum"), env, b"")
 }

@@ -2,9 +2,9 @@
 //! HTTP/1.1 client that shows the response as it came off the wire.
 //!
 //! lighttpd runs the configuration the `towergate::cgi` docs show, binds `127.0.0.1` on a
-//! free port, keeps everything (config, docroot, cgi-bin,
-//! logs, uploads) in a temporary directory, and is stopped by pid (SIGTERM, then SIGKILL)
-//! and reaped when the [`Lighttpd`] is dropped.
+//! free port, keeps everything (config, docroot, cgi-bin, logs, uploads) in a temporary
+//! directory, and is stopped by pid (SIGTERM, then SIGKILL) and reaped when the
+//! [`Lighttpd`] is dropped, which also removes the directory.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
