@@ -198,3 +198,18 @@ fn a_panic_is_a_500_with_a_line_in_the_error_log() {
     }
     panic!("no log line in lighttpd's error log:\n{log}");
 }
+
+#[test]
+fn a_path_lighttpd_normalised_is_routed_by_its_path_info() {
+    // lighttpd resolves `.`, `..` and `//` before it splits off PATH_INFO, so REQUEST_URI no
+    // longer matches SCRIPT_NAME + PATH_INFO and the service gets the decoded PATH_INFO.
+    let server = server();
+    let response = server.get("/cgi-bin/cgi_axum/./x/..//info?x=%2F");
+    assert_ok(&response, &server);
+    let text = response.text();
+    assert!(
+        text.starts_with("method=GET\npath=/info\nquery=x=%2F\n"),
+        "{text}"
+    );
+    assert!(text.contains("\nPATH_INFO=/info\n"), "{text}");
+}
