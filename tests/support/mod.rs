@@ -21,25 +21,53 @@ pub fn examples_dir() -> PathBuf {
         .join("examples")
 }
 
-/// The path of a compiled example, building it (with every feature) when it is missing.
+/// The path of a compiled example, building it (with every feature) when it is missing
+/// or older than the crate's sources, so that a test never runs a stale binary.
 /// `bash scripts/test.sh` builds them all first; this keeps `cargo test` alone working.
 pub fn example_bin(name: &str) -> PathBuf {
     static BUILD: Mutex<()> = Mutex::new(());
     let path = examples_dir().join(name);
-    if !path.exists() {
-        let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-        if !path.exists() {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let status = Command::new(cargo)
-                .args(["build", "--quiet", "--all-features", "--example", name])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("run cargo build");
-            assert!(status.success(), "cargo build --example {name} failed");
-        }
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    if is_stale(&path, name) {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "--all-features", "--example", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build --example {name} failed");
     }
     assert!(path.exists(), "example binary {} missing", path.display());
     path
+}
+
+/// Whether `binary` is missing or older than a source it is built from.
+fn is_stale(binary: &Path, name: &str) -> bool {
+    let Ok(built) = binary.metadata().and_then(|m| m.modified()) else {
+        return true;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sources = vec![
+        root.join("Cargo.toml"),
+        root.join("examples").join(format!("{name}.rs")),
+    ];
+    let mut dirs = vec![root.join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                sources.push(path);
+            }
+        }
+    }
+    sources.iter().any(|source| {
+        source
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|modified| modified > built)
+    })
 }
 
 /// How long a CGI program run by a test may take before it is killed and the test fails.
