@@ -2,7 +2,7 @@
 //!
 //! Inside a CGI program, [`Environ::into_request`](crate::Environ::into_request) puts each of
 //! these in the request's [`Extensions`](http::Extensions) when its meta-variable is set, and
-//! the whole [`Environ`](crate::Environ) too. They are never request headers, which a client
+//! the whole [`Environ`] too. They are never request headers, which a client
 //! could spoof. Read them with [`RequestExt`] or, in axum, with the `Extension` extractor:
 //!
 //! ```
@@ -185,7 +185,9 @@ pub struct ServerPort(pub u16);
 pub struct Https(pub bool);
 
 /// The full request URI as the web server received it (`REQUEST_URI`, or `SCRIPT_NAME` +
-/// `PATH_INFO` + `QUERY_STRING` when the server does not set it), in origin form.
+/// `PATH_INFO` + `QUERY_STRING` when the server does not set it), in origin form; bytes that
+/// `http` does not accept raw (non-ASCII, spaces, …) are percent-encoded, as in the
+/// app-relative URI.
 ///
 /// A CGI program's service sees the app-relative path in [`http::Request::uri`] by default;
 /// this is the path including the mount point.
@@ -208,9 +210,11 @@ pub struct ConnectInfo {
 /// Each accessor returns the empty or absent value when the extension is missing, so it can
 /// be called on any request.
 pub trait RequestExt {
-    /// `SCRIPT_NAME`, empty when unset.
+    /// `SCRIPT_NAME`, empty when unset or not UTF-8 (the [`ScriptName`] extension has the
+    /// bytes).
     fn script_name(&self) -> &str;
-    /// `PATH_INFO`, empty when unset.
+    /// `PATH_INFO`, empty when unset or not UTF-8 (the [`PathInfo`] extension has the
+    /// bytes).
     fn path_info(&self) -> &str;
     /// `REMOTE_ADDR`.
     fn remote_addr(&self) -> Option<&RemoteAddr>;

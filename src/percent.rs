@@ -49,9 +49,17 @@ pub(crate) enum Set {
     /// A decoded path: RFC 3986 `pchar` and `/`. `%`, `?`, `#` and everything else is
     /// escaped.
     Path,
-    /// An already encoded component (a query string): only bytes that may never appear in a
-    /// URI (controls, space, non-ASCII, `"<>\^`{|}#`) are escaped; `%` is kept.
+    /// An already encoded component (a host, a port): only bytes that may never appear in
+    /// a URI (controls, space, non-ASCII, `"<>\^`{|}#`) are escaped; `%` is kept.
     Raw,
+    /// An already encoded path, from a `REQUEST_URI`: every ASCII byte that `http` accepts
+    /// in a path is kept (`%` too, and the `"{}|[]\^` that clients send unescaped), so the
+    /// path stays byte for byte what the client sent; `?`, `#`, controls, space, `<>`` ` ``
+    /// and non-ASCII are escaped.
+    RawPath,
+    /// An already encoded query string: every ASCII byte that `http` accepts in a query is
+    /// kept (`%` too); `#`, `"`, `<`, `>`, controls, space and non-ASCII are escaped.
+    RawQuery,
 }
 
 fn keep(set: Set, byte: u8) -> bool {
@@ -79,6 +87,12 @@ fn keep(set: Set, byte: u8) -> bool {
     match set {
         Set::Path => pchar,
         Set::Raw => pchar || matches!(byte, b'%' | b'?' | b'[' | b']'),
+        // `http`'s own tables (`uri/path.rs`), ASCII part.
+        Set::RawPath => matches!(
+            byte,
+            0x21 | 0x24..=0x3B | 0x3D | 0x40..=0x5F | 0x61..=0x7A | 0x7C | 0x7E | b'"' | b'{' | b'}'
+        ),
+        Set::RawQuery => matches!(byte, 0x21 | 0x24..=0x3B | 0x3D | 0x3F..=0x7E),
     }
 }
 
@@ -122,6 +136,40 @@ mod tests {
         assert_eq!(
             encode(b"/a b%?#\xff/x;y=z", Set::Path),
             "/a%20b%25%3F%23%FF/x;y=z"
+        );
+    }
+
+    #[test]
+    fn raw_path_and_query_keep_everything_http_accepts() {
+        let every_ascii: Vec<u8> = (0u8..128).collect();
+        for set in [Set::RawPath, Set::RawQuery] {
+            let mut target = b"/".to_vec();
+            if let Set::RawQuery = set {
+                target.push(b'?');
+            }
+            encode_into(&every_ascii, set, &mut target);
+            let uri = http::Uri::try_from(target.clone()).unwrap();
+            let kept = if let Set::RawQuery = set {
+                uri.query().unwrap().to_owned()
+            } else {
+                uri.path().to_owned()
+            };
+            // Whatever was kept parses back unchanged...
+            assert!(target.ends_with(kept.as_bytes()), "{set:?}");
+            // ...and each byte kept is one that `http` accepts alone.
+            for byte in every_ascii.iter().copied().filter(|&b| keep(set, b)) {
+                let mut one = target[..1 + usize::from(matches!(set, Set::RawQuery))].to_vec();
+                one.push(byte);
+                assert!(http::Uri::try_from(one).is_ok(), "{set:?} {byte:#x}");
+            }
+        }
+        assert_eq!(
+            encode(b"/a{b}|\"c[d]^e`f g", Set::RawPath),
+            "/a{b}|\"c[d]^e%60f%20g"
+        );
+        assert_eq!(
+            encode(b"a={}|^`&b=[]\"<>#", Set::RawQuery),
+            "a={}|^`&b=[]%22%3C%3E%23"
         );
     }
 

@@ -1,6 +1,8 @@
 use std::fmt;
 use std::io::{self, Read};
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
@@ -27,6 +29,30 @@ pub struct RequestBody {
     limit: u64,
     read: u64,
     buf: BytesMut,
+    /// Shared with the program's output, which answers 400 or 413 for a malformed body.
+    failure: Failure,
+}
+
+/// Records that the request body was malformed (shorter than `CONTENT_LENGTH`, or over the
+/// limit), so that the program answers `400 Bad Request` or `413 Content Too Large` instead
+/// of whatever the service made of the failed read, when the head is not yet written.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Failure(Arc<AtomicU16>);
+
+impl Failure {
+    fn set(&self, status: http::StatusCode) {
+        let _ = self
+            .0
+            .compare_exchange(0, status.as_u16(), Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// The status the request deserves, if its body was malformed.
+    pub(crate) fn status(&self) -> Option<http::StatusCode> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            code => http::StatusCode::from_u16(code).ok(),
+        }
+    }
 }
 
 impl fmt::Debug for RequestBody {
@@ -47,6 +73,7 @@ impl RequestBody {
             limit: length,
             read: 0,
             buf: BytesMut::new(),
+            failure: Failure::default(),
         }
     }
 
@@ -58,6 +85,7 @@ impl RequestBody {
             limit,
             read: 0,
             buf: BytesMut::new(),
+            failure: Failure::default(),
         }
     }
 
@@ -69,7 +97,14 @@ impl RequestBody {
             limit: 0,
             read: 0,
             buf: BytesMut::new(),
+            failure: Failure::default(),
         }
+    }
+
+    /// Shares the record of a malformed body with the program's output.
+    pub(crate) fn with_failure(mut self, failure: Failure) -> Self {
+        self.failure = failure;
+        self
     }
 
     fn read_chunk(&mut self) -> Option<Result<Bytes, BodyError>> {
@@ -80,23 +115,37 @@ impl RequestBody {
             None => READ_SIZE,
         };
         self.buf.resize(want, 0);
-        let n = loop {
-            match reader.read(&mut self.buf[..want]) {
-                Ok(n) => break n,
+        // With a length, fill the frame (up to 64 KiB, never past the length) so that a body
+        // that ends early is noticed before its bytes are handed on: the program can then
+        // still answer 400 (RFC 3875 §4.2). To end-of-file, hand on what each read gives.
+        let fill = self.remaining.is_some();
+        let mut n = 0;
+        while n < want {
+            match reader.read(&mut self.buf[n..want]) {
+                Ok(0) => break,
+                Ok(read) => {
+                    n += read;
+                    if !fill {
+                        break;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.reader = None;
                     return Some(Err(BodyError::Io(e)));
                 }
             }
-        };
-        if n == 0 {
+        }
+        if n == 0 || (fill && n < want) {
             self.reader = None;
             return match self.remaining {
-                Some(missing) => Some(Err(BodyError::Incomplete {
-                    read: self.read,
-                    expected: self.read + missing,
-                })),
+                Some(missing) => {
+                    self.failure.set(http::StatusCode::BAD_REQUEST);
+                    Some(Err(BodyError::Incomplete {
+                        read: self.read + n as u64,
+                        expected: self.read + missing,
+                    }))
+                }
                 None => None,
             };
         }
@@ -110,6 +159,7 @@ impl RequestBody {
             }
             None if self.read > self.limit => {
                 self.reader = None;
+                self.failure.set(http::StatusCode::PAYLOAD_TOO_LARGE);
                 return Some(Err(BodyError::TooLarge { limit: self.limit }));
             }
             None => {}
@@ -146,14 +196,15 @@ impl Body for RequestBody {
 #[derive(Debug)]
 pub enum BodyError {
     /// Standard input ended before `CONTENT_LENGTH` bytes (RFC 3875 §4.2): the request is
-    /// malformed (answer 400).
+    /// malformed, and the program answers `400 Bad Request` if its head is not written yet.
     Incomplete {
         /// Bytes read.
         read: u64,
         /// `CONTENT_LENGTH`.
         expected: u64,
     },
-    /// A body read to end-of-file went past the limit (answer 413).
+    /// A body read to end-of-file went past the limit: the program answers
+    /// `413 Content Too Large` if its head is not written yet.
     TooLarge {
         /// The limit.
         limit: u64,
@@ -231,5 +282,81 @@ mod tests {
         let body = RequestBody::exact(stdin(b"ignored"), 0);
         assert!(body.is_end_stream());
         assert_eq!(body.collect().await.unwrap().to_bytes(), "");
+    }
+
+    /// A reader that hands out one byte per read, as a slow pipe can.
+    struct Trickle(io::Cursor<&'static [u8]>);
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(1);
+            self.0.read(&mut buf[..n])
+        }
+    }
+
+    #[tokio::test]
+    async fn a_short_body_fails_before_handing_on_any_bytes() {
+        let failure = Failure::default();
+        let mut body = RequestBody::exact(stdin(b"abc"), 5).with_failure(failure.clone());
+        let first = body.frame().await.unwrap();
+        assert!(matches!(
+            first,
+            Err(BodyError::Incomplete {
+                read: 3,
+                expected: 5
+            })
+        ));
+        assert_eq!(failure.status(), Some(http::StatusCode::BAD_REQUEST));
+        assert!(body.frame().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_body_in_small_reads_is_handed_on_in_whole_frames() {
+        let mut body = RequestBody::exact(Box::new(Trickle(io::Cursor::new(b"hello!"))), 5);
+        let frame = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(frame, "hello");
+        assert!(body.is_end_stream());
+        assert!(body.frame().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_large_body_comes_in_frames_of_at_most_64_kib() {
+        let data: &'static [u8] = Box::leak(vec![7u8; READ_SIZE * 2 + 10].into_boxed_slice());
+        let mut body = RequestBody::exact(stdin(data), data.len() as u64);
+        let mut sizes = Vec::new();
+        while let Some(frame) = body.frame().await {
+            sizes.push(frame.unwrap().into_data().unwrap().len());
+        }
+        assert_eq!(sizes, [READ_SIZE, READ_SIZE, 10]);
+    }
+
+    #[tokio::test]
+    async fn an_eof_body_over_the_limit_records_413() {
+        let failure = Failure::default();
+        let err = RequestBody::to_eof(stdin(b"abcdefg"), 6)
+            .with_failure(failure.clone())
+            .collect()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BodyError::TooLarge { limit: 6 }));
+        assert_eq!(failure.status(), Some(http::StatusCode::PAYLOAD_TOO_LARGE));
+    }
+
+    #[tokio::test]
+    async fn a_complete_body_records_no_failure() {
+        let failure = Failure::default();
+        let body = RequestBody::exact(stdin(b"hello"), 5).with_failure(failure.clone());
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "hello");
+        assert_eq!(failure.status(), None);
+    }
+
+    #[test]
+    fn size_hint_is_the_bytes_still_to_come() {
+        assert_eq!(RequestBody::empty().size_hint().exact(), Some(0));
+        assert!(RequestBody::empty().is_end_stream());
+        assert_eq!(
+            RequestBody::to_eof(stdin(b"x"), 10).size_hint().exact(),
+            None
+        );
     }
 }

@@ -65,10 +65,19 @@
 //! |---|---|
 //! | no `REQUEST_METHOD` (run by hand) | one line on standard error saying so, nothing on standard output, exit status 1 |
 //! | malformed `REQUEST_METHOD` or `CONTENT_LENGTH` | `400 Bad Request` |
+//! | standard input ends before `CONTENT_LENGTH` bytes | `400 Bad Request` and a log line, whatever the service answered, if the head is not written yet (see below); else the output ends, exit status 1 |
 //! | `CONTENT_LENGTH` above [`Builder::max_body`] | `413 Content Too Large` |
+//! | a chunked body (read to end-of-file) over [`Builder::max_body`] | `413 Content Too Large`, as for a short body |
 //! | the service fails or panics before the head is written | the [`ErrorResponse`] (500 by default) and a log line |
 //! | the service's body fails or panics after the head | the output ends, a log line, exit status 1 |
 //! | standard output is closed (the client went away) | exit status 1 |
+//!
+//! A short body is noticed when the body is read: [`RequestBody`] fills each frame (up to
+//! 64 KiB, never past `CONTENT_LENGTH`) before handing it on, so a body of up to 64 KiB that
+//! ends early fails on its first read, before the service can have written anything; the
+//! body's failure is shared with the output, which then answers `400 Bad Request` in place
+//! of the service's response or error (RFC 3875 §4.2: the request is malformed). Once the
+//! head is out, the response can only be cut short.
 //!
 //! Log lines go to `tracing` when a subscriber is installed, else to standard error, which
 //! web servers write to their error log.
@@ -82,13 +91,31 @@
 //! dynamic loader. `run` builds a current-thread runtime and reads and writes the standard
 //! streams directly, with no threads started.
 //!
-//! lighttpd (`mod_cgi`):
+//! lighttpd (`mod_cgi`), a complete configuration. `lighttpd -D -f lighttpd.conf` serves
+//! every program in `/srv/cgi-bin/` at `/cgi-bin/NAME`, with the rest of the path as
+//! `PATH_INFO` (`/cgi-bin/app/users/7` runs `app` with `PATH_INFO=/users/7`). This is,
+//! byte for byte, the configuration the integration tests run lighttpd with (they put
+//! temporary directories in place of `/srv`, `/var/log/lighttpd` and `/var/tmp`, and a
+//! free port in place of 8080):
 //!
 //! ```text
+//! server.document-root = "/srv/htdocs"
+//! server.bind = "127.0.0.1"
+//! server.port = 8080
+//! server.errorlog = "/var/log/lighttpd/error.log"
+//! # The programs' standard error, where towergate's log lines go:
+//! server.breakagelog = "/var/log/lighttpd/cgi.log"
+//! server.upload-dirs = ( "/var/tmp" )
+//! # Send a streamed response as the program writes it, with backpressure:
+//! server.stream-response-body = 2
 //! server.modules += ( "mod_cgi", "mod_alias" )
 //! alias.url += ( "/cgi-bin/" => "/srv/cgi-bin/" )
 //! $HTTP["url"] =~ "^/cgi-bin/" { cgi.assign = ( "" => "" ) }
 //! ```
+//!
+//! lighttpd reads the whole request body before it starts the program (its default
+//! `server.stream-request-body = 0`), so a chunked upload arrives with an exact
+//! `CONTENT_LENGTH`.
 //!
 //! Apache (`mod_cgid`):
 //!
@@ -113,8 +140,6 @@
 //!     fastcgi_param PATH_INFO $fastcgi_path_info;
 //! }
 //! ```
-//!
-//! The lighttpd configuration is the one the integration tests run.
 
 mod body;
 mod error;
@@ -324,7 +349,9 @@ impl<E: ErrorResponse> Builder<E> {
         let chunked = environ
             .get("HTTP_TRANSFER_ENCODING")
             .is_some_and(|te| te.to_ascii_lowercase().windows(7).any(|w| w == b"chunked"));
-        let mut out = respond::Output::new(output, self.nph, &self.server_software);
+        let failure = body::Failure::default();
+        let mut out =
+            respond::Output::new(output, self.nph, &self.server_software, failure.clone());
 
         let request = match environ.into_request() {
             Ok(request) => request,
@@ -355,8 +382,8 @@ impl<E: ErrorResponse> Builder<E> {
                     head_only,
                 );
             }
-            Some(length) => RequestBody::exact(input, length),
-            None if chunked => RequestBody::to_eof(input, self.max_body),
+            Some(length) => RequestBody::exact(input, length).with_failure(failure),
+            None if chunked => RequestBody::to_eof(input, self.max_body).with_failure(failure),
             None => RequestBody::empty(),
         };
         if self.full_path {
@@ -385,5 +412,266 @@ impl<E: ErrorResponse> Builder<E> {
         };
         out.response(response, head_only, &mut self.error_response)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full, StreamBody};
+
+    use super::*;
+    use crate::ext::RequestExt;
+
+    fn get(path: &str) -> Environ {
+        Environ::from_vars([
+            ("REQUEST_METHOD", "GET".to_owned()),
+            ("PATH_INFO", path.to_owned()),
+            ("SERVER_PROTOCOL", "HTTP/1.1".to_owned()),
+        ])
+    }
+
+    async fn serve_text<S, B>(builder: Builder, service: S, environ: Environ) -> (String, bool)
+    where
+        S: Service<Request<RequestBody>, Response = Response<B>>,
+        S::Error: Into<BoxError>,
+        B: http_body::Body,
+        B::Error: Into<BoxError>,
+    {
+        let mut out = Vec::new();
+        let result = builder
+            .serve_with(service, environ, std::io::empty(), &mut out)
+            .await;
+        (String::from_utf8(out).unwrap(), result.is_ok())
+    }
+
+    fn respond_with<B: Clone + Send + 'static>(
+        response: Response<B>,
+    ) -> impl Service<
+        Request<RequestBody>,
+        Response = Response<B>,
+        Error = Infallible,
+        Future = std::future::Ready<Result<Response<B>, Infallible>>,
+    > {
+        let (parts, body) = response.into_parts();
+        tower::service_fn(move |_: Request<RequestBody>| {
+            let mut response = Response::new(body.clone());
+            *response.status_mut() = parts.status;
+            *response.headers_mut() = parts.headers.clone();
+            std::future::ready(Ok(response))
+        })
+    }
+
+    fn failing() -> impl Service<
+        Request<RequestBody>,
+        Response = Response<String>,
+        Error = BoxError,
+        Future = std::future::Ready<Result<Response<String>, BoxError>>,
+    > {
+        tower::service_fn(|_: Request<RequestBody>| std::future::ready(Err("boom".into())))
+    }
+
+    const WSGIREF_500: &str = "Status: 500 Internal Server Error\r\nContent-Type: text/plain\r\n\
+        Content-Length: 59\r\n\r\nA server error occurred.  Please contact the administrator.";
+
+    #[tokio::test]
+    async fn statuses_without_a_body_get_no_length_and_no_body() {
+        for status in [204, 304] {
+            let response = Response::builder()
+                .status(status)
+                .body(String::from("dropped"))
+                .unwrap();
+            let (out, ok) = serve_text(Builder::new(), respond_with(response), get("/")).await;
+            assert!(ok);
+            let reason = StatusCode::from_u16(status).unwrap();
+            assert_eq!(out, format!("Status: {reason}\r\n\r\n"));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_empty_body_gets_content_length_zero() {
+        let (out, _) = serve_text(
+            Builder::new(),
+            respond_with(Response::new(String::new())),
+            get("/"),
+        )
+        .await;
+        assert_eq!(out, "Status: 200 OK\r\nContent-Length: 0\r\n\r\n");
+    }
+
+    #[tokio::test]
+    async fn a_length_set_by_the_service_is_kept() {
+        let response = Response::builder()
+            .header("content-length", "3")
+            .body(String::from("abc"))
+            .unwrap();
+        let (out, _) = serve_text(Builder::new(), respond_with(response), get("/")).await;
+        assert_eq!(out, "Status: 200 OK\r\nContent-Length: 3\r\n\r\nabc");
+    }
+
+    #[tokio::test]
+    async fn a_body_of_unknown_length_gets_no_content_length() {
+        let service = tower::service_fn(|_: Request<RequestBody>| async {
+            let frames = futures_util::stream::iter(
+                ["ab", "cd"].map(|c| Ok::<_, Infallible>(http_body::Frame::data(Bytes::from(c)))),
+            );
+            Ok::<_, Infallible>(Response::new(StreamBody::new(frames)))
+        });
+        let (out, _) = serve_text(Builder::new(), service, get("/")).await;
+        assert_eq!(out, "Status: 200 OK\r\n\r\nabcd");
+    }
+
+    #[tokio::test]
+    async fn a_failing_service_gets_wsgirefs_error_response() {
+        let (out, ok) = serve_text(Builder::new(), failing(), get("/")).await;
+        assert!(ok);
+        assert_eq!(out, WSGIREF_500);
+    }
+
+    #[tokio::test]
+    async fn a_head_request_gets_the_error_head_without_its_body() {
+        let mut environ = get("/");
+        environ.insert("REQUEST_METHOD", "HEAD");
+        let (out, _) = serve_text(Builder::new(), failing(), environ).await;
+        assert_eq!(
+            out,
+            "Status: 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: 59\r\n\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_error_response_hook_builds_the_answer() {
+        let builder = Builder::new().with_error_response(|e: &BoxError| {
+            Response::builder()
+                .status(503)
+                .body(Bytes::from(format!("sorry: {e}")))
+                .unwrap()
+        });
+        let mut out = Vec::new();
+        builder
+            .serve_with(failing(), get("/"), std::io::empty(), &mut out)
+            .await
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "Status: 503 Service Unavailable\r\nContent-Length: 11\r\n\r\nsorry: boom"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_that_fails_before_any_output_gets_the_error_response() {
+        let service = tower::service_fn(|_: Request<RequestBody>| async {
+            let frames = futures_util::stream::iter([Err::<http_body::Frame<Bytes>, BoxError>(
+                "broken".into(),
+            )]);
+            Ok::<_, Infallible>(Response::new(StreamBody::new(frames)))
+        });
+        let (out, ok) = serve_text(Builder::new(), service, get("/")).await;
+        assert!(ok);
+        assert_eq!(out, WSGIREF_500);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_fails_after_output_cuts_the_response_short() {
+        let service = tower::service_fn(|_: Request<RequestBody>| async {
+            let frames = futures_util::stream::iter([
+                Ok(http_body::Frame::data(Bytes::from("partial"))),
+                Err::<http_body::Frame<Bytes>, BoxError>("broken".into()),
+            ]);
+            Ok::<_, Infallible>(Response::new(StreamBody::new(frames)))
+        });
+        let mut out = Vec::new();
+        let err = Builder::new()
+            .serve_with(service, get("/"), std::io::empty(), &mut out)
+            .await
+            .unwrap_err();
+        assert!(err.is_body());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "Status: 200 OK\r\n\r\npartial"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_content_length_over_max_body_is_413_without_calling_the_service() {
+        let mut environ = get("/");
+        environ.insert("REQUEST_METHOD", "POST");
+        environ.insert("CONTENT_LENGTH", "11");
+        let (out, _) = serve_text(Builder::new().max_body(10), failing(), environ).await;
+        assert_eq!(
+            out,
+            "Status: 413 Payload Too Large\r\nContent-Type: text/plain\r\nContent-Length: 18\r\n\r\nContent Too Large\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_invalid_method_is_400_and_a_missing_one_writes_nothing() {
+        let mut environ = get("/");
+        environ.insert("REQUEST_METHOD", "G T");
+        let (out, _) = serve_text(Builder::new(), failing(), environ).await;
+        assert!(out.starts_with("Status: 400 Bad Request\r\n"), "{out}");
+
+        let mut out = Vec::new();
+        let err = Builder::new()
+            .serve_with(
+                failing(),
+                Environ::from_vars([("PATH_INFO", "/")]),
+                std::io::empty(),
+                &mut out,
+            )
+            .await
+            .unwrap_err();
+        assert!(err.is_not_cgi());
+        assert!(out.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_service_sees_cgi_gateway_keys_and_the_body() {
+        let service = tower::service_fn(|request: Request<RequestBody>| async move {
+            let environ = request.environ().unwrap();
+            let keys = format!(
+                "{} {} {}",
+                environ.run_once(),
+                environ.multiprocess(),
+                environ.multithread()
+            );
+            let body = request.into_body().collect().await.unwrap().to_bytes();
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
+                "{keys} {}",
+                String::from_utf8_lossy(&body)
+            )))))
+        });
+        let mut environ = get("/");
+        environ.insert("REQUEST_METHOD", "POST");
+        environ.insert("CONTENT_LENGTH", "4");
+        let mut out = Vec::new();
+        Builder::new()
+            .serve_with(
+                service,
+                environ,
+                std::io::Cursor::new(b"data and more"),
+                &mut out,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "Status: 200 OK\r\nContent-Length: 20\r\n\r\ntrue true false data"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_service_gets_the_error_response() {
+        let service = tower::service_fn(|request: Request<RequestBody>| async move {
+            if request.uri().path() == "/panic" {
+                panic!("on purpose");
+            }
+            Ok::<_, Infallible>(Response::new(String::new()))
+        });
+        let (out, ok) = serve_text(Builder::new(), service, get("/panic")).await;
+        assert!(ok);
+        assert_eq!(out, WSGIREF_500);
     }
 }

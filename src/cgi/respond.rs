@@ -10,6 +10,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, Version};
 use http_body::Body;
 
 use super::Error;
+use super::body::Failure;
 use crate::BoxError;
 use crate::error_response::ErrorResponse;
 use crate::headers::{HeadStyle, encode_head, status_forbids_body};
@@ -38,16 +39,34 @@ pub(super) struct Output<'a, W: Write> {
     nph: bool,
     server_software: &'a [u8],
     version: Version,
+    failure: Failure,
 }
 
 impl<'a, W: Write> Output<'a, W> {
-    pub(super) fn new(writer: W, nph: bool, server_software: &'a [u8]) -> Self {
+    pub(super) fn new(writer: W, nph: bool, server_software: &'a [u8], failure: Failure) -> Self {
         Output {
             writer: BufWriter::with_capacity(16 * 1024, writer),
             nph,
             server_software,
             version: Version::HTTP_11,
+            failure,
         }
+    }
+
+    /// When the request body turned out malformed (shorter than `CONTENT_LENGTH`, or over
+    /// the limit), answers `400 Bad Request` or `413 Content Too Large` in place of the
+    /// response the head of which is about to be written.
+    fn malformed_body(&mut self, head_only: bool) -> Option<Result<(), Error>> {
+        let status = self.failure.status()?;
+        log(format_args!(
+            "the request body was malformed: answering {status} instead of the service's response"
+        ));
+        let body = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "Content Too Large\n"
+        } else {
+            "Bad Request\n"
+        };
+        Some(self.simple(status, body, head_only))
     }
 
     pub(super) fn set_version(&mut self, version: Version) {
@@ -119,6 +138,9 @@ impl<'a, W: Write> Output<'a, W> {
         error: &BoxError,
         head_only: bool,
     ) -> Result<(), Error> {
+        if let Some(result) = self.malformed_body(head_only) {
+            return result;
+        }
         let (mut parts, body): (_, Bytes) = hook.error_response(error).into_parts();
         let no_body = head_only || status_forbids_body(parts.status);
         if !status_forbids_body(parts.status) && !parts.headers.contains_key(CONTENT_LENGTH) {
@@ -165,6 +187,9 @@ impl<'a, W: Write> Output<'a, W> {
                     }
                 }
             }
+        }
+        if let Some(result) = self.malformed_body(head_only) {
+            return result;
         }
         if !no_body && !parts.headers.contains_key(CONTENT_LENGTH) {
             let first_len = first.as_ref().map_or(0, |d| d.remaining() as u64);

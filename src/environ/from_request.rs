@@ -405,3 +405,416 @@ fn protocol(version: Version) -> &'static [u8] {
         _ => b"HTTP/1.1",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ext::{AuthType, ConnectInfo, RemoteUser};
+
+    fn build(builder: &EnvironBuilder, request: Request<()>) -> Environ {
+        builder.build(&request)
+    }
+
+    fn environ_of(request: Request<()>) -> Environ {
+        build(&EnvironBuilder::new(), request)
+    }
+
+    fn get<'a>(environ: &'a Environ, key: &str) -> Option<&'a str> {
+        environ.get(key).map(|v| std::str::from_utf8(v).unwrap())
+    }
+
+    #[test]
+    fn every_meta_variable_of_rfc_3875_is_set_from_the_request() {
+        let mut request = Request::post("/cgi-bin/app/a%20b?x=1&y=%41")
+            .version(Version::HTTP_11)
+            .header("host", "example.com:8080")
+            .header("content-type", "text/plain")
+            .header("content-length", "11")
+            .header("user-agent", "test/1")
+            .body(())
+            .unwrap();
+        request.extensions_mut().insert(AuthType::from("Basic"));
+        request.extensions_mut().insert(RemoteUser::from("alice"));
+        let environ = build(
+            &EnvironBuilder::new()
+                .script_name("/cgi-bin/app")
+                .server_software("test-server/2")
+                .remote_addr("192.0.2.9:50123".parse().unwrap())
+                .document_root("/srv/htdocs/")
+                .script_filename("/srv/cgi-bin/app"),
+            request,
+        );
+        let expected = [
+            ("SERVER_SOFTWARE", "test-server/2"),
+            ("SERVER_NAME", "example.com"),
+            ("GATEWAY_INTERFACE", "CGI/1.1"),
+            ("SERVER_PROTOCOL", "HTTP/1.1"),
+            ("SERVER_PORT", "8080"),
+            ("REQUEST_METHOD", "POST"),
+            ("PATH_TRANSLATED", "/srv/htdocs/a b"),
+            ("PATH_INFO", "/a b"),
+            ("SCRIPT_NAME", "/cgi-bin/app"),
+            ("QUERY_STRING", "x=1&y=%41"),
+            ("REMOTE_HOST", "192.0.2.9"),
+            ("REMOTE_ADDR", "192.0.2.9"),
+            ("REMOTE_PORT", "50123"),
+            ("AUTH_TYPE", "Basic"),
+            ("REMOTE_USER", "alice"),
+            ("CONTENT_TYPE", "text/plain"),
+            ("CONTENT_LENGTH", "11"),
+            ("REQUEST_URI", "/cgi-bin/app/a%20b?x=1&y=%41"),
+            ("SCRIPT_FILENAME", "/srv/cgi-bin/app"),
+            ("DOCUMENT_ROOT", "/srv/htdocs/"),
+            ("HTTP_HOST", "example.com:8080"),
+            ("HTTP_USER_AGENT", "test/1"),
+        ];
+        let actual: Vec<(&str, &str)> = environ
+            .iter()
+            .map(|(k, v)| {
+                (
+                    std::str::from_utf8(k).unwrap(),
+                    std::str::from_utf8(v).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(actual, expected);
+        assert!(!environ.contains_key("REMOTE_IDENT"));
+        assert!(!environ.contains_key("HTTPS"));
+        assert_eq!(environ.url_scheme(), "http");
+    }
+
+    #[test]
+    fn without_host_or_addresses_the_server_is_localhost_on_the_default_port() {
+        let environ = environ_of(Request::get("/").body(()).unwrap());
+        assert_eq!(get(&environ, "SERVER_NAME"), Some("localhost"));
+        assert_eq!(get(&environ, "SERVER_PORT"), Some("80"));
+        assert_eq!(get(&environ, "QUERY_STRING"), Some(""));
+        assert_eq!(get(&environ, "REQUEST_URI"), Some("/"));
+        assert!(!environ.contains_key("REMOTE_ADDR"));
+        assert!(!environ.contains_key("REMOTE_PORT"));
+        assert!(!environ.contains_key("CONTENT_LENGTH"));
+        assert!(!environ.contains_key("CONTENT_TYPE"));
+        assert!(!environ.contains_key("AUTH_TYPE"));
+        assert!(!environ.contains_key("REMOTE_USER"));
+        assert!(!environ.contains_key("PATH_TRANSLATED"));
+    }
+
+    #[test]
+    fn https_sets_the_variable_the_scheme_and_port_443() {
+        let environ = build(
+            &EnvironBuilder::new().https(true),
+            Request::get("/")
+                .header("host", "example.com")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(get(&environ, "HTTPS"), Some("on"));
+        assert_eq!(get(&environ, "SERVER_PORT"), Some("443"));
+        assert_eq!(environ.url_scheme(), "https");
+
+        let environ = environ_of(Request::get("https://example.com/x").body(()).unwrap());
+        assert_eq!(get(&environ, "HTTPS"), Some("on"));
+        assert_eq!(get(&environ, "SERVER_PORT"), Some("443"));
+
+        let environ = build(
+            &EnvironBuilder::new().https(false),
+            Request::get("https://example.com/x").body(()).unwrap(),
+        );
+        assert!(!environ.contains_key("HTTPS"));
+        assert_eq!(environ.url_scheme(), "http");
+    }
+
+    #[test]
+    fn repeated_headers_are_joined_with_a_comma_and_cookies_with_a_semicolon() {
+        let environ = environ_of(
+            Request::get("/")
+                .header("accept", "text/plain")
+                .header("Accept", "text/html")
+                .header("x-multi", "a")
+                .header("x-multi", "b")
+                .header("x-multi", "c")
+                .header("cookie", "a=1")
+                .header("cookie", "b=2")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(get(&environ, "HTTP_ACCEPT"), Some("text/plain, text/html"));
+        assert_eq!(get(&environ, "HTTP_X_MULTI"), Some("a, b, c"));
+        assert_eq!(get(&environ, "HTTP_COOKIE"), Some("a=1; b=2"));
+    }
+
+    #[test]
+    fn content_type_and_length_are_only_content_variables() {
+        let environ = environ_of(
+            Request::post("/")
+                .header("content-type", "application/json")
+                .header("content-length", "2")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(get(&environ, "CONTENT_TYPE"), Some("application/json"));
+        assert_eq!(get(&environ, "CONTENT_LENGTH"), Some("2"));
+        assert!(!environ.contains_key("HTTP_CONTENT_TYPE"));
+        assert!(!environ.contains_key("HTTP_CONTENT_LENGTH"));
+    }
+
+    #[test]
+    fn an_invalid_content_length_header_is_dropped_and_an_explicit_length_wins() {
+        let request = || {
+            Request::post("/")
+                .header("content-length", "12abc")
+                .body(())
+                .unwrap()
+        };
+        assert!(!environ_of(request()).contains_key("CONTENT_LENGTH"));
+        let environ = build(&EnvironBuilder::new().content_length(42), request());
+        assert_eq!(get(&environ, "CONTENT_LENGTH"), Some("42"));
+        let chunked = Request::post("/")
+            .header("transfer-encoding", "chunked")
+            .body(())
+            .unwrap();
+        let environ = build(&EnvironBuilder::new().content_length(7), chunked);
+        assert_eq!(get(&environ, "CONTENT_LENGTH"), Some("7"));
+    }
+
+    #[test]
+    fn proxy_never_becomes_http_proxy() {
+        let environ = environ_of(
+            Request::get("/")
+                .header("proxy", "http://evil.example:8080")
+                .header("proxy-authorization", "Basic Zm9vOmJhcg==")
+                .body(())
+                .unwrap(),
+        );
+        assert!(!environ.contains_key("HTTP_PROXY"));
+        assert!(!environ.contains_key("HTTP_PROXY_AUTHORIZATION"));
+    }
+
+    #[test]
+    fn authorization_is_passed_only_when_configured() {
+        let request = || {
+            Request::get("/")
+                .header("authorization", "Bearer secret")
+                .body(())
+                .unwrap()
+        };
+        assert!(!environ_of(request()).contains_key("HTTP_AUTHORIZATION"));
+        let environ = build(&EnvironBuilder::new().pass_authorization(true), request());
+        assert_eq!(get(&environ, "HTTP_AUTHORIZATION"), Some("Bearer secret"));
+    }
+
+    #[test]
+    fn header_names_with_underscores_are_dropped() {
+        let environ = environ_of(
+            Request::get("/")
+                .header("x_user", "spoofed")
+                .header("x-user", "real")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(get(&environ, "HTTP_X_USER"), Some("real"));
+    }
+
+    #[test]
+    fn server_protocol_is_the_real_version() {
+        for (version, protocol) in [
+            (Version::HTTP_09, "HTTP/0.9"),
+            (Version::HTTP_10, "HTTP/1.0"),
+            (Version::HTTP_11, "HTTP/1.1"),
+            (Version::HTTP_2, "HTTP/2.0"),
+            (Version::HTTP_3, "HTTP/3.0"),
+        ] {
+            let environ = environ_of(Request::get("/").version(version).body(()).unwrap());
+            assert_eq!(get(&environ, "SERVER_PROTOCOL"), Some(protocol));
+        }
+    }
+
+    #[test]
+    fn ipv6_server_name_keeps_its_brackets_and_remote_addr_has_none() {
+        let environ = build(
+            &EnvironBuilder::new().remote_addr("[2001:db8::7]:4000".parse().unwrap()),
+            Request::get("/")
+                .header("host", "[2001:db8::1]:8443")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(get(&environ, "SERVER_NAME"), Some("[2001:db8::1]"));
+        assert_eq!(get(&environ, "SERVER_PORT"), Some("8443"));
+        assert_eq!(get(&environ, "REMOTE_ADDR"), Some("2001:db8::7"));
+        assert_eq!(get(&environ, "REMOTE_PORT"), Some("4000"));
+
+        // Without Host, from the local address.
+        let environ = build(
+            &EnvironBuilder::new().local_addr("[::1]:8080".parse().unwrap()),
+            Request::get("/").body(()).unwrap(),
+        );
+        assert_eq!(get(&environ, "SERVER_NAME"), Some("[::1]"));
+        assert_eq!(get(&environ, "SERVER_PORT"), Some("8080"));
+    }
+
+    #[test]
+    fn ipv4_mapped_ipv6_addresses_are_shown_as_ipv4() {
+        let environ = build(
+            &EnvironBuilder::new()
+                .remote_addr("[::ffff:192.0.2.1]:5000".parse().unwrap())
+                .local_addr("[::ffff:127.0.0.1]:8000".parse().unwrap()),
+            Request::get("/").body(()).unwrap(),
+        );
+        assert_eq!(get(&environ, "REMOTE_ADDR"), Some("192.0.2.1"));
+        assert_eq!(get(&environ, "SERVER_NAME"), Some("127.0.0.1"));
+        assert_eq!(get(&environ, "SERVER_PORT"), Some("8000"));
+    }
+
+    #[test]
+    fn connect_info_gives_the_addresses_and_the_builder_overrides_it() {
+        let mut request = Request::get("/").body(()).unwrap();
+        request.extensions_mut().insert(ConnectInfo {
+            remote: "192.0.2.3:1234".parse().unwrap(),
+            local: Some("198.51.100.1:8001".parse().unwrap()),
+        });
+        let environ = environ_of(request.clone());
+        assert_eq!(get(&environ, "REMOTE_ADDR"), Some("192.0.2.3"));
+        assert_eq!(get(&environ, "REMOTE_PORT"), Some("1234"));
+        assert_eq!(get(&environ, "SERVER_NAME"), Some("198.51.100.1"));
+        assert_eq!(get(&environ, "SERVER_PORT"), Some("8001"));
+        let environ = build(
+            &EnvironBuilder::new().remote_addr("192.0.2.4:9".parse().unwrap()),
+            request,
+        );
+        assert_eq!(get(&environ, "REMOTE_ADDR"), Some("192.0.2.4"));
+    }
+
+    #[test]
+    fn an_invalid_host_header_falls_back_to_the_uri_authority() {
+        let environ = environ_of(
+            Request::get("http://example.org:81/")
+                .header("host", "bad host")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(get(&environ, "SERVER_NAME"), Some("example.org"));
+        assert_eq!(get(&environ, "SERVER_PORT"), Some("81"));
+        assert_eq!(get(&environ, "HTTP_HOST"), Some("bad host"));
+    }
+
+    #[test]
+    fn root_script_name_is_empty_never_a_slash() {
+        for script in ["", "/", "//"] {
+            let environ = build(
+                &EnvironBuilder::new().script_name(script),
+                Request::get("/a").body(()).unwrap(),
+            );
+            assert_eq!(get(&environ, "SCRIPT_NAME"), Some(""), "{script:?}");
+            assert_eq!(get(&environ, "PATH_INFO"), Some("/a"));
+        }
+        let environ = build(
+            &EnvironBuilder::new().script_name("/app/"),
+            Request::get("/app/x").body(()).unwrap(),
+        );
+        assert_eq!(get(&environ, "SCRIPT_NAME"), Some("/app"));
+        assert_eq!(get(&environ, "PATH_INFO"), Some("/x"));
+    }
+
+    #[test]
+    fn path_info_is_decoded_below_the_script_name() {
+        let environ = build(
+            &EnvironBuilder::new().script_name("/my app"),
+            Request::get("/my%20app/a%2Fb/%C3%A9%ff/%zz")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(get(&environ, "SCRIPT_NAME"), Some("/my app"));
+        assert_eq!(
+            environ.get("PATH_INFO"),
+            Some(&b"/a/b/\xc3\xa9\xff/%zz"[..])
+        );
+        assert_eq!(
+            get(&environ, "REQUEST_URI"),
+            Some("/my%20app/a%2Fb/%C3%A9%ff/%zz")
+        );
+    }
+
+    #[test]
+    fn the_mount_point_itself_has_an_empty_path_info() {
+        let environ = build(
+            &EnvironBuilder::new().script_name("/app"),
+            Request::get("/app?q").body(()).unwrap(),
+        );
+        assert_eq!(get(&environ, "PATH_INFO"), Some(""));
+        assert_eq!(get(&environ, "QUERY_STRING"), Some("q"));
+        let environ = build(
+            &EnvironBuilder::new()
+                .script_name("/app")
+                .document_root("/srv"),
+            Request::get("/app").body(()).unwrap(),
+        );
+        assert!(!environ.contains_key("PATH_TRANSLATED"));
+    }
+
+    #[test]
+    fn a_path_outside_the_script_name_is_all_path_info() {
+        let environ = build(
+            &EnvironBuilder::new().script_name("/app"),
+            Request::get("/application/x").body(()).unwrap(),
+        );
+        assert_eq!(get(&environ, "SCRIPT_NAME"), Some("/app"));
+        assert_eq!(get(&environ, "PATH_INFO"), Some("/application/x"));
+    }
+
+    #[test]
+    fn an_absolute_form_target_gives_an_origin_form_request_uri_and_a_host() {
+        let environ = environ_of(
+            Request::get("http://example.com:8080/a/b?c=d")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(get(&environ, "REQUEST_URI"), Some("/a/b?c=d"));
+        assert_eq!(get(&environ, "HTTP_HOST"), Some("example.com:8080"));
+        assert_eq!(get(&environ, "SERVER_NAME"), Some("example.com"));
+        assert_eq!(get(&environ, "SERVER_PORT"), Some("8080"));
+        assert_eq!(get(&environ, "PATH_INFO"), Some("/a/b"));
+    }
+
+    #[test]
+    fn header_values_that_are_not_utf8_are_kept_byte_for_byte() {
+        let environ = environ_of(
+            Request::get("/")
+                .header(
+                    "x-latin",
+                    http::HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+                )
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(environ.get("HTTP_X_LATIN"), Some(&b"caf\xe9"[..]));
+    }
+
+    #[test]
+    fn auth_type_and_remote_user_come_from_extensions_only() {
+        let environ = environ_of(
+            Request::get("/")
+                .header("authorization", "Basic YWxpY2U6eA==")
+                .body(())
+                .unwrap(),
+        );
+        assert!(!environ.contains_key("AUTH_TYPE"));
+        assert!(!environ.contains_key("REMOTE_USER"));
+        let mut request = Request::get("/").body(()).unwrap();
+        request
+            .extensions_mut()
+            .insert(RemoteUser::new(&b"j\xf6rg"[..]));
+        request.extensions_mut().insert(AuthType::from("Digest"));
+        let environ = environ_of(request);
+        assert_eq!(environ.get("REMOTE_USER"), Some(&b"j\xf6rg"[..]));
+        assert_eq!(get(&environ, "AUTH_TYPE"), Some("Digest"));
+    }
+
+    #[test]
+    fn build_from_parts_is_the_same_as_build() {
+        let request = Request::put("/x?y").header("a", "b").body(()).unwrap();
+        let builder = EnvironBuilder::new().script_name("/x");
+        let whole = builder.build(&request);
+        let (parts, ()) = request.into_parts();
+        assert_eq!(builder.build_from_parts(&parts), whole);
+    }
+}

@@ -147,32 +147,38 @@ fn raw_path_info<'a>(raw_path: &'a [u8], script: &[u8], info: &[u8]) -> Option<&
     if i != raw_path.len() {
         return None;
     }
-    Some(&raw_path[split?..])
+    // The split must fall on a literal `/` (or the end): with `/app%2Fx` for `/app` +
+    // `/x`, the raw form of `PATH_INFO` would lose its leading slash.
+    let raw_info = &raw_path[split?..];
+    (raw_info.is_empty() || raw_info.starts_with(b"/")).then_some(raw_info)
 }
 
-/// The path part of a `REQUEST_URI`, which may be in absolute form.
-fn request_uri_path(uri: &[u8]) -> &[u8] {
-    let uri = match uri.iter().position(|&b| b == b'?') {
-        Some(q) => &uri[..q],
-        None => uri,
+/// The raw path and query of a `REQUEST_URI`, which may be in absolute form
+/// (`http://host/path?query`, scheme in any case).
+fn split_request_uri(uri: &[u8]) -> (&[u8], &[u8]) {
+    let (path, query) = match uri.iter().position(|&b| b == b'?') {
+        Some(q) => (&uri[..q], &uri[q + 1..]),
+        None => (uri, &b""[..]),
     };
-    if let Some(rest) = uri
-        .strip_prefix(b"http://")
-        .or_else(|| uri.strip_prefix(b"https://"))
-    {
-        return match rest.iter().position(|&b| b == b'/') {
+    let scheme = [&b"http://"[..], b"https://"]
+        .into_iter()
+        .find(|s| path.len() >= s.len() && path[..s.len()].eq_ignore_ascii_case(s));
+    if let Some(scheme) = scheme {
+        let rest = &path[scheme.len()..];
+        let path = match rest.iter().position(|&b| b == b'/') {
             Some(slash) => &rest[slash..],
             None => b"/",
         };
+        return (path, query);
     }
-    uri
+    (path, query)
 }
 
 /// Builds an origin-form URI from a path (raw, or decoded to be encoded) and a raw query.
 fn origin_uri(path: PathPart<'_>, query: &[u8]) -> Uri {
     let mut target = Vec::with_capacity(16 + query.len());
     match path {
-        PathPart::Raw(raw) => percent::encode_into(raw, Set::Raw, &mut target),
+        PathPart::Raw(raw) => percent::encode_into(raw, Set::RawPath, &mut target),
         PathPart::Decoded(parts) => {
             for part in parts {
                 percent::encode_into(part, Set::Path, &mut target);
@@ -184,7 +190,7 @@ fn origin_uri(path: PathPart<'_>, query: &[u8]) -> Uri {
     }
     if !query.is_empty() {
         target.push(b'?');
-        percent::encode_into(query, Set::Raw, &mut target);
+        percent::encode_into(query, Set::RawQuery, &mut target);
     }
     // Everything outside the URI alphabet was escaped above, so this parses; fall back to
     // `/` rather than fail on a case we did not foresee.
@@ -206,10 +212,12 @@ impl Environ {
     ///   1.1, `HTTP/2`, `HTTP/2.0` → 2, `HTTP/3` → 3, `HTTP/0.9` → 0.9, missing → 1.0, any
     ///   other value → 1.1;
     /// - URI: the app-relative path, `PATH_INFO` (§4.1.5) plus `?QUERY_STRING` (§4.1.7).
-    ///   `PATH_INFO` is decoded; its raw form is recovered from `REQUEST_URI` when that decodes
-    ///   to `SCRIPT_NAME` + `PATH_INFO`, so `%2F` stays `%2F`; otherwise it is
-    ///   percent-encoded. An empty `PATH_INFO` is `/`. The full path, with the mount point, is
-    ///   the [`FullUri`] extension;
+    ///   `PATH_INFO` is decoded; its raw form is recovered from `REQUEST_URI` (origin or
+    ///   absolute form) when that path decodes to `SCRIPT_NAME` + `PATH_INFO` and the mount
+    ///   point ends at a literal `/`, so `%2F` stays `%2F`; otherwise the decoded value is
+    ///   percent-encoded. Raw bytes that `http` accepts are kept as the client sent them;
+    ///   non-ASCII bytes, spaces and the like are percent-encoded. An empty `PATH_INFO` is
+    ///   `/`. The full path, with the mount point, is the [`FullUri`] extension;
     /// - headers: each `HTTP_*` variable (§4.1.18), `HTTP_FOO_BAR` → `foo-bar`, values kept
     ///   byte for byte; `CONTENT_TYPE` and `CONTENT_LENGTH` (§4.1.2, §4.1.3) → the
     ///   `content-type` and `content-length` headers, never from `HTTP_CONTENT_*`.
@@ -281,19 +289,16 @@ impl Environ {
         let info = self.get("PATH_INFO").unwrap_or_default();
         let query = self.get("QUERY_STRING").unwrap_or_default();
         let request_uri = self.get("REQUEST_URI").filter(|u| !u.is_empty());
-        let raw_info = request_uri.and_then(|u| raw_path_info(request_uri_path(u), script, info));
+        let raw_info =
+            request_uri.and_then(|u| raw_path_info(split_request_uri(u).0, script, info));
         let uri = match raw_info {
             Some(raw) => origin_uri(PathPart::Raw(raw), query),
             None => origin_uri(PathPart::Decoded(&[info]), query),
         };
-        let full_uri = match request_uri.map(|u| Uri::from_maybe_shared(Bytes::copy_from_slice(u)))
-        {
-            Some(Ok(full)) if full.scheme().is_none() => full,
-            Some(Ok(full)) => full
-                .path_and_query()
-                .map(|pq| Uri::from(pq.clone()))
-                .unwrap_or_else(|| Uri::from_static("/")),
-            _ => origin_uri(PathPart::Decoded(&[script, info]), query),
+        // Escaped the same way as the app-relative URI, so both modes route alike.
+        let full_uri = match request_uri.map(split_request_uri) {
+            Some((path, query)) => origin_uri(PathPart::Raw(path), query),
+            None => origin_uri(PathPart::Decoded(&[script, info]), query),
         };
 
         let mut request = Request::new(());
@@ -339,5 +344,383 @@ impl Environ {
         extensions.insert(FullUri(full_uri));
         extensions.insert(self);
         Ok(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ext::RequestExt;
+
+    fn req(vars: &[(&str, &[u8])]) -> Request<()> {
+        let mut all: Vec<(&str, &[u8])> = vec![("REQUEST_METHOD", b"GET")];
+        all.extend_from_slice(vars);
+        Environ::from_vars(
+            all.into_iter()
+                .map(|(k, v)| (k.to_owned(), Bytes::copy_from_slice(v))),
+        )
+        .into_request()
+        .unwrap()
+    }
+
+    fn error(vars: &[(&str, &[u8])]) -> InvalidEnviron {
+        Environ::from_vars(
+            vars.iter()
+                .map(|(k, v)| (k.to_string(), Bytes::copy_from_slice(v))),
+        )
+        .into_request()
+        .unwrap_err()
+    }
+
+    #[test]
+    fn every_meta_variable_is_read_back() {
+        let request = req(&[
+            ("REQUEST_METHOD", b"PATCH"),
+            ("SERVER_PROTOCOL", b"HTTP/1.1"),
+            ("SCRIPT_NAME", b"/cgi-bin/app"),
+            ("PATH_INFO", b"/items/7"),
+            ("QUERY_STRING", b"a=1&b=%20"),
+            ("REQUEST_URI", b"/cgi-bin/app/items/7?a=1&b=%20"),
+            ("CONTENT_TYPE", b"application/json"),
+            ("CONTENT_LENGTH", b"17"),
+            ("REMOTE_ADDR", b"192.0.2.1"),
+            ("REMOTE_PORT", b"50000"),
+            ("REMOTE_USER", b"alice"),
+            ("AUTH_TYPE", b"Basic"),
+            ("SERVER_NAME", b"example.com"),
+            ("SERVER_PORT", b"8443"),
+            ("HTTPS", b"on"),
+            ("HTTP_HOST", b"example.com:8443"),
+            ("HTTP_X_FORWARDED_FOR", b"198.51.100.1"),
+            ("GATEWAY_INTERFACE", b"CGI/1.1"),
+            ("SERVER_SOFTWARE", b"test"),
+        ]);
+        assert_eq!(request.method(), "PATCH");
+        assert_eq!(request.version(), Version::HTTP_11);
+        assert_eq!(request.uri(), "/items/7?a=1&b=%20");
+        let headers: Vec<(&str, &[u8])> = request
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+            .collect();
+        assert_eq!(
+            headers,
+            [
+                ("host", &b"example.com:8443"[..]),
+                ("x-forwarded-for", b"198.51.100.1"),
+                ("content-type", b"application/json"),
+                ("content-length", b"17"),
+            ]
+        );
+        assert_eq!(request.script_name(), "/cgi-bin/app");
+        assert_eq!(request.path_info(), "/items/7");
+        assert_eq!(
+            request.remote_addr().and_then(|a| a.ip()),
+            Some("192.0.2.1".parse().unwrap())
+        );
+        assert_eq!(request.remote_port(), Some(50000));
+        assert_eq!(request.remote_user().unwrap(), "alice");
+        assert_eq!(request.auth_type().unwrap(), "Basic");
+        assert_eq!(request.server_name().unwrap(), "example.com");
+        assert_eq!(request.server_port(), Some(8443));
+        assert!(request.is_https());
+        assert_eq!(
+            request.extensions().get::<RequestUri>().unwrap(),
+            "/cgi-bin/app/items/7?a=1&b=%20"
+        );
+        assert_eq!(
+            request.extensions().get::<FullUri>().unwrap().0,
+            "/cgi-bin/app/items/7?a=1&b=%20"
+        );
+        assert_eq!(
+            request
+                .environ()
+                .and_then(|e| e.get_str("GATEWAY_INTERFACE")),
+            Some("CGI/1.1")
+        );
+    }
+
+    #[test]
+    fn https_is_truthy_for_on_1_and_yes_in_any_case() {
+        for value in ["on", "ON", "On", "1", "yes", "YES", "Yes"] {
+            assert!(req(&[("HTTPS", value.as_bytes())]).is_https(), "{value}");
+        }
+        for value in ["off", "0", "no", "", "true", " on", "2"] {
+            assert!(!req(&[("HTTPS", value.as_bytes())]).is_https(), "{value}");
+        }
+        assert!(!req(&[]).is_https());
+    }
+
+    #[test]
+    fn server_protocol_gives_the_version_and_included_is_http_10() {
+        for (protocol, version) in [
+            (&b"HTTP/0.9"[..], Version::HTTP_09),
+            (b"HTTP/1.0", Version::HTTP_10),
+            (b"http/1.0", Version::HTTP_10),
+            (b"INCLUDED", Version::HTTP_10),
+            (b"HTTP/1.1", Version::HTTP_11),
+            (b"HTTP/2", Version::HTTP_2),
+            (b"HTTP/2.0", Version::HTTP_2),
+            (b"HTTP/3", Version::HTTP_3),
+            (b"HTTP/3.0", Version::HTTP_3),
+            (b"EXTENSION/9", Version::HTTP_11),
+            (b"\xff", Version::HTTP_11),
+        ] {
+            let request = req(&[("SERVER_PROTOCOL", protocol)]);
+            assert_eq!(request.version(), version, "{protocol:?}");
+        }
+        assert_eq!(req(&[]).version(), Version::HTTP_10);
+    }
+
+    #[test]
+    fn http_variables_become_headers_but_content_and_proxy_do_not() {
+        let request = req(&[
+            ("HTTP_USER_AGENT", b"test/1"),
+            ("HTTP_ACCEPT_LANGUAGE", b"en, fr"),
+            ("HTTP_CONTENT_TYPE", b"text/evil"),
+            ("HTTP_CONTENT_LENGTH", b"999"),
+            ("HTTP_PROXY", b"http://evil.example"),
+            ("HTTP_", b"nameless"),
+            ("CONTENT_TYPE", b"text/plain"),
+            ("SERVER_NAME", b"not-a-header"),
+        ]);
+        let headers: Vec<(&str, &str)> = request
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(
+            headers,
+            [
+                ("user-agent", "test/1"),
+                ("accept-language", "en, fr"),
+                ("content-type", "text/plain"),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_content_type_is_no_header() {
+        let request = req(&[("CONTENT_TYPE", b""), ("CONTENT_LENGTH", b"")]);
+        assert!(request.headers().is_empty());
+    }
+
+    #[test]
+    fn content_length_may_have_blanks_around_it() {
+        let request = req(&[("CONTENT_LENGTH", b" 12 ")]);
+        assert_eq!(request.headers()["content-length"], "12");
+        let request = req(&[("CONTENT_LENGTH", b"   ")]);
+        assert!(request.headers().get("content-length").is_none());
+    }
+
+    #[test]
+    fn a_bad_content_length_is_a_400_error() {
+        for value in [&b"abc"[..], b"-1", b"+1", b"1.5", b"1 2", b"0x10", b"\xff"] {
+            let err = error(&[("REQUEST_METHOD", b"POST"), ("CONTENT_LENGTH", value)]);
+            assert!(err.is_content_length(), "{value:?}");
+            assert!(!err.is_missing_method());
+            assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
+        }
+        let err = error(&[
+            ("REQUEST_METHOD", b"POST"),
+            ("CONTENT_LENGTH", b"99999999999999999999999"),
+        ]);
+        assert_eq!(
+            err.to_string(),
+            "invalid CONTENT_LENGTH \"99999999999999999999999\""
+        );
+    }
+
+    #[test]
+    fn a_missing_or_empty_request_method_is_missing_method() {
+        let err = error(&[("PATH_INFO", b"/")]);
+        assert!(err.is_missing_method());
+        assert_eq!(err.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(err.to_string(), "no REQUEST_METHOD in the environment");
+        assert!(error(&[("REQUEST_METHOD", b"")]).is_missing_method());
+    }
+
+    #[test]
+    fn an_invalid_request_method_is_a_400_error() {
+        for method in [&b"G T"[..], b"\xff", b"GET\n"] {
+            let err = error(&[("REQUEST_METHOD", method)]);
+            assert!(!err.is_missing_method());
+            assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
+        }
+        let request = req(&[("REQUEST_METHOD", b"PROPFIND")]);
+        assert_eq!(request.method(), "PROPFIND");
+    }
+
+    #[test]
+    fn invalid_header_values_and_names_are_skipped() {
+        let request = req(&[
+            ("HTTP_X_GOOD", b"fine"),
+            ("HTTP_X_NEWLINE", b"a\nb"),
+            ("HTTP_X_NUL", b"a\0b"),
+            ("HTTP_X SPACE", b"v"),
+            ("HTTP_X_HIGH", b"\xfe\xff"),
+            ("CONTENT_TYPE", b"text/\x01"),
+        ]);
+        let names: Vec<&str> = request.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-good", "x-high"]);
+        assert_eq!(request.headers()["x-high"].as_bytes(), b"\xfe\xff");
+    }
+
+    #[test]
+    fn a_missing_remote_port_gives_no_extension() {
+        let request = req(&[("REMOTE_ADDR", b"192.0.2.1")]);
+        assert_eq!(request.remote_port(), None);
+        assert!(request.remote_addr().is_some());
+        let request = req(&[("REMOTE_PORT", b"not-a-port")]);
+        assert_eq!(request.remote_port(), None);
+        let request = req(&[("REMOTE_PORT", b"70000")]);
+        assert_eq!(request.remote_port(), None);
+    }
+
+    #[test]
+    fn ipv6_addresses_are_kept_as_given() {
+        let request = req(&[
+            ("REMOTE_ADDR", b"2001:db8::7"),
+            ("SERVER_NAME", b"[2001:db8::1]"),
+        ]);
+        assert_eq!(
+            request.remote_addr().and_then(|a| a.ip()),
+            Some("2001:db8::7".parse().unwrap())
+        );
+        assert_eq!(request.server_name().unwrap(), "[2001:db8::1]");
+    }
+
+    #[test]
+    fn an_empty_path_info_is_the_root() {
+        assert_eq!(req(&[]).uri(), "/");
+        assert_eq!(req(&[("PATH_INFO", b"")]).uri(), "/");
+        assert_eq!(
+            req(&[("PATH_INFO", b""), ("QUERY_STRING", b"x")]).uri(),
+            "/?x"
+        );
+        // A PATH_INFO without its leading slash still gives an origin-form URI.
+        assert_eq!(req(&[("PATH_INFO", b"a/b")]).uri(), "/a/b");
+    }
+
+    #[test]
+    fn path_info_is_percent_encoded_without_a_request_uri() {
+        let request = req(&[
+            ("SCRIPT_NAME", b"/app"),
+            ("PATH_INFO", b"/a b/%/?/#/\xc3\xa9;x=1"),
+        ]);
+        assert_eq!(request.uri(), "/a%20b/%25/%3F/%23/%C3%A9;x=1");
+        assert_eq!(
+            request.extensions().get::<FullUri>().unwrap().0,
+            "/app/a%20b/%25/%3F/%23/%C3%A9;x=1"
+        );
+    }
+
+    #[test]
+    fn the_raw_path_info_is_recovered_from_request_uri_so_an_encoded_slash_survives() {
+        let request = req(&[
+            ("SCRIPT_NAME", b"/cgi-bin/app"),
+            ("PATH_INFO", b"/files/a/b c"),
+            ("QUERY_STRING", b"x=%2F"),
+            ("REQUEST_URI", b"/cgi-bin/app/files/a%2Fb%20c?x=%2F"),
+        ]);
+        assert_eq!(request.uri(), "/files/a%2Fb%20c?x=%2F");
+        assert_eq!(request.path_info(), "/files/a/b c");
+    }
+
+    #[test]
+    fn the_raw_path_info_is_recovered_when_the_script_name_is_encoded_too() {
+        let request = req(&[
+            ("SCRIPT_NAME", b"/my app"),
+            ("PATH_INFO", b"/x/y"),
+            ("REQUEST_URI", b"/my%20app/x%2fy"),
+        ]);
+        assert_eq!(request.uri(), "/x%2fy");
+        let request = req(&[
+            ("SCRIPT_NAME", &b""[..]),
+            ("PATH_INFO", b"/x/y"),
+            ("REQUEST_URI", b"/x%2Fy"),
+        ]);
+        assert_eq!(request.uri(), "/x%2Fy");
+    }
+
+    #[test]
+    fn a_request_uri_that_does_not_match_falls_back_to_path_info() {
+        for request_uri in [
+            &b"/rewritten/elsewhere?x=1"[..],
+            b"/cgi-bin/app/a/b/extra",
+            b"/cgi-bin/ap",
+            b"/cgi-bin/app%2Fa/b",
+            b"\xff\xfe",
+            b"",
+        ] {
+            let request = req(&[
+                ("SCRIPT_NAME", b"/cgi-bin/app"),
+                ("PATH_INFO", b"/a/b"),
+                ("QUERY_STRING", b"x=1"),
+                ("REQUEST_URI", request_uri),
+            ]);
+            assert_eq!(request.uri(), "/a/b?x=1", "{request_uri:?}");
+        }
+    }
+
+    #[test]
+    fn an_absolute_form_request_uri_is_read_for_its_path() {
+        let request = req(&[
+            ("SCRIPT_NAME", b"/app"),
+            ("PATH_INFO", b"/a/b"),
+            ("QUERY_STRING", b"q=1"),
+            ("REQUEST_URI", b"http://example.com:8080/app/a%2Fb?q=1"),
+        ]);
+        assert_eq!(request.uri(), "/a%2Fb?q=1");
+        assert_eq!(
+            request.extensions().get::<FullUri>().unwrap().0,
+            "/app/a%2Fb?q=1"
+        );
+        let request = req(&[
+            ("PATH_INFO", &b"/"[..]),
+            ("REQUEST_URI", b"https://example.com"),
+        ]);
+        assert_eq!(request.uri(), "/");
+    }
+
+    #[test]
+    fn non_utf8_values_never_panic() {
+        let request = req(&[
+            ("SCRIPT_NAME", b"/\xfe"),
+            ("PATH_INFO", b"/\xff/x"),
+            ("QUERY_STRING", b"a=\xff&b= c"),
+            ("REQUEST_URI", b"/\xfe/\xff/x?a=\xff&b= c"),
+            ("SERVER_NAME", b"\xff"),
+            ("SERVER_PORT", b"\xff"),
+            ("REMOTE_ADDR", b"\xff"),
+            ("REMOTE_PORT", b"\xff"),
+            ("REMOTE_USER", b"\xff"),
+            ("AUTH_TYPE", b"\xff"),
+            ("HTTPS", b"\xff"),
+            ("HTTP_X", b"\xfe"),
+            ("CONTENT_TYPE", b"text/\xff"),
+        ]);
+        assert_eq!(request.uri(), "/%FF/x?a=%FF&b=%20c");
+        assert_eq!(request.script_name(), "");
+        assert_eq!(request.path_info(), "");
+        assert_eq!(
+            request.extensions().get::<PathInfo>().unwrap().as_bytes(),
+            b"/\xff/x"
+        );
+        assert_eq!(request.server_port(), None);
+        assert_eq!(request.remote_addr().and_then(|a| a.ip()), None);
+        assert!(!request.is_https());
+        assert_eq!(request.headers()["x"].as_bytes(), b"\xfe");
+        assert_eq!(request.headers()["content-type"].as_bytes(), b"text/\xff");
+        assert_eq!(
+            request.extensions().get::<FullUri>().unwrap().0,
+            "/%FE/%FF/x?a=%FF&b=%20c"
+        );
+    }
+
+    #[test]
+    fn raw_query_characters_that_http_accepts_are_kept() {
+        let request = req(&[("PATH_INFO", &b"/"[..]), ("QUERY_STRING", b"a={}|^`&b=[]")]);
+        assert_eq!(request.uri().query(), Some("a={}|^`&b=[]"));
     }
 }

@@ -102,7 +102,7 @@ pub fn request_uri(environ: &Environ, include_query: bool) -> String {
     if include_query {
         if let Some(query) = environ.get("QUERY_STRING").filter(|q| !q.is_empty()) {
             uri.push(b'?');
-            percent::encode_into(query, Set::Raw, &mut uri);
+            percent::encode_into(query, Set::RawQuery, &mut uri);
         }
     }
     String::from_utf8(uri).unwrap_or_default()
@@ -204,4 +204,347 @@ pub fn setup_testing_defaults(environ: &mut Environ) {
         http::uri::Scheme::HTTP
     });
     environ.set_default("SERVER_PORT", if https { "443" } else { "80" });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shifted(script: &str, info: &str) -> (Option<String>, String, String) {
+        let mut environ = Environ::from_vars([
+            ("SCRIPT_NAME", script.to_owned()),
+            ("PATH_INFO", info.to_owned()),
+        ]);
+        let name = shift_path_info(&mut environ).map(|n| String::from_utf8(n.to_vec()).unwrap());
+        (
+            name,
+            environ.get_str("SCRIPT_NAME").unwrap().to_owned(),
+            environ.get_str("PATH_INFO").unwrap().to_owned(),
+        )
+    }
+
+    #[track_caller]
+    fn check_shift(script: &str, info: &str, name: Option<&str>, new_script: &str, rest: &str) {
+        assert_eq!(
+            shifted(script, info),
+            (
+                name.map(str::to_owned),
+                new_script.to_owned(),
+                rest.to_owned()
+            ),
+            "shift_path_info(SCRIPT_NAME={script:?}, PATH_INFO={info:?})"
+        );
+    }
+
+    #[test]
+    fn shift_path_info_moves_one_segment_as_wsgiref_does() {
+        // wsgiref's own test cases (test_wsgiref testSimpleShifts).
+        check_shift("", "/", Some(""), "/", "");
+        check_shift("", "/x", Some("x"), "/x", "");
+        check_shift("/", "", None, "/", "");
+        check_shift("/a", "/x/y", Some("x"), "/a/x", "/y");
+        check_shift("/a", "/x/", Some("x"), "/a/x", "/");
+        check_shift("/a", "/b", Some("b"), "/a/b", "");
+    }
+
+    #[test]
+    fn shift_path_info_normalises_as_wsgiref_does() {
+        // wsgiref's own test cases (test_wsgiref testNormalizedShifts).
+        check_shift("/a/b", "/../y", Some(".."), "/a", "/y");
+        check_shift("", "/../y", Some(".."), "", "/y");
+        check_shift("/a/b", "//y", Some("y"), "/a/b/y", "");
+        check_shift("/a/b", "//y/", Some("y"), "/a/b/y", "/");
+        check_shift("/a/b", "/./y", Some("y"), "/a/b/y", "");
+        check_shift("/a/b", "/./y/", Some("y"), "/a/b/y", "/");
+        check_shift("/a/b", "///./..//y/.//", Some(".."), "/a", "/y/");
+        check_shift("/a/b", "///", Some(""), "/a/b/", "");
+        check_shift("/a/b", "/.//", Some(""), "/a/b/", "");
+        check_shift("/a/b", "/x//", Some("x"), "/a/b/x", "/");
+        check_shift("/a/b", "/.", None, "/a/b", "");
+    }
+
+    #[test]
+    fn shift_path_info_on_an_empty_path_changes_nothing() {
+        let mut environ = Environ::from_vars([("SCRIPT_NAME", "/app")]);
+        assert_eq!(shift_path_info(&mut environ), None);
+        assert_eq!(environ.get_str("SCRIPT_NAME"), Some("/app"));
+        assert!(!environ.contains_key("PATH_INFO"));
+    }
+
+    #[test]
+    fn shift_path_info_keeps_bytes_that_are_not_utf8() {
+        let mut environ = Environ::from_vars([
+            (&b"SCRIPT_NAME"[..], &b"/\xfe"[..]),
+            (b"PATH_INFO", b"/\xff/z"),
+        ]);
+        assert_eq!(shift_path_info(&mut environ).as_deref(), Some(&b"\xff"[..]));
+        assert_eq!(environ.get("SCRIPT_NAME"), Some(&b"/\xfe/\xff"[..]));
+        assert_eq!(environ.get("PATH_INFO"), Some(&b"/z"[..]));
+    }
+
+    /// Meta-variables for [`testing`]: `None` is Python's `None`.
+    type Vars<'a> = &'a [(&'a str, Option<&'a [u8]>)];
+
+    /// wsgiref's test helper: `vars` (`None` is Python's `None`: set, but empty), then
+    /// `setup_testing_defaults`.
+    fn testing(vars: Vars<'_>) -> Environ {
+        let mut environ = Environ::from_vars(
+            vars.iter()
+                .map(|(k, v)| (k.to_string(), Bytes::copy_from_slice(v.unwrap_or_default()))),
+        );
+        setup_testing_defaults(&mut environ);
+        environ
+    }
+
+    #[test]
+    fn application_uri_matches_wsgiref() {
+        // wsgiref's own test cases (test_wsgiref testAppURIs).
+        let cases: [(&str, Vars<'_>); 8] = [
+            ("http://127.0.0.1/", &[]),
+            ("http://127.0.0.1/spam", &[("SCRIPT_NAME", Some(b"/spam"))]),
+            (
+                "http://127.0.0.1/sp%E4m",
+                &[("SCRIPT_NAME", Some(b"/sp\xe4m"))],
+            ),
+            (
+                "http://spam.example.com:2071/",
+                &[
+                    ("HTTP_HOST", Some(b"spam.example.com:2071")),
+                    ("SERVER_PORT", Some(b"2071")),
+                ],
+            ),
+            (
+                "http://spam.example.com/",
+                &[
+                    ("SERVER_NAME", Some(b"spam.example.com")),
+                    ("HTTP_HOST", None),
+                ],
+            ),
+            (
+                "http://127.0.0.1/",
+                &[
+                    ("HTTP_HOST", Some(b"127.0.0.1")),
+                    ("SERVER_NAME", Some(b"spam.example.com")),
+                ],
+            ),
+            ("https://127.0.0.1/", &[("HTTPS", Some(b"on"))]),
+            (
+                "http://127.0.0.1:8000/",
+                &[("SERVER_PORT", Some(b"8000")), ("HTTP_HOST", None)],
+            ),
+        ];
+        for (expected, vars) in cases {
+            assert_eq!(application_uri(&testing(vars)), expected, "{vars:?}");
+        }
+    }
+
+    #[test]
+    fn application_uri_leaves_out_only_the_default_port_of_the_scheme() {
+        let uri = |vars: &[(&str, &str)]| {
+            application_uri(&Environ::from_vars(
+                vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+            ))
+        };
+        let server = [("SERVER_NAME", "example.com")];
+        assert_eq!(
+            uri(&[server[0], ("SERVER_PORT", "80")]),
+            "http://example.com/"
+        );
+        assert_eq!(
+            uri(&[server[0], ("SERVER_PORT", "443")]),
+            "http://example.com:443/"
+        );
+        assert_eq!(
+            uri(&[server[0], ("SERVER_PORT", "443"), ("HTTPS", "on")]),
+            "https://example.com/"
+        );
+        assert_eq!(
+            uri(&[server[0], ("SERVER_PORT", "80"), ("HTTPS", "1")]),
+            "https://example.com:80/"
+        );
+        assert_eq!(uri(&[server[0]]), "http://example.com/");
+        // HTTP_HOST wins over SERVER_NAME and SERVER_PORT, whatever its port.
+        assert_eq!(
+            uri(&[
+                server[0],
+                ("SERVER_PORT", "8080"),
+                ("HTTP_HOST", "www.example.com:80")
+            ]),
+            "http://www.example.com:80/"
+        );
+        // An empty HTTP_HOST does not count.
+        assert_eq!(uri(&[server[0], ("HTTP_HOST", "")]), "http://example.com/");
+        // IPv6 keeps its brackets.
+        assert_eq!(
+            uri(&[("SERVER_NAME", "[::1]"), ("SERVER_PORT", "8080")]),
+            "http://[::1]:8080/"
+        );
+    }
+
+    #[test]
+    fn request_uri_matches_wsgiref() {
+        // wsgiref's own test cases (test_wsgiref testReqURIs).
+        let cases: [(&str, bool, Vars<'_>); 10] = [
+            ("http://127.0.0.1/", true, &[]),
+            (
+                "http://127.0.0.1/spam",
+                true,
+                &[("SCRIPT_NAME", Some(b"/spam"))],
+            ),
+            (
+                "http://127.0.0.1/sp%E4m",
+                true,
+                &[("SCRIPT_NAME", Some(b"/sp\xe4m"))],
+            ),
+            (
+                "http://127.0.0.1/spammity/spam",
+                true,
+                &[
+                    ("SCRIPT_NAME", Some(b"/spammity")),
+                    ("PATH_INFO", Some(b"/spam")),
+                ],
+            ),
+            (
+                "http://127.0.0.1/spammity/sp%E4m",
+                true,
+                &[
+                    ("SCRIPT_NAME", Some(b"/spammity")),
+                    ("PATH_INFO", Some(b"/sp\xe4m")),
+                ],
+            ),
+            (
+                "http://127.0.0.1/spammity/spam;ham",
+                true,
+                &[
+                    ("SCRIPT_NAME", Some(b"/spammity")),
+                    ("PATH_INFO", Some(b"/spam;ham")),
+                ],
+            ),
+            (
+                "http://127.0.0.1/spammity/spam;cookie=1234,5678",
+                true,
+                &[
+                    ("SCRIPT_NAME", Some(b"/spammity")),
+                    ("PATH_INFO", Some(b"/spam;cookie=1234,5678")),
+                ],
+            ),
+            (
+                "http://127.0.0.1/spammity/spam?say=ni",
+                true,
+                &[
+                    ("SCRIPT_NAME", Some(b"/spammity")),
+                    ("PATH_INFO", Some(b"/spam")),
+                    ("QUERY_STRING", Some(b"say=ni")),
+                ],
+            ),
+            (
+                "http://127.0.0.1/spammity/spam?s%E4y=ni",
+                true,
+                &[
+                    ("SCRIPT_NAME", Some(b"/spammity")),
+                    ("PATH_INFO", Some(b"/spam")),
+                    ("QUERY_STRING", Some(b"s%E4y=ni")),
+                ],
+            ),
+            (
+                "http://127.0.0.1/spammity/spam",
+                false,
+                &[
+                    ("SCRIPT_NAME", Some(b"/spammity")),
+                    ("PATH_INFO", Some(b"/spam")),
+                    ("QUERY_STRING", Some(b"say=ni")),
+                ],
+            ),
+        ];
+        for (expected, query, vars) in cases {
+            assert_eq!(request_uri(&testing(vars), query), expected, "{vars:?}");
+        }
+    }
+
+    #[test]
+    fn request_uri_quotes_what_a_path_cannot_hold() {
+        let environ = Environ::from_vars([
+            (&b"HTTP_HOST"[..], &b"example.com"[..]),
+            (b"SCRIPT_NAME", b"/a b"),
+            (b"PATH_INFO", b"/%/?/#/\xff"),
+            (b"QUERY_STRING", b"x=\xff y"),
+        ]);
+        assert_eq!(
+            request_uri(&environ, true),
+            "http://example.com/a%20b/%25/%3F/%23/%FF?x=%FF%20y"
+        );
+    }
+
+    #[test]
+    fn guess_scheme_accepts_on_1_and_yes_in_any_case() {
+        for value in ["on", "ON", "oN", "1", "yes", "Yes", "YES"] {
+            assert_eq!(
+                guess_scheme(&Environ::from_vars([("HTTPS", value)])),
+                "https"
+            );
+            assert!(is_truthy(value.as_bytes()));
+        }
+        for value in ["off", "0", "no", "", "foo", "true", "on "] {
+            assert_eq!(
+                guess_scheme(&Environ::from_vars([("HTTPS", value)])),
+                "http"
+            );
+        }
+    }
+
+    #[test]
+    fn setup_testing_defaults_fills_what_wsgiref_fills() {
+        let mut environ = Environ::new();
+        setup_testing_defaults(&mut environ);
+        let vars: Vec<(&str, &str)> = environ
+            .iter()
+            .map(|(k, v)| {
+                (
+                    std::str::from_utf8(k).unwrap(),
+                    std::str::from_utf8(v).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            vars,
+            [
+                ("SERVER_NAME", "127.0.0.1"),
+                ("SERVER_PROTOCOL", "HTTP/1.0"),
+                ("HTTP_HOST", "127.0.0.1"),
+                ("REQUEST_METHOD", "GET"),
+                ("SCRIPT_NAME", ""),
+                ("PATH_INFO", "/"),
+                ("SERVER_PORT", "80"),
+            ]
+        );
+        assert_eq!(environ.url_scheme(), "http");
+        assert!(!environ.run_once() && !environ.multithread() && !environ.multiprocess());
+    }
+
+    #[test]
+    fn setup_testing_defaults_cross_defaults_match_wsgiref() {
+        // wsgiref's own test cases (test_wsgiref testCrossDefaults).
+        let with = |key: &str, value: &str| {
+            let mut environ = Environ::from_vars([(key.to_owned(), value.to_owned())]);
+            setup_testing_defaults(&mut environ);
+            environ
+        };
+        assert_eq!(
+            with("SERVER_NAME", "foo.bar").get_str("HTTP_HOST"),
+            Some("foo.bar")
+        );
+        assert_eq!(with("HTTPS", "on").url_scheme(), "https");
+        assert_eq!(with("HTTPS", "1").url_scheme(), "https");
+        assert_eq!(with("HTTPS", "yes").url_scheme(), "https");
+        assert_eq!(with("HTTPS", "foo").url_scheme(), "http");
+        assert_eq!(with("HTTPS", "foo").get_str("SERVER_PORT"), Some("80"));
+        assert_eq!(with("HTTPS", "on").get_str("SERVER_PORT"), Some("443"));
+        // PATH_INFO is defaulted only when SCRIPT_NAME is unset too.
+        assert!(!with("SCRIPT_NAME", "/app").contains_key("PATH_INFO"));
+        // Values that are set are kept.
+        assert_eq!(
+            with("REQUEST_METHOD", "POST").get_str("REQUEST_METHOD"),
+            Some("POST")
+        );
+    }
 }
