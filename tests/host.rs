@@ -2,9 +2,9 @@
 //! Python scripts, the crate's own `cgi_axum` example, and hostile programs.
 #![cfg(feature = "host")]
 
-mod support;
 #[path = "support/host.rs"]
 mod host_support;
+mod support;
 
 use std::time::Duration;
 
@@ -153,7 +153,10 @@ sys.stdout.write(os.environ["REQUEST_METHOD"] + " " + os.environ.get("PATH_INFO"
     let answer = call(CgiProgram::new(script).script_name("/py"), request).await;
     assert_eq!(answer.status, 202);
     assert_eq!(
-        answer.extensions.get::<ReasonPhrase>().map(|r| r.as_bytes()),
+        answer
+            .extensions
+            .get::<ReasonPhrase>()
+            .map(|r| r.as_bytes()),
         Some(&b"Accepted Gladly"[..])
     );
     assert_eq!(answer.headers.get_all("set-cookie").iter().count(), 2);
@@ -193,7 +196,11 @@ async fn hosts_the_crates_own_cgi_axum_example() {
     assert_eq!(answer.body, "xxxxxxxxxxxx");
 
     let answer = call(cgi_axum(), get("/app/info?q=1")).await;
-    assert!(answer.text().contains("SCRIPT_NAME=/app\n"), "{}", answer.text());
+    assert!(
+        answer.text().contains("SCRIPT_NAME=/app\n"),
+        "{}",
+        answer.text()
+    );
     assert!(answer.text().contains("PATH_INFO=/info\n"));
     assert!(answer.text().contains("QUERY_STRING=q=1\n"));
     assert!(answer.text().contains("SERVER_NAME=example.com\n"));
@@ -272,7 +279,10 @@ async fn malformed_output_is_a_502() {
             "no-content-type",
             "#!/bin/sh\nprintf 'X-Thing: 1\\n\\nbody'\n",
         ),
-        ("garbage", "#!/bin/sh\nprintf 'this is not a header\\n\\n'\n"),
+        (
+            "garbage",
+            "#!/bin/sh\nprintf 'this is not a header\\n\\n'\n",
+        ),
         (
             "huge-line",
             "#!/bin/sh\nprintf 'X-Big: '\nhead -c 1048576 /dev/zero | tr '\\0' a\nprintf '\\nContent-Type: text/plain\\n\\n'\n",
@@ -297,7 +307,10 @@ async fn a_program_that_never_answers_times_out_with_504_and_is_killed() {
     let pidfile = dir.path().join("pid");
     let script = dir.script(
         "sleep.sh",
-        &format!("#!/bin/sh\necho $$ > {}\nexec sleep 1000\n", pidfile.display()),
+        &format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 1000\n",
+            pidfile.display()
+        ),
     );
     let program = CgiProgram::new(script)
         .timeout(Duration::from_millis(500))
@@ -309,7 +322,10 @@ async fn a_program_that_never_answers_times_out_with_504_and_is_killed() {
         .trim()
         .parse()
         .unwrap();
-    assert!(eventually(|| is_gone(pid)).await, "program {pid} still there");
+    assert!(
+        eventually(|| is_gone(pid)).await,
+        "program {pid} still there"
+    );
     assert!(zombies().is_empty());
 }
 
@@ -334,7 +350,10 @@ async fn a_program_that_ignores_sigterm_is_killed_after_the_grace() {
         .trim()
         .parse()
         .unwrap();
-    assert!(eventually(|| is_gone(pid)).await, "program {pid} still there");
+    assert!(
+        eventually(|| is_gone(pid)).await,
+        "program {pid} still there"
+    );
     assert!(eventually(|| zombies().is_empty()).await);
 }
 
@@ -347,7 +366,11 @@ async fn endless_output_stops_when_the_client_goes_away() {
     );
     let response = CgiProgram::new(script).oneshot(get("/")).await.unwrap();
     assert_eq!(response.status(), 200);
-    let pid: u32 = response.headers()["x-pid"].to_str().unwrap().parse().unwrap();
+    let pid: u32 = response.headers()["x-pid"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let mut body = response.into_body();
     let mut read = 0;
     while read < 1 << 20 {
@@ -355,7 +378,10 @@ async fn endless_output_stops_when_the_client_goes_away() {
         read += frame.into_data().map_or(0, |d| d.len());
     }
     drop(body); // the client went away
-    assert!(eventually(|| is_gone(pid)).await, "program {pid} still there");
+    assert!(
+        eventually(|| is_gone(pid)).await,
+        "program {pid} still there"
+    );
     assert!(zombies().is_empty());
 }
 
@@ -477,7 +503,10 @@ async fn head_bodies_are_discarded_and_nph_is_parsed() {
     let answer = call(CgiProgram::new(nph).nph(true), get("/")).await;
     assert_eq!(answer.status, 203);
     assert_eq!(
-        answer.extensions.get::<ReasonPhrase>().map(|r| r.as_bytes()),
+        answer
+            .extensions
+            .get::<ReasonPhrase>()
+            .map(|r| r.as_bytes()),
         Some(&b"Quite Alright"[..])
     );
     assert!(!answer.headers.contains_key("connection"));
@@ -515,7 +544,11 @@ async fn max_processes_queues_requests_and_503s_past_the_timeout() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let second = call(program, get("/")).await;
     assert_eq!(first.await.unwrap().status, 504);
-    assert!(matches!(second.status.as_u16(), 503 | 504), "{}", second.status);
+    assert!(
+        matches!(second.status.as_u16(), 503 | 504),
+        "{}",
+        second.status
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

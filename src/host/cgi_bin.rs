@@ -159,12 +159,7 @@ where
             Err(status) => return ResponseFuture::new(async move { error_response(status) }),
         };
         let options = self.template.options.clone();
-        let mut target = Target::new(
-            file,
-            script_name,
-            nph || self.template.target.nph,
-            &options,
-        );
+        let mut target = Target::new(file, script_name, nph || self.template.target.nph, &options);
         if options.dir.is_none() {
             target.exec_dir = Some(self.dir.to_path_buf());
         }

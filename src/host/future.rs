@@ -19,7 +19,9 @@ pub struct ResponseFuture {
 }
 
 impl ResponseFuture {
-    pub(crate) fn new(future: impl Future<Output = Response<ResponseBody>> + Send + 'static) -> Self {
+    pub(crate) fn new(
+        future: impl Future<Output = Response<ResponseBody>> + Send + 'static,
+    ) -> Self {
         ResponseFuture {
             inner: Box::pin(future),
         }

@@ -51,10 +51,16 @@ impl fmt::Display for HeadError {
                 write!(f, "a header line is longer than the limit of {max} bytes")
             }
             HeadError::HeadTooLarge(max) => {
-                write!(f, "the header block is larger than the limit of {max} bytes")
+                write!(
+                    f,
+                    "the header block is larger than the limit of {max} bytes"
+                )
             }
             HeadError::TooManyFields(max) => {
-                write!(f, "the header block has more than the limit of {max} fields")
+                write!(
+                    f,
+                    "the header block has more than the limit of {max} fields"
+                )
             }
             HeadError::NoFields => f.write_str("the header block is empty (RFC 3875 §6.3)"),
             HeadError::Bogus(line) => write!(f, "a header line has no colon: {line:?}"),
@@ -64,16 +70,22 @@ impl fmt::Display for HeadError {
             HeadError::BadName(name) => write!(f, "invalid header name {name:?}"),
             HeadError::BadValue(name) => write!(f, "invalid value for header {name:?}"),
             HeadError::BadStatus(value) => {
-                write!(f, "bad Status {value:?} (want `NNN reason`, RFC 3875 §6.3.3)")
+                write!(
+                    f,
+                    "bad Status {value:?} (want `NNN reason`, RFC 3875 §6.3.3)"
+                )
             }
             HeadError::Repeated(name) => {
                 write!(f, "the {name} field appears twice (RFC 3875 §6.3)")
             }
-            HeadError::NoContentType => f.write_str(
-                "no Content-Type, Status or Location field (RFC 3875 §6.2.1, §6.3.1)",
-            ),
+            HeadError::NoContentType => {
+                f.write_str("no Content-Type, Status or Location field (RFC 3875 §6.2.1, §6.3.1)")
+            }
             HeadError::BadStatusLine(line) => {
-                write!(f, "an NPH program's status line is not `HTTP/x.y NNN reason`: {line:?}")
+                write!(
+                    f,
+                    "an NPH program's status line is not `HTTP/x.y NNN reason`: {line:?}"
+                )
             }
             HeadError::Chunked => f.write_str(
                 "an NPH program's response uses Transfer-Encoding, which the host does not decode",
@@ -258,8 +270,7 @@ pub(crate) fn parse_cgi(head: &[u8], limits: &Limits) -> Result<Head, HeadError>
 
     if let Some(location) = location {
         // A local redirect: `Location: /path[?query]` and no Status (§6.2.2, §6.3.2).
-        if status_field.is_none() && location.starts_with(b"/") && !location.starts_with(b"//")
-        {
+        if status_field.is_none() && location.starts_with(b"/") && !location.starts_with(b"//") {
             return Ok(Head::LocalRedirect(Bytes::copy_from_slice(location)));
         }
     }

@@ -271,7 +271,10 @@ where
     } else if chunked_stream {
         environ.insert("HTTP_TRANSFER_ENCODING", "chunked");
     }
-    if environ.iter().any(|(k, v)| k.contains(&0) || v.contains(&0)) {
+    if environ
+        .iter()
+        .any(|(k, v)| k.contains(&0) || v.contains(&0))
+    {
         return fail(
             program,
             StatusCode::BAD_REQUEST,
@@ -333,13 +336,7 @@ where
     let stdin = child.stdin.take();
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
-    let kill = process::supervise(
-        child,
-        deadline,
-        options.grace,
-        permit,
-        target.path.clone(),
-    );
+    let kill = process::supervise(child, deadline, options.grace, permit, target.path.clone());
     if let Some(stderr) = stderr {
         process::drain_stderr(stderr, target.path.clone());
     }

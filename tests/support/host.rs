@@ -156,7 +156,12 @@ pub fn children() -> Vec<u32> {
         let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
             continue;
         };
-        if after.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(me) {
+        if after
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok())
+            == Some(me)
+        {
             found.push(pid);
         }
     }

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use http::{HeaderName, HeaderValue, Method, Request};
 use http_body::Body as _;
-use towergate::host::{CgiProgram, ReasonPhrase, Stderr};
 use tower_service::Service;
+use towergate::host::{CgiProgram, ReasonPhrase, Stderr};
 
 use crate::CallArgs;
 
