@@ -190,14 +190,13 @@ pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }
 
+/// A body of unknown length made of fixed chunks.
+pub type ChunkedBody = http_body_util::StreamBody<
+    futures_util::stream::Iter<std::vec::IntoIter<Result<http_body::Frame<Bytes>, Infallible>>>,
+>;
+
 /// A request body of unknown length (no exact size hint), sent in the given chunks.
-pub fn chunked_body(
-    chunks: Vec<Bytes>,
-) -> http_body_util::StreamBody<
-    futures_util::stream::Iter<
-        std::vec::IntoIter<Result<http_body::Frame<Bytes>, std::convert::Infallible>>,
-    >,
-> {
+pub fn chunked_body(chunks: Vec<Bytes>) -> ChunkedBody {
     let frames: Vec<_> = chunks
         .into_iter()
         .map(|c| Ok(http_body::Frame::data(c)))
