@@ -604,3 +604,22 @@ async fn a_failing_request_body_does_not_hang() {
     assert_eq!(answer.status, 200);
     assert_eq!(answer.body, "abc");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_after_the_head_ends_the_body_with_an_error() {
+    let dir = TempDir::new("late");
+    let script = dir.script(
+        "late.sh",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nstarted'\nexec sleep 30\n",
+    );
+    let program = CgiProgram::new(script)
+        .timeout(Duration::from_millis(500))
+        .grace(Duration::from_millis(100));
+    let response = program.oneshot(get("/")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let collected = tokio::time::timeout(Duration::from_secs(30), response.into_body().collect())
+        .await
+        .expect("the body ended");
+    assert!(collected.is_err(), "a truncated body must not end cleanly");
+    assert!(eventually(|| zombies().is_empty()).await);
+}

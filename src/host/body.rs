@@ -185,6 +185,12 @@ impl Stream {
         match result {
             Ok(()) if n == 0 => {
                 self.done = true;
+                if self.deadline.as_ref().is_some_and(|d| d.is_elapsed()) {
+                    // Killed at the deadline: not a complete body.
+                    return Poll::Ready(Some(Err(
+                        "the CGI program's time limit expired while its body was sent".into(),
+                    )));
+                }
                 self.kill.disarm();
                 Poll::Ready(None)
             }

@@ -361,6 +361,15 @@ where
     };
     let (head, rest) = match read {
         Ok(Ok(read)) => read,
+        // The supervisor may have killed it at the deadline just before the timer here
+        // fired: that is a timeout too.
+        Ok(Err(_)) if deadline.is_some_and(|d| Instant::now() >= d) => {
+            return fail(
+                program,
+                StatusCode::GATEWAY_TIMEOUT,
+                &"its time limit expired before it sent its header block",
+            );
+        }
         Ok(Err(error)) => return fail(program, StatusCode::BAD_GATEWAY, &error),
         Err(_) => {
             return fail(
