@@ -372,9 +372,10 @@ impl CgiProgram {
     }
 
     /// The service a local redirect (`Location: /path`, no `Status`, RFC 3875 §6.2.2) is
-    /// served by: a `GET` of the new path and query, with the original request's headers
-    /// minus its body's (`Content-Length`, `Content-Type`, `Transfer-Encoding`), its
-    /// version and extensions, and an empty `String` body. Defaults to this service itself.
+    /// served by: a `GET` (a `HEAD` for a `HEAD`) of the new path and query, with the
+    /// original request's headers minus its body's (`Content-Length`, `Content-Type`,
+    /// `Transfer-Encoding`), its version and extensions, and an empty `String` body.
+    /// Defaults to this service itself.
     pub fn local_redirect<S, RB>(mut self, service: S) -> Self
     where
         S: Service<Request<String>, Response = Response<RB>> + Clone + Send + Sync + 'static,

@@ -471,6 +471,10 @@ async fn local_redirect(
         }
     };
     let mut request = Request::new(String::new());
+    // "As if the client had requested that URL" (§6.2.2): a GET, or a HEAD for a HEAD.
+    if parts.method == Method::HEAD {
+        *request.method_mut() = Method::HEAD;
+    }
     *request.uri_mut() = uri;
     *request.version_mut() = parts.version;
     *request.headers_mut() = parts.headers;
