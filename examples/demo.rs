@@ -21,7 +21,7 @@ use tower::ServiceExt;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use towergate::ext::ConnectInfo;
-use towergate::host::{CgiBin, CgiProgram};
+use towergate::host::{CgiBin, CgiProgram, ReasonPhrase};
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8000";
 
@@ -98,7 +98,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 local: Some(local),
             });
             let app = app.clone();
-            async move { Ok::<_, Infallible>(app.oneshot(request).await.unwrap_or_else(|e| match e {})) }
+            async move {
+                let mut response = app.oneshot(request).await.unwrap_or_else(|e| match e {});
+                // Send a CGI program's own reason phrase (`Status: 299 Fine Thanks`).
+                if let Some(reason) = response.extensions_mut().remove::<ReasonPhrase>() {
+                    if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes()) {
+                        response.extensions_mut().insert(reason);
+                    }
+                }
+                Ok::<_, Infallible>(response)
+            }
         });
         tokio::spawn(async move {
             let builder = auto::Builder::new(TokioExecutor::new());

@@ -623,3 +623,20 @@ async fn a_timeout_after_the_head_ends_the_body_with_an_error() {
     assert!(collected.is_err(), "a truncated body must not end cleanly");
     assert!(eventually(|| zombies().is_empty()).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_bodies_of_unknown_length_are_spooled_and_the_protocol_is_real() {
+    let dir = TempDir::new("h2");
+    let script = dir.script(
+        "h2.sh",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n%s %s %s ' \"$SERVER_PROTOCOL\" \"$CONTENT_LENGTH\" \"$HOME\"\nhead -c \"$CONTENT_LENGTH\"\n",
+    );
+    let request = Request::post("https://example.com/upload")
+        .version(http::Version::HTTP_2)
+        .body(chunked_body(vec![Bytes::from("h2 "), Bytes::from("body")]))
+        .unwrap();
+    let home = std::env::var("HOME").unwrap_or_default();
+    let answer = call(CgiProgram::new(script).inherit_env("HOME"), request).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.text(), format!("HTTP/2.0 7 {home} h2 body"));
+}
