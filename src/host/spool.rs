@@ -119,3 +119,64 @@ async fn temp_file(dir: &Path) -> std::io::Result<tokio::fs::File> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    fn body(chunks: &[&'static str]) -> impl Body<Data = Bytes, Error = std::convert::Infallible> {
+        struct Chunks(std::collections::VecDeque<Bytes>);
+        impl Body for Chunks {
+            type Data = Bytes;
+            type Error = std::convert::Infallible;
+            fn poll_frame(
+                mut self: std::pin::Pin<&mut Self>,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+                std::task::Poll::Ready(self.0.pop_front().map(|c| Ok(http_body::Frame::data(c))))
+            }
+        }
+        Chunks(
+            chunks
+                .iter()
+                .map(|c| Bytes::from_static(c.as_bytes()))
+                .collect(),
+        )
+    }
+
+    #[tokio::test]
+    async fn small_bodies_stay_in_memory() {
+        let dir = std::env::temp_dir();
+        match spool(body(&["ab", "cd"]), 16, 100, &dir).await.unwrap() {
+            Spooled::Memory(chunks, len) => {
+                assert_eq!(len, 4);
+                assert_eq!(chunks.concat(), b"abcd");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn larger_bodies_go_to_an_unlinked_file_read_from_its_start() {
+        let dir = std::env::temp_dir();
+        let spooled = spool(body(&["abc", "def", "ghi"]), 4, 100, &dir)
+            .await
+            .unwrap();
+        assert_eq!(spooled.len(), 9);
+        let Spooled::File(mut file, _) = spooled else {
+            panic!("not spooled to a file");
+        };
+        let mut text = String::new();
+        file.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "abcdefghi");
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_limit_are_refused() {
+        let dir = std::env::temp_dir();
+        let result = spool(body(&["abc", "def"]), 4, 5, &dir).await;
+        assert!(matches!(result, Err(SpoolError::TooLarge)), "{result:?}");
+    }
+}
