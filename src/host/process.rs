@@ -81,10 +81,10 @@ async fn terminate(child: &mut Child, grace: Duration) {
     if let Some(group) = group {
         let _ = rustix::process::kill_process_group(group, rustix::process::Signal::TERM);
         if tokio::time::timeout(grace, child.wait()).await.is_ok() {
-            // The leader is gone; make sure nothing of its group lingers.
-            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+            // Reaped: its group id may be reused from now on, so no more signals to it.
             return;
         }
+        // The leader is not reaped yet, so the group id is still this group's.
         let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
     }
     let _ = child.start_kill();
