@@ -640,3 +640,44 @@ async fn http2_bodies_of_unknown_length_are_spooled_and_the_protocol_is_real() {
     assert_eq!(answer.status, 200);
     assert_eq!(answer.text(), format!("HTTP/2.0 7 {home} h2 body"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stderr_lines_become_tracing_records() {
+    #[derive(Clone, Default)]
+    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // nextest runs each test in its own process: the global default is this test's alone.
+    let _ = tracing::subscriber::set_global_default(subscriber);
+
+    let dir = TempDir::new("stderr-log");
+    let script = dir.script(
+        "warn.sh",
+        "#!/bin/sh\necho 'first complaint' >&2\nprintf 'Content-Type: text/plain\\n\\nok'\necho 'second complaint' >&2\n",
+    );
+    let answer = call(CgiProgram::new(&script), get("/")).await;
+    assert_eq!(answer.body, "ok");
+    let logged = || String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    assert!(
+        eventually(|| logged().contains("second complaint")).await,
+        "{}",
+        logged()
+    );
+    let log = logged();
+    assert!(log.contains("WARN"), "{log}");
+    assert!(log.contains("first complaint"), "{log}");
+    assert!(log.contains(&script.display().to_string()), "{log}");
+}

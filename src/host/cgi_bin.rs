@@ -33,6 +33,9 @@ use crate::BoxError;
 /// [`local_redirect`](CgiProgram::local_redirect) service), so a program can redirect to
 /// its neighbours.
 ///
+/// In axum, mount it with `route_service("/cgi-bin/{*program}", bin)`, which keeps the full
+/// path, rather than `nest_service`, which strips the prefix that `mount` expects.
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
