@@ -14,7 +14,7 @@ use super::process::KillSwitch;
 use crate::BoxError;
 
 /// How much is read from a program's standard output at a time.
-const READ_SIZE: usize = 16 * 1024;
+const READ_SIZE: usize = 64 * 1024;
 
 /// The body of a response from [`CgiProgram`](super::CgiProgram) or
 /// [`CgiBin`](super::CgiBin): the program's output after its head, streamed as it is
