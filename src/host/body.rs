@@ -13,8 +13,11 @@ use tokio::time::Sleep;
 use super::process::KillSwitch;
 use crate::BoxError;
 
-/// How much is read from a program's standard output at a time.
-const READ_SIZE: usize = 64 * 1024;
+/// How much is read from a program's standard output at a time: the first read is small
+/// (most CGI responses are), and each read that fills its buffer doubles the next, up to
+/// the pipe's default capacity.
+const FIRST_READ: usize = 8 * 1024;
+const MAX_READ: usize = 64 * 1024;
 
 /// The body of a response from [`CgiProgram`](super::CgiProgram) or
 /// [`CgiBin`](super::CgiBin): the program's output after its head, streamed as it is
@@ -37,6 +40,7 @@ struct Stream {
     first: Option<Bytes>,
     stdout: ChildStdout,
     buf: BytesMut,
+    read_size: usize,
     deadline: Option<Pin<Box<Sleep>>>,
     kill: KillSwitch,
     done: bool,
@@ -102,6 +106,7 @@ impl ResponseBody {
                 first: Some(first).filter(|f| !f.is_empty()),
                 stdout,
                 buf: BytesMut::new(),
+                read_size: FIRST_READ,
                 deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
                 kill,
                 done: false,
@@ -176,8 +181,8 @@ impl Stream {
                 )));
             }
         }
-        if self.buf.len() < READ_SIZE {
-            self.buf.resize(READ_SIZE, 0);
+        if self.buf.len() < self.read_size {
+            self.buf.resize(self.read_size, 0);
         }
         let mut read_buf = ReadBuf::new(&mut self.buf[..]);
         let result = ready!(Pin::new(&mut self.stdout).poll_read(cx, &mut read_buf));
@@ -194,7 +199,12 @@ impl Stream {
                 self.kill.disarm();
                 Poll::Ready(None)
             }
-            Ok(()) => Poll::Ready(Some(Ok(Frame::data(self.buf.split_to(n).freeze())))),
+            Ok(()) => {
+                if n == self.buf.len() {
+                    self.read_size = (self.read_size * 2).min(MAX_READ);
+                }
+                Poll::Ready(Some(Ok(Frame::data(self.buf.split_to(n).freeze()))))
+            }
             Err(error) => {
                 self.done = true;
                 Poll::Ready(Some(Err(error.into())))
