@@ -27,6 +27,9 @@
 //!   conversions to and from `http::Request` (RFC 3875 §4.1), and the `wsgiref.util` helpers.
 //! - [`cgi`]: the CGI program side: [`cgi::run`], [`cgi::serve`] and [`cgi::Builder`].
 //! - [`ext`]: the typed request extensions and [`ext::RequestExt`].
+//! - [`host`]: the CGI host: [`host::CgiProgram`] runs an external CGI program per request
+//!   as a tower service (Go's `cgi.Handler`, with limits, timeouts and spooling), and
+//!   [`host::CgiBin`] serves a cgi-bin directory.
 //! - [`error_response`]: the hook that builds the response sent when a service fails
 //!   before its head is written.
 //!
@@ -34,6 +37,8 @@
 //!
 //! - `cgi` (default): [`cgi`], the CGI program side. Pulls in `tokio` with the `rt` feature
 //!   only.
+//! - `host` (default): [`host`], running external CGI programs. Pulls in `tokio` (process,
+//!   io-util, time, sync, fs) and `rustix` (to send `SIGTERM`).
 //! - `cli`: the `towergate` command-line tool.
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
@@ -44,6 +49,8 @@ pub mod environ;
 pub mod error_response;
 pub mod ext;
 pub mod headers;
+#[cfg(feature = "host")]
+pub mod host;
 mod panic;
 mod percent;
 

@@ -1,0 +1,123 @@
+//! The demo: one hyper server with an axum route at `/`, the CGI host serving
+//! `examples/cgi-bin/` at `/cgi-bin/`, and tower layers (trace, timeout) around it all.
+//!
+//! ```text
+//! cargo run --example demo                 # http://127.0.0.1:8000/
+//! cargo run --example demo -- --addr 127.0.0.1:9000
+//! curl http://127.0.0.1:8000/cgi-bin/hello
+//! curl -d 'a=1' 'http://127.0.0.1:8000/cgi-bin/printenv/extra/path?x=1'
+//! ```
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tower::ServiceExt;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use towergate::ext::ConnectInfo;
+use towergate::host::{CgiBin, CgiProgram, ReasonPhrase};
+
+const DEFAULT_ADDR: &str = "127.0.0.1:8000";
+
+fn app() -> Router {
+    let cgi_bin = CgiBin::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cgi-bin"))
+        .mount("/cgi-bin")
+        .options(
+            CgiProgram::default()
+                .timeout(Duration::from_secs(20))
+                .max_processes(32),
+        );
+    Router::new()
+        .route("/", get(index))
+        .route_service("/cgi-bin/{*program}", cgi_bin)
+        // GATEWAY: the lead nests the gateway app here: .nest_service("/gateway", gateway_app())
+        .layer(TimeoutLayer::with_status_code(
+            http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .layer(TraceLayer::new_for_http())
+}
+
+async fn index() -> &'static str {
+    "towergate demo: an axum route; CGI programs live under /cgi-bin/ (hello, printenv)\n"
+}
+
+fn addr() -> Result<SocketAddr, String> {
+    let mut args = std::env::args().skip(1);
+    let mut addr = DEFAULT_ADDR.to_owned();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
+            other => match other.strip_prefix("--addr=") {
+                Some(value) => addr = value.to_owned(),
+                None => {
+                    return Err(format!(
+                        "unknown argument {other:?} (usage: demo [--addr HOST:PORT])"
+                    ));
+                }
+            },
+        }
+    }
+    addr.parse()
+        .map_err(|e| format!("bad address {addr:?}: {e}"))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=debug".into()),
+        )
+        .init();
+    let addr = addr()?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    println!("towergate demo listening on http://{local}/");
+    println!("  http://{local}/                         axum route");
+    println!("  http://{local}/cgi-bin/hello            shell script over CGI");
+    println!("  http://{local}/cgi-bin/printenv/a?b=1   Perl script printing its meta-variables");
+    println!("  http://{local}/gateway/                 gateway app (when mounted)");
+
+    let app = app();
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo {
+                remote,
+                local: Some(local),
+            });
+            let app = app.clone();
+            async move {
+                let mut response = app.oneshot(request).await.unwrap_or_else(|e| match e {});
+                // Send a CGI program's own reason phrase (`Status: 299 Fine Thanks`).
+                if let Some(reason) = response.extensions_mut().remove::<ReasonPhrase>() {
+                    if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes()) {
+                        response.extensions_mut().insert(reason);
+                    }
+                }
+                Ok::<_, Infallible>(response)
+            }
+        });
+        tokio::spawn(async move {
+            let builder = auto::Builder::new(TokioExecutor::new());
+            if let Err(error) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!("connection from {remote}: {error}");
+            }
+        });
+    }
+    Ok(())
+}
