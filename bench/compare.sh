@@ -168,7 +168,7 @@ read -r n_rps n_p50 n_p99 <<<"$(wrk_run "http://127.0.0.1:$port/cgi-bin/hello" 8
 stop "$npid"; stop "$fpid"
 
 port=$(free_port)
-start "$REL/towergate" serve "$DOC" --addr "127.0.0.1:$port" --quiet; tpid=$LAST; wait_port "$port"
+start env RUST_LOG=warn "$REL/towergate" serve "$DOC" --addr "127.0.0.1:$port"; tpid=$LAST; wait_port "$port"
 read -r t_rps t_p50 t_p99 <<<"$(wrk_run "http://127.0.0.1:$port/cgi-bin/hello" 8)"
 stop "$tpid"
 
@@ -199,7 +199,7 @@ row "1 GiB POST echoed by cgi_axum (child) | $(awk -v g="$gib" -v s="$secs" 'BEG
 
 truncate -s "$BIG" "$WORK/big.bin"
 port=$(free_port)
-start "$REL/towergate" serve "$DOC" --addr "127.0.0.1:$port" --quiet; tpid=$LAST; wait_port "$port"
+start env RUST_LOG=warn "$REL/towergate" serve "$DOC" --addr "127.0.0.1:$port"; tpid=$LAST; wait_port "$port"
 start_ns=$(date +%s%N)
 got=$(curl -s -T "$WORK/big.bin" -H "Content-Type: application/octet-stream" \
   -X POST "http://127.0.0.1:$port/cgi-bin/echo" | wc -c)
