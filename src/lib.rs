@@ -27,6 +27,13 @@
 //!   conversions to and from `http::Request` (RFC 3875 §4.1), and the `wsgiref.util` helpers.
 //! - [`cgi`]: the CGI program side: [`cgi::run`], [`cgi::serve`] and [`cgi::Builder`].
 //! - [`ext`]: the typed request extensions and [`ext::RequestExt`].
+//! - [`gateway`]: gateway apps, the `environ` + `start_response` contract of PEP 3333
+//!   ([`gateway::App`], [`gateway::app_fn`], [`gateway::blocking_app_fn`]).
+//! - [`handler`]: the engine that runs a gateway app, Python's `wsgiref.handlers`
+//!   ([`handler::CgiHandler`], [`handler::SimpleHandler`]).
+//! - [`service`]: the bridges to tower and hyper: [`service::AppService`] (app → service) and
+//!   [`service::ServiceApp`] (service → app).
+//! - [`lint`]: a layer checking an app's conformance, like `wsgiref.validate`.
 //! - [`error_response`]: the hook that builds the response sent when a service fails
 //!   before its head is written.
 //!
@@ -34,6 +41,8 @@
 //!
 //! - `cgi` (default): [`cgi`], the CGI program side. Pulls in `tokio` with the `rt` feature
 //!   only.
+//! - `gateway` (default): [`gateway`], [`handler`], [`service`] and [`lint`]. Pulls in
+//!   `tokio` with the `rt` and `sync` features only.
 //! - `cli`: the `towergate` command-line tool.
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
@@ -43,9 +52,17 @@ pub mod cgi;
 pub mod environ;
 pub mod error_response;
 pub mod ext;
+#[cfg(feature = "gateway")]
+pub mod gateway;
+#[cfg(feature = "gateway")]
+pub mod handler;
 pub mod headers;
+#[cfg(feature = "gateway")]
+pub mod lint;
 mod panic;
 mod percent;
+#[cfg(feature = "gateway")]
+pub mod service;
 
 pub use environ::Environ;
 
