@@ -269,6 +269,29 @@ impl fmt::Debug for Input {
     }
 }
 
+/// The input is a body too: a tower service behind
+/// [`ServiceApp`](crate::service::ServiceApp) reads it as its request body.
+impl Body for Input {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        match self.poll_read(cx, usize::MAX) {
+            Poll::Ready(Ok(chunk)) if chunk.is_empty() => Poll::Ready(None),
+            Poll::Ready(Ok(chunk)) => Poll::Ready(Some(Ok(http_body::Frame::data(chunk)))),
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.is_drained()
+    }
+}
+
 pin_project_lite::pin_project! {
     /// A body with its data as `Bytes` and its error boxed.
     struct IntoBytes<B> {
