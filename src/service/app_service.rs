@@ -346,6 +346,13 @@ impl<B> fmt::Debug for ResponseBody<B> {
     }
 }
 
+impl<B> Default for ResponseBody<B> {
+    /// An empty body.
+    fn default() -> Self {
+        ResponseBody::empty()
+    }
+}
+
 impl<B> ResponseBody<B> {
     fn empty() -> Self {
         ResponseBody {
