@@ -107,7 +107,10 @@ fn bad_status_gives_the_error_page() {
 fn error_before_output_gives_the_error_page() {
     let output = run("/error-before-output");
     assert_ok(&output, ERROR_PAGE);
-    assert_eq!(stderr(&output), "towergate: app failed: error before output\n");
+    assert_eq!(
+        stderr(&output),
+        "towergate: app failed: error before output\n"
+    );
 }
 
 #[test]
@@ -217,5 +220,9 @@ fn run_by_hand_explains_and_exits_1() {
     let output = support::run_cgi(&program, &[], b"");
     assert_eq!(output.stdout, b"");
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("this is a CGI program"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("this is a CGI program"),
+        "{}",
+        stderr(&output)
+    );
 }
