@@ -142,13 +142,18 @@ where
     /// The size of what is left.
     pub(crate) fn size_hint(&self) -> http_body::SizeHint {
         let queued: u64 = self.queued.iter().map(|c| c.len() as u64).sum();
-        let mut hint = self.body.size_hint();
-        hint.set_lower(hint.lower() + queued);
-        if let Some(upper) = hint.upper() {
-            hint.set_upper(upper + queued);
-        }
-        hint
+        add_to_hint(self.body.size_hint(), queued)
     }
+}
+
+/// `hint` plus `n` bytes.
+pub(crate) fn add_to_hint(hint: http_body::SizeHint, n: u64) -> http_body::SizeHint {
+    let mut sum = http_body::SizeHint::new();
+    if let Some(upper) = hint.upper() {
+        sum.set_upper(upper.saturating_add(n));
+    }
+    sum.set_lower(hint.lower().saturating_add(n));
+    sum
 }
 
 /// Takes the app's head (marking it sent) and completes it: `Content-Length` when the whole

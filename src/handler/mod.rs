@@ -72,7 +72,7 @@ use http::{HeaderValue, StatusCode};
 pub use cgi::CgiHandler;
 pub use simple::SimpleHandler;
 
-pub(crate) use engine::{Exchange, ResponseHead, error_chain, file_head};
+pub(crate) use engine::{Exchange, ResponseHead, add_to_hint, error_chain, file_head};
 
 use crate::error_response::{DefaultErrorResponse, ErrorResponse};
 use crate::gateway::{App, AppBody, FileWrapper, Shared, StartResponse};

@@ -18,7 +18,7 @@ use crate::BoxError;
 use crate::environ::{EnvironBuilder, Input};
 use crate::error_response::{DefaultErrorResponse, ErrorResponse};
 use crate::gateway::{App, Shared, StartResponse};
-use crate::handler::{Exchange, error_chain};
+use crate::handler::{Exchange, add_to_hint, error_chain};
 use crate::headers::status_forbids_body;
 use crate::panic::{log, panic_error};
 
@@ -418,12 +418,7 @@ where
             }
             BodyKind::App { first, exchange } => {
                 let first = first.as_ref().map_or(0, |b| b.len() as u64);
-                let mut hint = exchange.size_hint();
-                hint.set_lower(hint.lower() + first);
-                if let Some(upper) = hint.upper() {
-                    hint.set_upper(upper + first);
-                }
-                hint
+                add_to_hint(exchange.size_hint(), first)
             }
         }
     }
