@@ -2,7 +2,7 @@
 //!
 //! Inside a CGI program, [`Environ::into_request`](crate::Environ::into_request) puts each of
 //! these in the request's [`Extensions`](http::Extensions) when its meta-variable is set, and
-//! the whole [`Environ`](crate::Environ) too. They are never request headers, which a client
+//! the whole [`Environ`] too. They are never request headers, which a client
 //! could spoof. Read them with [`RequestExt`] or, in axum, with the `Extension` extractor:
 //!
 //! ```

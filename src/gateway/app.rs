@@ -101,7 +101,10 @@ impl<A: App + ?Sized> App for &A {
 /// });
 /// # let _ = app;
 /// ```
-pub fn app_fn<F>(f: F) -> AppFn<F> {
+pub fn app_fn<F, Fut>(f: F) -> AppFn<F>
+where
+    F: Fn(Environ, StartResponse) -> Fut,
+{
     AppFn { f }
 }
 
@@ -156,7 +159,10 @@ where
 /// });
 /// # let _ = app;
 /// ```
-pub fn blocking_app_fn<F>(f: F) -> BlockingAppFn<F> {
+pub fn blocking_app_fn<F, R>(f: F) -> BlockingAppFn<F>
+where
+    F: Fn(Environ, StartResponse) -> R + Send + Sync + 'static,
+{
     BlockingAppFn { f: Arc::new(f) }
 }
 

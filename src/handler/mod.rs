@@ -34,7 +34,7 @@
 //!   [`Writer`](crate::gateway::Writer) or its body (PEP 3333 "The start_response()
 //!   Callable"), so an error before any output still gets a proper error response.
 //! - `Content-Length` is added when the app set none and the whole body is known when the
-//!   head goes: one chunk, an exact size hint, a [`FileWrapper`](crate::gateway::FileWrapper);
+//!   head goes: one chunk, an exact size hint, a [`FileWrapper`];
 //!   an empty body gets `Content-Length: 0`, like wsgiref's `finish_content`. Output through
 //!   `write()` is streamed without one.
 //! - A 1xx, 204 or 304 status gets neither a length nor a body; a `HEAD` request gets the

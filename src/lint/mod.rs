@@ -386,7 +386,7 @@ pub(crate) fn check_start(status: &[u8], headers: &[(Bytes, Bytes)]) -> Result<(
 mod tests {
     use super::*;
 
-    fn rule(environ: &[(&str, &str)]) -> Option<&'static str> {
+    fn rule(environ: &[(&'static str, &'static str)]) -> Option<&'static str> {
         let mut vars = vec![
             ("REQUEST_METHOD", "GET"),
             ("SERVER_NAME", "localhost"),

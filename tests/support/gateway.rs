@@ -76,11 +76,14 @@ where
     }
 }
 
+/// A frame or an error, as a channel body carries them.
+pub type FrameResult = Result<Frame<Bytes>, BoxError>;
+
+/// The body end of [`channel_body`].
+pub type ChannelBody = http_body_util::StreamBody<tokio_stream_shim::ReceiverStream<FrameResult>>;
+
 /// A body of frames from a channel: the test decides when each chunk exists.
-pub fn channel_body() -> (
-    tokio::sync::mpsc::Sender<Result<Frame<Bytes>, BoxError>>,
-    http_body_util::StreamBody<tokio_stream_shim::ReceiverStream<Result<Frame<Bytes>, BoxError>>>,
-) {
+pub fn channel_body() -> (tokio::sync::mpsc::Sender<FrameResult>, ChannelBody) {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     (
         tx,
