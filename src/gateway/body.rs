@@ -37,6 +37,7 @@ pub struct AppBody {
 }
 
 enum Kind {
+    One(Option<Bytes>),
     Chunks(Chunks),
     File(FileWrapper),
     Boxed(Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>),
@@ -45,6 +46,7 @@ enum Kind {
 impl fmt::Debug for AppBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
+            Kind::One(c) => f.debug_tuple("AppBody").field(c).finish(),
             Kind::Chunks(c) => f.debug_tuple("AppBody").field(c).finish(),
             Kind::File(file) => f.debug_tuple("AppBody").field(file).finish(),
             Kind::Boxed(_) => f.debug_tuple("AppBody").field(&"Body").finish(),
@@ -61,7 +63,9 @@ impl Default for AppBody {
 impl AppBody {
     /// A body with no chunks (`[]`).
     pub fn empty() -> Self {
-        AppBody::from(Chunks::default())
+        AppBody {
+            kind: Kind::One(None),
+        }
     }
 
     /// A body of the given chunks, sent as they are.
@@ -112,7 +116,9 @@ impl From<FileWrapper> for AppBody {
 
 impl From<Bytes> for AppBody {
     fn from(chunk: Bytes) -> Self {
-        AppBody::from(Chunks::new([chunk]))
+        AppBody {
+            kind: Kind::One(Some(chunk)),
+        }
     }
 }
 
@@ -149,6 +155,7 @@ impl Body for AppBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.get_mut().kind {
+            Kind::One(c) => Poll::Ready(c.take().map(|c| Ok(Frame::data(c)))),
             Kind::Chunks(c) => Pin::new(c).poll_frame(cx).map_err(|e| match e {}),
             Kind::File(f) => Pin::new(f).poll_frame(cx).map_err(Into::into),
             Kind::Boxed(b) => b.as_mut().poll_frame(cx),
@@ -157,6 +164,7 @@ impl Body for AppBody {
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
+            Kind::One(c) => c.is_none(),
             Kind::Chunks(c) => c.is_end_stream(),
             Kind::File(f) => f.is_end_stream(),
             Kind::Boxed(b) => b.is_end_stream(),
@@ -165,6 +173,7 @@ impl Body for AppBody {
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
+            Kind::One(c) => SizeHint::with_exact(c.as_ref().map_or(0, |c| c.len() as u64)),
             Kind::Chunks(c) => c.size_hint(),
             Kind::File(f) => f.size_hint(),
             Kind::Boxed(b) => b.size_hint(),

@@ -22,7 +22,8 @@ pub(crate) type Check = Arc<dyn Fn(&[u8], &[(Bytes, Bytes)]) -> Result<(), BoxEr
 #[derive(Debug)]
 pub(crate) struct Head {
     pub(crate) status: StatusCode,
-    pub(crate) reason: Bytes,
+    /// `None` when it is the status code's canonical reason.
+    pub(crate) reason: Option<Bytes>,
     pub(crate) headers: HeaderMap,
 }
 
@@ -290,7 +291,10 @@ where
     }
     let status_code = StatusCode::from_bytes(code)
         .map_err(|_| contract(format!("the status code must be 100 to 999: {:?}", shown())))?;
-    let reason = Bytes::copy_from_slice(&status[4..]);
+    let reason = match &status[4..] {
+        raw if status_code.canonical_reason().map(str::as_bytes) == Some(raw) => None,
+        raw => Some(Bytes::copy_from_slice(raw)),
+    };
 
     let headers = headers.into_iter();
     let mut map = HeaderMap::with_capacity(headers.size_hint().0);
@@ -441,7 +445,7 @@ mod tests {
         let state = start.shared.lock();
         let head = state.head.as_ref().unwrap();
         assert_eq!(head.status.as_u16(), 599);
-        assert_eq!(head.reason, "Odd Thing");
+        assert_eq!(head.reason.as_deref(), Some(&b"Odd Thing"[..]));
         assert_eq!(head.headers.get_all("set-cookie").iter().count(), 2);
     }
 

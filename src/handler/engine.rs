@@ -20,7 +20,7 @@ use crate::panic::poll_frame;
 #[derive(Debug)]
 pub(crate) struct ResponseHead {
     pub(crate) status: StatusCode,
-    pub(crate) reason: Bytes,
+    pub(crate) reason: Option<Bytes>,
     pub(crate) headers: HeaderMap,
     pub(crate) first: Option<Bytes>,
     /// The status forbids a body (1xx, 204, 304): none is sent.

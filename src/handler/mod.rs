@@ -598,8 +598,13 @@ impl<E: ErrorResponse> Handler<E> {
         } else {
             HeadStyle::Cgi
         };
-        let reason = (!head.reason.is_empty()).then_some(&head.reason[..]);
-        encode_head(out, style, head.status, reason, &head.headers)?;
+        encode_head(
+            out,
+            style,
+            head.status,
+            head.reason.as_deref(),
+            &head.headers,
+        )?;
         Ok(())
     }
 
@@ -623,7 +628,7 @@ impl<E: ErrorResponse> Handler<E> {
         }
         let head = ResponseHead {
             status: parts.status,
-            reason: Bytes::new(),
+            reason: None,
             headers,
             first: None,
             no_body,
