@@ -73,6 +73,9 @@ impl Input {
     /// Exactly `length` bytes of `reader` (what a CGI handler gives its app: standard input
     /// and `CONTENT_LENGTH`). Reads block the calling thread.
     pub fn from_reader(reader: impl Read + Send + 'static, length: u64) -> Self {
+        if length == 0 {
+            return Input::empty();
+        }
         Input::from_source(Source::Reader {
             reader: Box::new(reader),
             remaining: length,

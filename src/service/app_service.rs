@@ -36,6 +36,19 @@ use crate::panic::{log, panic_error};
 /// pace is the app's pace (backpressure). `Content-Length` follows the handler's rules
 /// ([`crate::handler`]); a `HEAD` request gets the head and an empty body.
 ///
+/// The app's body must be `Unpin` (every body of this crate is, and `AppBody::new` boxes
+/// any other): it is polled inside the response future, then moved into the response.
+///
+/// Mounted under a prefix, say with axum's `Router::nest_service("/gateway", service)`, set
+/// the same prefix with [`script_name`](Self::script_name): `SCRIPT_NAME` is then
+/// `/gateway` and `PATH_INFO` the rest, whether or not the router stripped the prefix.
+///
+/// Spawning a connection task around an `AppService` of an `app_fn` closure written inline
+/// can meet a compiler limitation with closures returning async blocks ("one type is more
+/// general than the other" at `tokio::spawn`); naming the app fixes it: a function returning
+/// `impl App<Body = AppBody, Future: Send + 'static> + Clone + Send + Sync + 'static`, as
+/// `examples/common/gateway_app.rs` does.
+///
 /// Errors: a failure (or panic) before the head is logged and answered with the
 /// [`ErrorResponse`] (500 by default); after the head, it is logged and the body ends with
 /// the error, so hyper cuts the connection and the client sees a truncated response. The
