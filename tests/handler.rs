@@ -516,3 +516,68 @@ async fn input_given_to_simple_handler_is_the_apps() {
         b"Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\nposted"
     );
 }
+
+#[tokio::test]
+async fn blocking_app_start_response_with_an_error_after_output_reraises() {
+    let app = blocking_app_fn(|_environ, start_response: StartResponse| {
+        let write = start_response.start("200 OK", TEXT)?;
+        write.write("partial")?;
+        let error: BoxError = "late".into();
+        let back = start_response
+            .start_with_error("500 Oops", TEXT, error)
+            .unwrap_err();
+        Err::<Vec<Result<Bytes, BoxError>>, BoxError>(back)
+    });
+    let (out, result) = cgi(app, environ()).await;
+    assert_eq!(
+        out,
+        "Status: 200 OK\r\nContent-Type: text/plain\r\n\r\npartial"
+    );
+    assert!(result.unwrap_err().is_app());
+}
+
+#[tokio::test]
+async fn async_write_after_the_head_is_refused() {
+    let app = app_fn(|_environ, start_response: StartResponse| async move {
+        let write = start_response.start("200 OK", TEXT)?;
+        Ok::<_, BoxError>(Reraise2 { write, step: 0 })
+    });
+    let (out, result) = cgi(app, environ()).await;
+    assert_eq!(
+        out,
+        "Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nfirst"
+    );
+    assert_eq!(
+        std::error::Error::source(&result.unwrap_err())
+            .unwrap()
+            .to_string(),
+        "write() after the head was sent: an async app's write() output must precede its body"
+    );
+}
+
+/// A body that yields a chunk, then writes through the writer (not allowed for async apps).
+struct Reraise2 {
+    write: towergate::gateway::Writer,
+    step: u8,
+}
+
+impl http_body::Body for Reraise2 {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.step += 1;
+        std::task::Poll::Ready(match self.step {
+            1 => Some(Ok(Frame::data(Bytes::from("first")))),
+            2 => Some(
+                self.write
+                    .write("second")
+                    .map(|()| Frame::data(Bytes::new())),
+            ),
+            _ => None,
+        })
+    }
+}

@@ -215,8 +215,13 @@ where
                     loop {
                         match catch_unwind(AssertUnwindSafe(|| iter.next())) {
                             Ok(Some(Ok(chunk))) => {
+                                let chunk: Bytes = chunk.into();
                                 let last = iter.size_hint().1 == Some(0);
-                                if !send(Ok((chunk.into(), last))) || last {
+                                if !chunk.is_empty() {
+                                    // Output is on its way: start_response re-raises now.
+                                    shared.lock().head_sent = true;
+                                }
+                                if !send(Ok((chunk, last))) || last {
                                     break;
                                 }
                             }

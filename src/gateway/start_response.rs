@@ -367,7 +367,14 @@ impl Writer {
         let sink = {
             let mut state = self.shared.lock();
             match &state.sink {
-                Some(sink) => sink.clone(),
+                Some(sink) => {
+                    let sink = sink.clone();
+                    if !data.is_empty() {
+                        // Output is on its way: start_response re-raises now.
+                        state.head_sent = true;
+                    }
+                    sink
+                }
                 None if state.head_sent => {
                     return Err(ContractError::new(
                         "write() after the head was sent: an async app's write() output must precede its body",
