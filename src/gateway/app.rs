@@ -60,6 +60,45 @@ use crate::{BoxError, Environ};
 ///
 /// An app that blocks (reads files, waits on locks, calls blocking libraries) must not do it
 /// in `call` or in a future: use [`blocking_app_fn`], which runs it on a blocking thread.
+///
+/// # Implementing `App`
+///
+/// Most apps are closures ([`app_fn`]); a type of its own suits an app with state:
+///
+/// ```
+/// use std::future::{ready, Ready};
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use towergate::gateway::{App, AppBody, StartResponse};
+/// use towergate::handler::SimpleHandler;
+/// use towergate::{BoxError, Environ};
+///
+/// #[derive(Default)]
+/// struct Counter(AtomicU64);
+///
+/// impl App for Counter {
+///     type Body = AppBody;
+///     type Future = Ready<Result<AppBody, BoxError>>;
+///
+///     fn call(&self, _environ: Environ, start_response: StartResponse) -> Self::Future {
+///         let n = self.0.fetch_add(1, Ordering::Relaxed) + 1;
+///         ready(
+///             start_response
+///                 .start("200 OK", [("Content-Type", "text/plain")])
+///                 .map(|_writer| AppBody::from(format!("request {n}"))),
+///         )
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let app = Counter::default();
+/// for expected in ["request 1", "request 2"] {
+///     let environ = Environ::from_vars([("REQUEST_METHOD", "GET")]);
+///     let mut handler = SimpleHandler::base_cgi(Vec::new(), environ);
+///     handler.run(&app).await.unwrap();
+///     assert!(handler.transport().ends_with(expected.as_bytes()));
+/// }
+/// # }
+/// ```
 pub trait App {
     /// The body: a sequence of chunks.
     type Body: Body<Data = Bytes, Error: Into<BoxError>>;

@@ -22,7 +22,9 @@
 //! | `body.after-end` | the body is not polled after it ended |
 //!
 //! A missing `QUERY_STRING` and an unusual `REQUEST_METHOD` are logged as warnings, as
-//! `wsgiref.validate` warns.
+//! `wsgiref.validate` warns. The input and error streams need no wrapper: their Rust types
+//! allow only what PEP 3333 allows (reads return bytes, end at the body's end, cannot close
+//! the stream; error output takes text), and so do chunk types (bytes only).
 //!
 //! ```
 //! use towergate::gateway::{app_fn, AppBody};
