@@ -56,4 +56,4 @@ pub use app::{App, AppFn, BlockingAppFn, app_fn, blocking_app_fn};
 pub use body::{AppBody, BlockingBody, Chunks, FileWrapper};
 pub use start_response::{ContractError, StartResponse, Writer};
 
-pub(crate) use start_response::Shared;
+pub(crate) use start_response::{Shared, State};

@@ -297,7 +297,8 @@ where
     };
 
     let headers = headers.into_iter();
-    let mut map = HeaderMap::with_capacity(headers.size_hint().0);
+    // Room for the `Content-Length` a server may add.
+    let mut map = HeaderMap::with_capacity(headers.size_hint().0 + 1);
     for (name, value) in headers {
         let (name, value) = (name.as_ref(), value.as_ref());
         let shown_name = String::from_utf8_lossy(name);

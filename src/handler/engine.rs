@@ -12,7 +12,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body::Body;
 
 use crate::BoxError;
-use crate::gateway::{ContractError, Shared};
+use crate::gateway::{ContractError, Shared, State};
 use crate::headers::status_forbids_body;
 use crate::panic::poll_frame;
 
@@ -73,16 +73,17 @@ where
                     .as_ref()
                     .is_some_and(|h| status_forbids_body(h.status));
                 if forbids && this.queued.is_empty() {
-                    drop(state);
-                    return Poll::Ready(finish(this.shared, None, None, false));
+                    return Poll::Ready(finish(state, None, None, false));
                 }
-            }
-            if let Some(first) = this.queued.pop_front() {
-                return Poll::Ready(finish(this.shared, Some(first), None, true));
+                if let Some(first) = this.queued.pop_front() {
+                    return Poll::Ready(finish(state, Some(first), None, true));
+                }
             }
             match poll_frame(this.body.as_mut(), cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(None) => return Poll::Ready(finish(this.shared, None, Some(0), false)),
+                Poll::Ready(None) => {
+                    return Poll::Ready(finish(this.shared.lock(), None, Some(0), false));
+                }
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
                 Poll::Ready(Some(Ok(frame))) => {
                     let Ok(data) = frame.into_data() else {
@@ -92,7 +93,9 @@ where
                         continue;
                     }
                     // Writes made while the body produced this chunk go first.
-                    if !this.shared.lock().queue.is_empty() {
+                    let state = this.shared.lock();
+                    if !state.queue.is_empty() {
+                        drop(state);
                         this.queued.push_back(data);
                         continue;
                     }
@@ -103,7 +106,7 @@ where
                     };
                     let total = rest.map(|r| r + data.len() as u64);
                     let used_write = *this.used_write;
-                    return Poll::Ready(finish(this.shared, Some(data), total, used_write));
+                    return Poll::Ready(finish(state, Some(data), total, used_write));
                 }
             }
         }
@@ -159,12 +162,14 @@ pub(crate) fn add_to_hint(hint: http_body::SizeHint, n: u64) -> http_body::SizeH
 /// Takes the app's head (marking it sent) and completes it: `Content-Length` when the whole
 /// body is known and the app set none, nothing for a status that forbids a body.
 fn finish(
-    shared: &Shared,
+    mut state: std::sync::MutexGuard<'_, State>,
     first: Option<Bytes>,
     total: Option<u64>,
     used_write: bool,
 ) -> Result<ResponseHead, BoxError> {
-    let mut state = shared.lock();
+    if let Some(message) = state.poison.clone() {
+        return Err(ContractError::new(message).into());
+    }
     let Some(head) = state.head.take() else {
         return Err(ContractError::new(
             "the app produced its response without calling start_response (write() before start_response())",
