@@ -1,7 +1,8 @@
 //! [`Environ`]: the CGI meta-variables of one request, as bytes, in order.
 //!
 //! An `Environ` is what RFC 3875 §4.1 calls the request meta-variables, plus the gateway keys
-//! of PEP 3333 (`url_scheme`, `multithread`, `multiprocess`, `run_once`). Values are bytes:
+//! of PEP 3333 (`url_scheme`, `multithread`, `multiprocess`, `run_once`, `file_wrapper`, and
+//! the streams [`Input`] and [`Errors`]). Values are bytes:
 //! CGI values need not be UTF-8, and nothing here ever panics on one that is not.
 //!
 //! It converts both ways:
