@@ -1,12 +1,17 @@
-//! The demo: one hyper server with an axum route at `/`, the CGI host serving
-//! `examples/cgi-bin/` at `/cgi-bin/`, and tower layers (trace, timeout) around it all.
+//! The demo: one hyper server with an axum route at `/`, the gateway app of the examples at
+//! `/gateway/` (through `AppService`), the CGI host serving `examples/cgi-bin/` at
+//! `/cgi-bin/`, and tower layers (trace, timeout) around it all.
 //!
 //! ```text
 //! cargo run --example demo                 # http://127.0.0.1:8000/
 //! cargo run --example demo -- --addr 127.0.0.1:9000
 //! curl http://127.0.0.1:8000/cgi-bin/hello
 //! curl -d 'a=1' 'http://127.0.0.1:8000/cgi-bin/printenv/extra/path?x=1'
+//! curl http://127.0.0.1:8000/gateway/hello
 //! ```
+
+#[path = "common/gateway_app.rs"]
+mod gateway_app;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -22,6 +27,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use towergate::ext::ConnectInfo;
 use towergate::host::{CgiBin, CgiProgram, ReasonPhrase};
+use towergate::service::AppService;
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8000";
 
@@ -36,7 +42,10 @@ fn app() -> Router {
     Router::new()
         .route("/", get(index))
         .route_service("/cgi-bin/{*program}", cgi_bin)
-        // GATEWAY: the lead nests the gateway app here: .nest_service("/gateway", gateway_app())
+        .nest_service(
+            "/gateway",
+            AppService::new(gateway_app::app()).script_name("/gateway"),
+        )
         .layer(TimeoutLayer::with_status_code(
             http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
@@ -45,7 +54,8 @@ fn app() -> Router {
 }
 
 async fn index() -> &'static str {
-    "towergate demo: an axum route; CGI programs live under /cgi-bin/ (hello, printenv)\n"
+    "towergate demo: an axum route; a gateway app under /gateway/ (hello, chunks, environ); \
+     CGI programs under /cgi-bin/ (hello, printenv)\n"
 }
 
 fn addr() -> Result<SocketAddr, String> {
@@ -83,7 +93,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     println!("  http://{local}/                         axum route");
     println!("  http://{local}/cgi-bin/hello            shell script over CGI");
     println!("  http://{local}/cgi-bin/printenv/a?b=1   Perl script printing its meta-variables");
-    println!("  http://{local}/gateway/                 gateway app (when mounted)");
+    println!("  http://{local}/gateway/hello            gateway app (environ + start_response)");
+    println!("  http://{local}/gateway/environ          the gateway app's environ");
 
     let app = app();
     loop {

@@ -27,6 +27,13 @@
 //!   conversions to and from `http::Request` (RFC 3875 §4.1), and the `wsgiref.util` helpers.
 //! - [`cgi`]: the CGI program side: [`cgi::run`], [`cgi::serve`] and [`cgi::Builder`].
 //! - [`ext`]: the typed request extensions and [`ext::RequestExt`].
+//! - [`gateway`]: gateway apps, the `environ` + `start_response` contract of PEP 3333
+//!   ([`gateway::App`], [`gateway::app_fn`], [`gateway::blocking_app_fn`]).
+//! - [`handler`]: the engine that runs a gateway app, Python's `wsgiref.handlers`
+//!   ([`handler::CgiHandler`], [`handler::SimpleHandler`]).
+//! - [`service`]: the bridges to tower and hyper: [`service::AppService`] (app → service) and
+//!   [`service::ServiceApp`] (service → app).
+//! - [`lint`]: a layer checking an app's conformance, like `wsgiref.validate`.
 //! - [`host`]: the CGI host: [`host::CgiProgram`] runs an external CGI program per request
 //!   as a tower service (Go's `cgi.Handler`, with limits, timeouts and spooling), and
 //!   [`host::CgiBin`] serves a cgi-bin directory.
@@ -37,6 +44,8 @@
 //!
 //! - `cgi` (default): [`cgi`], the CGI program side. Pulls in `tokio` with the `rt` feature
 //!   only.
+//! - `gateway` (default): [`gateway`], [`handler`], [`service`] and [`lint`]. Pulls in
+//!   `tokio` with the `rt` and `sync` features only.
 //! - `host` (default): [`host`], running external CGI programs. Pulls in `tokio` (process,
 //!   io-util, time, sync, fs) and `rustix` (to send `SIGTERM`).
 //! - `cli`: the `towergate` command-line tool.
@@ -48,11 +57,19 @@ pub mod cgi;
 pub mod environ;
 pub mod error_response;
 pub mod ext;
+#[cfg(feature = "gateway")]
+pub mod gateway;
+#[cfg(feature = "gateway")]
+pub mod handler;
 pub mod headers;
 #[cfg(feature = "host")]
 pub mod host;
+#[cfg(feature = "gateway")]
+pub mod lint;
 mod panic;
 mod percent;
+#[cfg(feature = "gateway")]
+pub mod service;
 
 pub use environ::Environ;
 

@@ -30,7 +30,7 @@ fn get(addr: SocketAddr, path: &str) -> String {
 }
 
 #[test]
-fn demo_serves_the_axum_route_and_the_cgi_bin_scripts() {
+fn demo_serves_the_axum_route_the_gateway_app_and_the_cgi_bin_scripts() {
     let mut child = Command::new(support::example_bin("demo"))
         .args(["--addr", "127.0.0.1:0"])
         .env("RUST_LOG", "warn")
@@ -48,7 +48,9 @@ fn demo_serves_the_axum_route_and_the_cgi_bin_scripts() {
         .and_then(|rest| rest.split('/').next())
         .and_then(|addr| addr.parse().ok())
         .unwrap_or_else(|| panic!("no address in {banner:?}"));
-    let urls: Vec<String> = lines.take(4).map(|l| l.unwrap()).collect();
+    let urls: Vec<String> = lines.by_ref().take(5).map(|l| l.unwrap()).collect();
+    // Keep reading, so the demo never writes to a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
     assert!(
         urls.iter().any(|l| l.contains("/cgi-bin/hello")),
         "{urls:?}"
@@ -58,6 +60,19 @@ fn demo_serves_the_axum_route_and_the_cgi_bin_scripts() {
     let response = get(addr, "/");
     assert!(response.starts_with("HTTP/1.0 200 OK\r\n"), "{response}");
     assert!(response.contains("towergate demo"), "{response}");
+
+    let response = get(addr, "/gateway/hello");
+    assert!(response.starts_with("HTTP/1.0 200 OK\r\n"), "{response}");
+    assert!(
+        response.contains("\r\ncontent-length: 13\r\n"),
+        "{response}"
+    );
+    assert!(response.ends_with("\r\n\r\nHello, world!"), "{response}");
+
+    let response = get(addr, "/gateway/environ");
+    assert!(response.contains("\nSCRIPT_NAME=/gateway\n"), "{response}");
+    assert!(response.contains("\nPATH_INFO=/environ\n"), "{response}");
+    assert!(response.contains("\nwsgi.multithread=true\n"), "{response}");
 
     let response = get(addr, "/cgi-bin/hello");
     assert!(response.starts_with("HTTP/1.0 200 OK\r\n"), "{response}");

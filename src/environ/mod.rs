@@ -1,7 +1,8 @@
 //! [`Environ`]: the CGI meta-variables of one request, as bytes, in order.
 //!
 //! An `Environ` is what RFC 3875 §4.1 calls the request meta-variables, plus the gateway keys
-//! of PEP 3333 (`url_scheme`, `multithread`, `multiprocess`, `run_once`). Values are bytes:
+//! of PEP 3333 (`url_scheme`, `multithread`, `multiprocess`, `run_once`, `file_wrapper`, and
+//! the streams [`Input`] and [`Errors`]). Values are bytes:
 //! CGI values need not be UTF-8, and nothing here ever panics on one that is not.
 //!
 //! It converts both ways:
@@ -32,6 +33,7 @@
 //! [`request_uri`], [`shift_path_info`] and [`setup_testing_defaults`].
 
 mod from_request;
+mod streams;
 mod to_request;
 mod util;
 
@@ -40,6 +42,7 @@ use std::fmt;
 use bytes::Bytes;
 
 pub use from_request::EnvironBuilder;
+pub use streams::{Errors, Input};
 pub use to_request::InvalidEnviron;
 pub use util::{
     application_uri, guess_scheme, is_truthy, request_uri, setup_testing_defaults, shift_path_info,
@@ -79,6 +82,9 @@ struct GatewayKeys {
     multithread: bool,
     multiprocess: bool,
     run_once: bool,
+    file_wrapper: bool,
+    input: Input,
+    errors: Errors,
 }
 
 impl Default for GatewayKeys {
@@ -88,6 +94,9 @@ impl Default for GatewayKeys {
             multithread: false,
             multiprocess: false,
             run_once: false,
+            file_wrapper: false,
+            input: Input::empty(),
+            errors: Errors::log(),
         }
     }
 }
@@ -259,6 +268,39 @@ impl Environ {
     /// Sets `wsgi.run_once`.
     pub fn set_run_once(&mut self, value: bool) {
         self.gateway.run_once = value;
+    }
+
+    /// `wsgi.input`: the request body (PEP 3333 "Input and Error Streams"). Defaults to an
+    /// empty input.
+    pub fn input(&self) -> &Input {
+        &self.gateway.input
+    }
+
+    /// Sets `wsgi.input`.
+    pub fn set_input(&mut self, input: Input) {
+        self.gateway.input = input;
+    }
+
+    /// `wsgi.errors`: where the app writes error output. Defaults to [`Errors::log`].
+    pub fn errors(&self) -> &Errors {
+        &self.gateway.errors
+    }
+
+    /// Sets `wsgi.errors`.
+    pub fn set_errors(&mut self, errors: Errors) {
+        self.gateway.errors = errors;
+    }
+
+    /// `wsgi.file_wrapper`: whether the server sends a `FileWrapper` body efficiently and
+    /// takes its length as `Content-Length` (PEP 3333 "Optional Platform-Specific File
+    /// Handling"). Defaults to false.
+    pub fn file_wrapper(&self) -> bool {
+        self.gateway.file_wrapper
+    }
+
+    /// Sets `wsgi.file_wrapper`.
+    pub fn set_file_wrapper(&mut self, value: bool) {
+        self.gateway.file_wrapper = value;
     }
 
     /// The gateway keys as `(name, value)` text pairs, in PEP 3333's spelling

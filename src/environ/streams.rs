@@ -1,0 +1,505 @@
+//! The gateway streams of an environ: the request body as [`Input`] (`wsgi.input`) and the
+//! error sink [`Errors`] (`wsgi.errors`), PEP 3333 "Input and Error Streams".
+
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::io::{self, Read};
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake, Waker};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http_body::Body;
+
+use crate::BoxError;
+
+/// How much a reader-backed input reads at a time.
+const READ_SIZE: usize = 64 * 1024;
+
+/// The request body an app reads (`wsgi.input`, PEP 3333 "Input and Error Streams").
+///
+/// It ends at the end of the body, which a server makes exactly `CONTENT_LENGTH` bytes long
+/// (RFC 3875 §4.2): reading past it returns empty bytes, never blocks. Clones share the same
+/// stream, as in Python, where every reference to `wsgi.input` reads the same file. Async apps
+/// use [`read`](Self::read), [`read_line`](Self::read_line) and
+/// [`read_to_end`](Self::read_to_end); blocking apps (on a blocking thread) use the
+/// `blocking_*` forms, which must not be called from an async task.
+///
+/// The default input is empty.
+///
+/// ```
+/// use towergate::environ::Input;
+///
+/// let input = Input::from_reader(std::io::Cursor::new(&b"line 1\nline 2\nrest, ignored"[..]), 18);
+/// assert_eq!(input.blocking_read_line(usize::MAX).unwrap(), "line 1\n");
+/// assert_eq!(input.blocking_read(3).unwrap(), "lin");
+/// assert_eq!(input.blocking_read_to_end().unwrap(), "e 2\nrest"); // CONTENT_LENGTH is 18
+/// assert_eq!(input.blocking_read(10).unwrap(), ""); // end of input
+/// ```
+#[derive(Clone, Default)]
+pub struct Input {
+    inner: Option<Arc<Mutex<InputState>>>,
+}
+
+struct InputState {
+    source: Source,
+    buf: Bytes,
+}
+
+enum Source {
+    Body(Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>),
+    Reader {
+        reader: Box<dyn Read + Send>,
+        remaining: u64,
+    },
+    Done,
+}
+
+impl Input {
+    /// An input with no bytes.
+    pub fn empty() -> Self {
+        Input::default()
+    }
+
+    /// The input of a request body (what `AppService` gives its app).
+    pub fn new<B>(body: B) -> Self
+    where
+        B: Body + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Input::from_source(Source::Body(Box::pin(IntoBytes { body })))
+    }
+
+    /// Exactly `length` bytes of `reader` (what a CGI handler gives its app: standard input
+    /// and `CONTENT_LENGTH`). Reads block the calling thread.
+    pub fn from_reader(reader: impl Read + Send + 'static, length: u64) -> Self {
+        if length == 0 {
+            return Input::empty();
+        }
+        Input::from_source(Source::Reader {
+            reader: Box::new(reader),
+            remaining: length,
+        })
+    }
+
+    /// An input holding `bytes`.
+    pub fn from_bytes(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        Input {
+            inner: Some(Arc::new(Mutex::new(InputState {
+                source: Source::Done,
+                buf: bytes,
+            }))),
+        }
+    }
+
+    fn from_source(source: Source) -> Self {
+        Input {
+            inner: Some(Arc::new(Mutex::new(InputState {
+                source,
+                buf: Bytes::new(),
+            }))),
+        }
+    }
+
+    fn state(&self) -> Option<MutexGuard<'_, InputState>> {
+        self.inner
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Polls for up to `max` bytes; empty bytes at the end of the input.
+    pub fn poll_read(&self, cx: &mut Context<'_>, max: usize) -> Poll<Result<Bytes, BoxError>> {
+        let Some(mut state) = self.state() else {
+            return Poll::Ready(Ok(Bytes::new()));
+        };
+        match state.poll_fill(cx) {
+            Poll::Ready(Ok(())) => {
+                let n = max.min(state.buf.len());
+                Poll::Ready(Ok(state.buf.split_to(n)))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Reads up to `max` bytes (`read(size)`); empty bytes at the end of the input.
+    pub async fn read(&self, max: usize) -> Result<Bytes, BoxError> {
+        poll_fn(|cx| self.poll_read(cx, max)).await
+    }
+
+    /// Reads one line, up to and including `\n`, or at most `max` bytes (`readline(size)`);
+    /// empty bytes at the end of the input.
+    pub async fn read_line(&self, max: usize) -> Result<Bytes, BoxError> {
+        let mut line = BytesMut::new();
+        poll_fn(|cx| {
+            let Some(mut state) = self.state() else {
+                return Poll::Ready(Ok(()));
+            };
+            loop {
+                if line.len() >= max {
+                    return Poll::Ready(Ok(()));
+                }
+                match state.poll_fill(cx) {
+                    Poll::Ready(Ok(())) if state.buf.is_empty() => return Poll::Ready(Ok(())),
+                    Poll::Ready(Ok(())) => {
+                        let want = max - line.len();
+                        let (n, done) = match state.buf.iter().position(|&b| b == b'\n') {
+                            Some(i) if i < want => (i + 1, true),
+                            _ => (want.min(state.buf.len()), false),
+                        };
+                        line.extend_from_slice(&state.buf.split_to(n));
+                        if done {
+                            return Poll::Ready(Ok(()));
+                        }
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        })
+        .await?;
+        Ok(line.freeze())
+    }
+
+    /// Reads the rest of the input (`read()` without a size).
+    pub async fn read_to_end(&self) -> Result<Bytes, BoxError> {
+        let mut all = BytesMut::new();
+        loop {
+            let chunk = self.read(usize::MAX).await?;
+            if chunk.is_empty() {
+                return Ok(all.freeze());
+            }
+            if all.is_empty() && self.is_drained() {
+                return Ok(chunk);
+            }
+            all.extend_from_slice(&chunk);
+        }
+    }
+
+    fn is_drained(&self) -> bool {
+        self.state()
+            .is_none_or(|s| s.buf.is_empty() && matches!(s.source, Source::Done))
+    }
+
+    /// [`read`](Self::read), blocking the calling thread.
+    pub fn blocking_read(&self, max: usize) -> Result<Bytes, BoxError> {
+        block_on(self.read(max))
+    }
+
+    /// [`read_line`](Self::read_line), blocking the calling thread.
+    pub fn blocking_read_line(&self, max: usize) -> Result<Bytes, BoxError> {
+        block_on(self.read_line(max))
+    }
+
+    /// [`read_to_end`](Self::read_to_end), blocking the calling thread.
+    pub fn blocking_read_to_end(&self) -> Result<Bytes, BoxError> {
+        block_on(self.read_to_end())
+    }
+}
+
+impl InputState {
+    /// Makes `buf` non-empty, unless the input is over.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        while self.buf.is_empty() {
+            match &mut self.source {
+                Source::Done => return Poll::Ready(Ok(())),
+                Source::Body(body) => match body.as_mut().poll_frame(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(None) => self.source = Source::Done,
+                    Poll::Ready(Some(Err(e))) => {
+                        self.source = Source::Done;
+                        return Poll::Ready(Err(e));
+                    }
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Ok(data) = frame.into_data() {
+                            self.buf = data;
+                        }
+                    }
+                },
+                Source::Reader { reader, remaining } => {
+                    if *remaining == 0 {
+                        self.source = Source::Done;
+                        continue;
+                    }
+                    let want = (*remaining).min(READ_SIZE as u64) as usize;
+                    let mut buf = vec![0; want];
+                    match reader.read(&mut buf) {
+                        Ok(0) => {
+                            let missing = *remaining;
+                            self.source = Source::Done;
+                            return Poll::Ready(Err(format!(
+                                "the request body ended {missing} bytes before CONTENT_LENGTH"
+                            )
+                            .into()));
+                        }
+                        Ok(n) => {
+                            *remaining -= n as u64;
+                            buf.truncate(n);
+                            self.buf = buf.into();
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            self.source = Source::Done;
+                            return Poll::Ready(Err(e.into()));
+                        }
+                    }
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl PartialEq for Input {
+    /// Two inputs are equal when they are the same stream (or both empty defaults).
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.inner, &other.inner) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Input {}
+
+impl fmt::Debug for Input {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Input")
+            .field("empty", &self.inner.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The input is a body too: a tower service behind
+/// [`ServiceApp`](crate::service::ServiceApp) reads it as its request body.
+impl Body for Input {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        match self.poll_read(cx, usize::MAX) {
+            Poll::Ready(Ok(chunk)) if chunk.is_empty() => Poll::Ready(None),
+            Poll::Ready(Ok(chunk)) => Poll::Ready(Some(Ok(http_body::Frame::data(chunk)))),
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.is_drained()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A body with its data as `Bytes` and its error boxed.
+    struct IntoBytes<B> {
+        #[pin]
+        body: B,
+    }
+}
+
+impl<B> Body for IntoBytes<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        match self.project().body.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(
+                frame.map_data(|mut d| d.copy_to_bytes(d.remaining()))
+            ))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Where an app writes error output (`wsgi.errors`, PEP 3333 "Input and Error Streams").
+///
+/// The default sink logs each write as one line (to `tracing` when a subscriber is set,
+/// else to standard error with a `towergate: ` prefix); [`Errors::new`] writes to any
+/// [`io::Write`] instead (a CGI handler uses standard error, which the web server logs).
+/// Clones share the sink.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use towergate::environ::Errors;
+///
+/// #[derive(Clone, Default)]
+/// struct Shared(Arc<Mutex<Vec<u8>>>);
+/// impl std::io::Write for Shared {
+///     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+///         self.0.lock().unwrap().write(b)
+///     }
+///     fn flush(&mut self) -> std::io::Result<()> { Ok(()) }
+/// }
+///
+/// let log = Shared::default();
+/// let errors = Errors::new(log.clone());
+/// errors.write("disk almost full\n");
+/// errors.write_lines(["a\n", "b\n"]);
+/// errors.flush();
+/// assert_eq!(&*log.0.lock().unwrap(), b"disk almost full\na\nb\n");
+/// ```
+#[derive(Clone, Default)]
+pub struct Errors {
+    sink: Option<Arc<Mutex<Box<dyn io::Write + Send>>>>,
+}
+
+impl Errors {
+    /// Errors written to `sink`.
+    pub fn new(sink: impl io::Write + Send + 'static) -> Self {
+        Errors {
+            sink: Some(Arc::new(Mutex::new(Box::new(sink)))),
+        }
+    }
+
+    /// Errors logged as lines (the default).
+    pub fn log() -> Self {
+        Errors::default()
+    }
+
+    /// Writes `text` (`write(str)`). Failures to write error output are ignored.
+    pub fn write(&self, text: impl AsRef<[u8]>) {
+        let text = text.as_ref();
+        match &self.sink {
+            Some(sink) => {
+                let mut sink = sink.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = sink.write_all(text);
+            }
+            None => {
+                let text = String::from_utf8_lossy(text);
+                let text = text.strip_suffix('\n').unwrap_or(&text);
+                if !text.is_empty() {
+                    crate::panic::log(format_args!("{text}"));
+                }
+            }
+        }
+    }
+
+    /// Writes each of `lines` (`writelines(seq)`).
+    pub fn write_lines<I>(&self, lines: I)
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        for line in lines {
+            self.write(line);
+        }
+    }
+
+    /// Flushes the sink (`flush()`).
+    pub fn flush(&self) {
+        if let Some(sink) = &self.sink {
+            let _ = sink.lock().unwrap_or_else(|e| e.into_inner()).flush();
+        }
+    }
+}
+
+impl PartialEq for Errors {
+    /// Two sinks are equal when they are the same sink (or both the default log).
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.sink, &other.sink) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Errors {}
+
+impl fmt::Debug for Errors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Errors")
+            .field("log", &self.sink.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs `future` to completion on the calling thread, parking it while the future waits.
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = pin!(future);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(output) => return output,
+            Poll::Pending => std::thread::park(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_input_reads_lines_across_frames() {
+        let body = http_body_util::StreamBody::new(futures_util::stream::iter([
+            Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from("ab\ncd"))),
+            Ok(http_body::Frame::data(Bytes::from("ef\n"))),
+        ]));
+        let input = Input::new(body);
+        assert_eq!(input.blocking_read_line(100).unwrap(), "ab\n");
+        assert_eq!(input.blocking_read_line(100).unwrap(), "cdef\n");
+        assert_eq!(input.blocking_read_line(100).unwrap(), "");
+    }
+
+    #[test]
+    fn read_line_stops_at_the_size() {
+        let input = Input::from_bytes("abcdef\n");
+        assert_eq!(input.blocking_read_line(4).unwrap(), "abcd");
+        assert_eq!(input.blocking_read_line(4).unwrap(), "ef\n");
+    }
+
+    #[test]
+    fn short_reader_is_an_error() {
+        let input = Input::from_reader(io::Cursor::new(&b"abc"[..]), 5);
+        assert_eq!(input.blocking_read(10).unwrap(), "abc");
+        let err = input.blocking_read(10).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the request body ended 2 bytes before CONTENT_LENGTH"
+        );
+    }
+
+    #[test]
+    fn clones_share_the_stream_and_compare_equal() {
+        let input = Input::from_bytes("abc");
+        let clone = input.clone();
+        assert_eq!(input, clone);
+        assert_ne!(input, Input::from_bytes("abc"));
+        assert_eq!(clone.blocking_read(1).unwrap(), "a");
+        assert_eq!(input.blocking_read_to_end().unwrap(), "bc");
+    }
+}

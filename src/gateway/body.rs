@@ -1,0 +1,476 @@
+//! App bodies: [`AppBody`], [`Chunks`], [`FileWrapper`] and the blocking app's channel.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read, Seek};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
+use super::start_response::Msg;
+use crate::BoxError;
+
+/// The body of a gateway app: a sequence of chunks (PEP 3333: "an iterable yielding zero or
+/// more bytestrings").
+///
+/// One type for every kind of body, so an app that answers different requests differently
+/// returns one type: empty, one chunk, a list of [`Chunks`], a [`FileWrapper`], or any
+/// [`http_body::Body`] (boxed). A stream of chunks that are not yet known is any `Body`,
+/// for instance `http_body_util::StreamBody`.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body::Body;
+/// use towergate::gateway::AppBody;
+///
+/// assert_eq!(AppBody::from("Hello").size_hint().exact(), Some(5));
+/// assert_eq!(AppBody::empty().size_hint().exact(), Some(0));
+/// // Several chunks: the length is not announced (like `len(result) != 1` in wsgiref).
+/// let body = AppBody::chunks([Bytes::from("ab"), Bytes::from("cd")]);
+/// assert_eq!(body.size_hint().exact(), None);
+/// ```
+pub struct AppBody {
+    kind: Kind,
+}
+
+enum Kind {
+    One(Option<Bytes>),
+    Chunks(Chunks),
+    File(FileWrapper),
+    Boxed(Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>),
+}
+
+impl fmt::Debug for AppBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::One(c) => f.debug_tuple("AppBody").field(c).finish(),
+            Kind::Chunks(c) => f.debug_tuple("AppBody").field(c).finish(),
+            Kind::File(file) => f.debug_tuple("AppBody").field(file).finish(),
+            Kind::Boxed(_) => f.debug_tuple("AppBody").field(&"Body").finish(),
+        }
+    }
+}
+
+impl Default for AppBody {
+    fn default() -> Self {
+        AppBody::empty()
+    }
+}
+
+impl AppBody {
+    /// A body with no chunks (`[]`).
+    pub fn empty() -> Self {
+        AppBody {
+            kind: Kind::One(None),
+        }
+    }
+
+    /// A body of the given chunks, sent as they are.
+    pub fn chunks<I>(chunks: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<Bytes>,
+    {
+        AppBody::from(Chunks::new(chunks))
+    }
+
+    /// Any body (boxed). Its `size_hint` and `is_end_stream` are forwarded, so a body that
+    /// knows its exact length gets a `Content-Length`.
+    pub fn new<B>(body: B) -> Self
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        AppBody {
+            kind: Kind::Boxed(Box::pin(ErrInto { body })),
+        }
+    }
+
+    /// The file wrapper inside, if this body is one.
+    pub(crate) fn as_file_mut(&mut self) -> Option<&mut FileWrapper> {
+        match &mut self.kind {
+            Kind::File(file) => Some(file),
+            _ => None,
+        }
+    }
+}
+
+impl From<Chunks> for AppBody {
+    fn from(chunks: Chunks) -> Self {
+        AppBody {
+            kind: Kind::Chunks(chunks),
+        }
+    }
+}
+
+impl From<FileWrapper> for AppBody {
+    fn from(file: FileWrapper) -> Self {
+        AppBody {
+            kind: Kind::File(file),
+        }
+    }
+}
+
+impl From<Bytes> for AppBody {
+    fn from(chunk: Bytes) -> Self {
+        AppBody {
+            kind: Kind::One(Some(chunk)),
+        }
+    }
+}
+
+impl From<&'static str> for AppBody {
+    fn from(chunk: &'static str) -> Self {
+        AppBody::from(Bytes::from_static(chunk.as_bytes()))
+    }
+}
+
+impl From<&'static [u8]> for AppBody {
+    fn from(chunk: &'static [u8]) -> Self {
+        AppBody::from(Bytes::from_static(chunk))
+    }
+}
+
+impl From<String> for AppBody {
+    fn from(chunk: String) -> Self {
+        AppBody::from(Bytes::from(chunk))
+    }
+}
+
+impl From<Vec<u8>> for AppBody {
+    fn from(chunk: Vec<u8>) -> Self {
+        AppBody::from(Bytes::from(chunk))
+    }
+}
+
+impl Body for AppBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.get_mut().kind {
+            Kind::One(c) => Poll::Ready(c.take().map(|c| Ok(Frame::data(c)))),
+            Kind::Chunks(c) => Pin::new(c).poll_frame(cx).map_err(|e| match e {}),
+            Kind::File(f) => Pin::new(f).poll_frame(cx).map_err(Into::into),
+            Kind::Boxed(b) => b.as_mut().poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::One(c) => c.is_none(),
+            Kind::Chunks(c) => c.is_end_stream(),
+            Kind::File(f) => f.is_end_stream(),
+            Kind::Boxed(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::One(c) => SizeHint::with_exact(c.as_ref().map_or(0, |c| c.len() as u64)),
+            Kind::Chunks(c) => c.size_hint(),
+            Kind::File(f) => f.size_hint(),
+            Kind::Boxed(b) => b.size_hint(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct ErrInto<B> {
+        #[pin]
+        body: B,
+    }
+}
+
+impl<B> Body for ErrInto<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.project().body.poll_frame(cx).map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A list of chunks, sent one by one (a Python list as the app's result).
+///
+/// Its length is exact, so announced as `Content-Length`, only when it holds at most one
+/// chunk: wsgiref's rule (`len(result) == 1`), which keeps a deliberately chunked answer
+/// streamed.
+///
+/// ```
+/// use http_body::Body;
+/// use towergate::gateway::Chunks;
+///
+/// assert_eq!(Chunks::new(["hello"]).size_hint().exact(), Some(5));
+/// assert_eq!(Chunks::new(["ab", "cd"]).size_hint().lower(), 4);
+/// assert_eq!(Chunks::new(["ab", "cd"]).size_hint().exact(), None);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Chunks {
+    chunks: VecDeque<Bytes>,
+    remaining: u64,
+    exact: bool,
+}
+
+impl Chunks {
+    /// The chunks, in order.
+    pub fn new<I>(chunks: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<Bytes>,
+    {
+        let chunks: VecDeque<Bytes> = chunks.into_iter().map(Into::into).collect();
+        Chunks {
+            remaining: chunks.iter().map(|c| c.len() as u64).sum(),
+            exact: chunks.len() <= 1,
+            chunks,
+        }
+    }
+}
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        Poll::Ready(this.chunks.pop_front().map(|chunk| {
+            this.remaining -= chunk.len() as u64;
+            Ok(Frame::data(chunk))
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.exact || self.chunks.is_empty() {
+            SizeHint::with_exact(self.remaining)
+        } else {
+            let mut hint = SizeHint::new();
+            hint.set_lower(self.remaining);
+            hint
+        }
+    }
+}
+
+/// A file as a body (`wsgi.file_wrapper`, PEP 3333 "Optional Platform-Specific File
+/// Handling"): the file from its current position to its end, in blocks.
+///
+/// Its length is known, so a handler announces it as `Content-Length`, and a handler whose
+/// environ says [`file_wrapper`](crate::Environ::file_wrapper) hands the file to its
+/// transport whole ([`Transport::send_file`](crate::handler::Transport::send_file): on Linux
+/// a CGI program's output then goes out with `sendfile`/`splice`). Elsewhere it is read a
+/// block at a time; reads block the thread briefly, as reads of a regular file do.
+///
+/// ```
+/// use http_body::Body;
+/// use towergate::gateway::FileWrapper;
+///
+/// let path = std::env::temp_dir().join(format!("towergate-doc-{}", std::process::id()));
+/// std::fs::write(&path, "0123456789").unwrap();
+/// let file = FileWrapper::new(std::fs::File::open(&path).unwrap()).unwrap().block_size(4);
+/// assert_eq!(file.size_hint().exact(), Some(10));
+/// # std::fs::remove_file(&path).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct FileWrapper {
+    file: Option<File>,
+    remaining: u64,
+    block_size: usize,
+}
+
+impl FileWrapper {
+    /// Wraps `file`, from its current position to its end. Fails when the file's length or
+    /// position cannot be read.
+    pub fn new(mut file: File) -> io::Result<Self> {
+        let len = file.metadata()?.len();
+        let position = file.stream_position()?;
+        Ok(FileWrapper {
+            file: Some(file),
+            remaining: len.saturating_sub(position),
+            block_size: 8192,
+        })
+    }
+
+    /// How much is read at a time (`block_size`). Defaults to 8192 bytes, wsgiref's.
+    pub fn block_size(mut self, bytes: usize) -> Self {
+        self.block_size = bytes.max(1);
+        self
+    }
+
+    /// How many bytes are left to send.
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    /// The file and the bytes left, handed to a transport; the wrapper is empty afterwards.
+    pub(crate) fn take(&mut self) -> Option<(File, u64)> {
+        let file = self.file.take()?;
+        Some((file, std::mem::take(&mut self.remaining)))
+    }
+
+    fn read_block(&mut self) -> Option<io::Result<Bytes>> {
+        let file = self.file.as_mut()?;
+        if self.remaining == 0 {
+            self.file = None;
+            return None;
+        }
+        let want = (self.remaining).min(self.block_size as u64) as usize;
+        let mut buf = vec![0; want];
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) => {
+                    self.file = None;
+                    let missing = self.remaining;
+                    return Some(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("the file ended {missing} bytes early"),
+                    )));
+                }
+                Ok(n) => {
+                    buf.truncate(n);
+                    self.remaining -= n as u64;
+                    if self.remaining == 0 {
+                        self.file = None;
+                    }
+                    return Some(Ok(buf.into()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.file = None;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+impl Body for FileWrapper {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        Poll::Ready(self.get_mut().read_block().map(|r| r.map(Frame::data)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.file.is_none() || self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// The body of a blocking app: chunks from the app's thread, through a bounded channel.
+///
+/// Dropping it (the response finished, failed, or the client went away) makes the app's
+/// next `write` or chunk fail, so its thread stops and drops the app's iterator.
+pub struct BlockingBody {
+    rx: tokio::sync::mpsc::Receiver<Msg>,
+    done: bool,
+}
+
+impl fmt::Debug for BlockingBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockingBody")
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlockingBody {
+    pub(crate) fn new(rx: tokio::sync::mpsc::Receiver<Msg>) -> Self {
+        BlockingBody { rx, done: false }
+    }
+}
+
+impl Body for BlockingBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                self.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Ok((chunk, last)))) => {
+                self.done = last;
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.done = true;
+                Poll::Ready(Some(Err(e)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn file_wrapper_reads_from_the_current_position() {
+        let path = std::env::temp_dir().join(format!("towergate-fw-{}", std::process::id()));
+        std::fs::write(&path, "0123456789").unwrap();
+        let mut file = File::open(&path).unwrap();
+        file.seek(io::SeekFrom::Start(3)).unwrap();
+        let body = FileWrapper::new(file).unwrap().block_size(4);
+        assert_eq!(body.size_hint().exact(), Some(7));
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(bytes, "3456789");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn one_chunk_has_an_exact_length_and_two_do_not() {
+        let one = AppBody::chunks(["abc"]);
+        assert_eq!(one.size_hint().exact(), Some(3));
+        let two = AppBody::chunks(["ab", "cd"]);
+        assert_eq!(two.size_hint().exact(), None);
+        assert_eq!(two.collect().await.unwrap().to_bytes(), "abcd");
+    }
+}

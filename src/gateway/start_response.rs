@@ -1,0 +1,481 @@
+//! `start_response` and `write` (PEP 3333 "The start_response() Callable", "The write()
+//! Callable").
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use crate::BoxError;
+use crate::headers::is_hop_by_hop;
+
+/// A message from a blocking app's thread: a chunk (and whether it is the last one), or the
+/// error that ended the app.
+pub(crate) type Msg = Result<(Bytes, bool), BoxError>;
+
+/// A check run on every `start_response` call before the contract's own (the lint layer's).
+pub(crate) type Check = Arc<dyn Fn(&[u8], &[(Bytes, Bytes)]) -> Result<(), BoxError> + Send + Sync>;
+
+/// The status and headers an app chose.
+#[derive(Debug)]
+pub(crate) struct Head {
+    pub(crate) status: StatusCode,
+    /// `None` when it is the status code's canonical reason.
+    pub(crate) reason: Option<Bytes>,
+    pub(crate) headers: HeaderMap,
+}
+
+/// The state shared by the app's handles and the engine that drives it.
+#[derive(Default)]
+pub(crate) struct State {
+    /// The head of the last valid `start_response` call.
+    pub(crate) head: Option<Head>,
+    /// `start_response` was called (validly or not).
+    pub(crate) called: bool,
+    /// The head was sent: `start_response` only re-raises from now on.
+    pub(crate) head_sent: bool,
+    /// A contract violation the app may have swallowed: the response fails with it.
+    pub(crate) poison: Option<String>,
+    /// Output of `write()` from an async app, sent before the body's chunks.
+    pub(crate) queue: VecDeque<Bytes>,
+    /// A blocking app's channel: `write()` sends through it.
+    pub(crate) sink: Option<tokio::sync::mpsc::Sender<Msg>>,
+}
+
+/// The [`State`] behind a mutex.
+#[derive(Default)]
+pub(crate) struct Shared(Mutex<State>);
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// An app broke the gateway contract (PEP 3333): the message says which rule.
+#[derive(Debug)]
+pub struct ContractError {
+    message: String,
+}
+
+impl ContractError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        ContractError {
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ContractError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ContractError {}
+
+/// The `start_response` an app calls to choose its status and headers (PEP 3333 "The
+/// start_response() Callable").
+///
+/// Call [`start`](Self::start) once, before the first chunk of the body is produced (it may
+/// be called while the body is produced, as long as it precedes the first chunk). It checks
+/// what PEP 3333 requires and returns an error, naming the rule, when the call breaks it:
+///
+/// - the status is `NNN Reason`: three digits, one space, a reason phrase without control
+///   characters (the reason may be empty, the space may not);
+/// - header names are tokens (RFC 9110 §5.1), values have no control characters other than
+///   horizontal tab (so no CR or LF), and no header is hop-by-hop (`Connection`,
+///   `Transfer-Encoding`, … see [`is_hop_by_hop`]): the server owns the connection;
+/// - a second call is an error, unless it passes the error that made the app change its mind
+///   ([`start_with_error`](Self::start_with_error), `exc_info`): before the head is sent that
+///   replaces the status and headers, after it the call returns the error back (re-raises).
+///
+/// A broken rule also fails the response, even if the app ignores the error: the client gets
+/// the error response (500) if the head was not sent yet.
+///
+/// The head is sent when the first non-empty chunk is ready (from [`Writer::write`] or the
+/// body), or when the body ends empty.
+///
+/// ```
+/// use towergate::gateway::StartResponse;
+///
+/// let start_response = StartResponse::detached();
+/// let err = start_response.start("20 OK", [("Content-Type", "text/plain")]).unwrap_err();
+/// assert_eq!(err.to_string(), "start_response: the status must begin with a three-digit code: \"20 OK\"");
+///
+/// let start_response = StartResponse::detached();
+/// let err = start_response.start("200 OK", [("Connection", "close")]).unwrap_err();
+/// assert_eq!(err.to_string(), "start_response: hop-by-hop header \"Connection: close\" not allowed");
+///
+/// let start_response = StartResponse::detached();
+/// start_response.start("200 OK", [("Content-Type", "text/plain")]).unwrap();
+/// let err = start_response.start("200 OK", [("Content-Type", "text/plain")]).unwrap_err();
+/// assert_eq!(err.to_string(), "start_response: called twice without an error (headers already set)");
+/// ```
+#[derive(Clone)]
+pub struct StartResponse {
+    shared: Arc<Shared>,
+    check: Option<Check>,
+}
+
+impl fmt::Debug for StartResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.shared.lock();
+        f.debug_struct("StartResponse")
+            .field("called", &state.called)
+            .field("head_sent", &state.head_sent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StartResponse {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        StartResponse {
+            shared,
+            check: None,
+        }
+    }
+
+    /// A `start_response` not connected to any server, for testing an app's calls.
+    pub fn detached() -> Self {
+        StartResponse::new(Arc::default())
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Adds a check run before the contract's own on every call.
+    pub(crate) fn with_check(mut self, check: Check) -> Self {
+        self.check = Some(check);
+        self
+    }
+
+    /// Returns true once `start_response` was called (validly or not).
+    pub fn is_called(&self) -> bool {
+        self.shared.lock().called
+    }
+
+    /// Returns true once the head was sent (PEP 3333's `headers_sent`).
+    pub fn is_head_sent(&self) -> bool {
+        self.shared.lock().head_sent
+    }
+
+    /// `start_response(status, headers)`: sets the status and the headers, and returns the
+    /// [`Writer`] for imperative output. See the type's docs for the rules.
+    pub fn start<I, N, V>(&self, status: impl AsRef<[u8]>, headers: I) -> Result<Writer, BoxError>
+    where
+        I: IntoIterator<Item = (N, V)>,
+        N: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
+        self.call(status.as_ref(), headers, None)
+    }
+
+    /// `start_response(status, headers, exc_info)`: the app failed with `error` and sends a
+    /// different response instead. Before the head is sent this replaces the status and
+    /// headers; after, it returns `error` back (the output is already on its way, PEP 3333:
+    /// "must raise").
+    pub fn start_with_error<I, N, V>(
+        &self,
+        status: impl AsRef<[u8]>,
+        headers: I,
+        error: BoxError,
+    ) -> Result<Writer, BoxError>
+    where
+        I: IntoIterator<Item = (N, V)>,
+        N: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
+        self.call(status.as_ref(), headers, Some(error))
+    }
+
+    fn call<I, N, V>(
+        &self,
+        status: &[u8],
+        headers: I,
+        error: Option<BoxError>,
+    ) -> Result<Writer, BoxError>
+    where
+        I: IntoIterator<Item = (N, V)>,
+        N: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
+        {
+            let mut state = self.shared.lock();
+            match error {
+                Some(error) if state.head_sent => return Err(error),
+                Some(_) => {}
+                None if state.called => {
+                    let message =
+                        "start_response: called twice without an error (headers already set)";
+                    state.poison = Some(message.into());
+                    return Err(ContractError::new(message).into());
+                }
+                None => {}
+            }
+            state.called = true;
+        }
+        let result = self.parse(status, headers);
+        let mut state = self.shared.lock();
+        match result {
+            Ok(head) => {
+                state.head = Some(head);
+                state.poison = None;
+                Ok(Writer {
+                    shared: self.shared.clone(),
+                })
+            }
+            Err(e) => {
+                state.poison = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    fn parse<I, N, V>(&self, status: &[u8], headers: I) -> Result<Head, BoxError>
+    where
+        I: IntoIterator<Item = (N, V)>,
+        N: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
+        if let Some(check) = &self.check {
+            let raw: Vec<(Bytes, Bytes)> = headers
+                .into_iter()
+                .map(|(n, v)| {
+                    (
+                        Bytes::copy_from_slice(n.as_ref()),
+                        Bytes::copy_from_slice(v.as_ref()),
+                    )
+                })
+                .collect();
+            check(status, &raw)?;
+            return parse_head(status, raw.iter().map(|(n, v)| (n, v)));
+        }
+        parse_head(status, headers)
+    }
+}
+
+fn contract(message: String) -> BoxError {
+    ContractError::new(format!("start_response: {message}")).into()
+}
+
+/// Checks a status and headers against PEP 3333 and builds the head.
+pub(crate) fn parse_head<I, N, V>(status: &[u8], headers: I) -> Result<Head, BoxError>
+where
+    I: IntoIterator<Item = (N, V)>,
+    N: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+{
+    let shown = || String::from_utf8_lossy(status).into_owned();
+    if status.iter().any(|&b| b < 0x20 || b == 0x7f) {
+        return Err(contract(format!(
+            "control characters are not allowed in the status: {:?}",
+            shown()
+        )));
+    }
+    let code = status.get(..3).filter(|c| c.iter().all(u8::is_ascii_digit));
+    let Some(code) = code else {
+        return Err(contract(format!(
+            "the status must begin with a three-digit code: {:?}",
+            shown()
+        )));
+    };
+    if status.get(3) != Some(&b' ') {
+        return Err(contract(format!(
+            "the status must have a space after the code: {:?}",
+            shown()
+        )));
+    }
+    let status_code = StatusCode::from_bytes(code)
+        .map_err(|_| contract(format!("the status code must be 100 to 999: {:?}", shown())))?;
+    let reason = match &status[4..] {
+        raw if status_code.canonical_reason().map(str::as_bytes) == Some(raw) => None,
+        raw => Some(Bytes::copy_from_slice(raw)),
+    };
+
+    let headers = headers.into_iter();
+    // Room for the `Content-Length` a server may add.
+    let mut map = HeaderMap::with_capacity(headers.size_hint().0 + 1);
+    for (name, value) in headers {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        let shown_name = String::from_utf8_lossy(name);
+        let valid_name = !name.is_empty() && name.iter().all(|&b| is_tchar(b));
+        if !valid_name {
+            return Err(contract(format!(
+                "header name {shown_name:?} is not a token"
+            )));
+        }
+        if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+            return Err(contract(format!(
+                "control characters are not allowed in the value of header {shown_name:?}"
+            )));
+        }
+        if is_hop_by_hop(&shown_name) {
+            return Err(contract(format!(
+                "hop-by-hop header \"{shown_name}: {}\" not allowed",
+                String::from_utf8_lossy(value)
+            )));
+        }
+        let name = HeaderName::from_bytes(name)
+            .map_err(|_| contract(format!("header name {shown_name:?} is not a token")))?;
+        let value = HeaderValue::from_bytes(value).map_err(|_| {
+            contract(format!(
+                "header {shown_name:?} has a value that is not allowed"
+            ))
+        })?;
+        map.append(name, value);
+    }
+    Ok(Head {
+        status: status_code,
+        reason,
+        headers: map,
+    })
+}
+
+/// RFC 9110 §5.6.2 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// The `write` callable `start_response` returns (PEP 3333 "The write() Callable"):
+/// imperative output that precedes the chunks of the returned body.
+///
+/// A blocking app's writes are sent as they are made (the call waits while the client is
+/// slow: backpressure). An async app's writes are queued and sent before its body, when the
+/// app's future has completed; an async app that streams should return a streaming body
+/// instead. Writing after the head was sent by an async app is an error.
+#[derive(Clone)]
+pub struct Writer {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Writer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Writer").finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    /// Writes `data` as if it were a chunk of the body.
+    ///
+    /// Fails when the client went away (a blocking app should stop then) or, for an async
+    /// app, when the head was sent already.
+    pub fn write(&self, data: impl Into<Bytes>) -> Result<(), BoxError> {
+        let data = data.into();
+        let sink = {
+            let mut state = self.shared.lock();
+            match &state.sink {
+                Some(sink) => {
+                    let sink = sink.clone();
+                    if !data.is_empty() {
+                        // Output is on its way: start_response re-raises now.
+                        state.head_sent = true;
+                    }
+                    sink
+                }
+                None if state.head_sent => {
+                    return Err(ContractError::new(
+                        "write() after the head was sent: an async app's write() output must precede its body",
+                    )
+                    .into());
+                }
+                None => {
+                    if !data.is_empty() {
+                        state.queue.push_back(data);
+                    }
+                    return Ok(());
+                }
+            }
+        };
+        if data.is_empty() {
+            return Ok(());
+        }
+        sink.blocking_send(Ok((data, false)))
+            .map_err(|_| BoxError::from("write(): the client went away"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(status: &str, headers: &[(&str, &str)]) -> String {
+        StartResponse::detached()
+            .start(status, headers.iter().copied())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn status_needs_a_space_after_the_code() {
+        assert_eq!(
+            err("200OK", &[]),
+            "start_response: the status must have a space after the code: \"200OK\""
+        );
+        assert_eq!(
+            err("200", &[]),
+            "start_response: the status must have a space after the code: \"200\""
+        );
+    }
+
+    #[test]
+    fn status_with_a_line_break_is_rejected() {
+        assert_eq!(
+            err("200 OK\r\n", &[]),
+            "start_response: control characters are not allowed in the status: \"200 OK\\r\\n\""
+        );
+    }
+
+    #[test]
+    fn header_values_with_newlines_are_rejected() {
+        assert_eq!(
+            err("200 OK", &[("X-A", "a\nb")]),
+            "start_response: control characters are not allowed in the value of header \"X-A\""
+        );
+        assert_eq!(
+            err("200 OK", &[("X A", "a")]),
+            "start_response: header name \"X A\" is not a token"
+        );
+    }
+
+    #[test]
+    fn reason_is_kept_and_headers_stay_repeated() {
+        let start = StartResponse::detached();
+        start
+            .start(
+                "599 Odd Thing",
+                [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")],
+            )
+            .unwrap();
+        let state = start.shared.lock();
+        let head = state.head.as_ref().unwrap();
+        assert_eq!(head.status.as_u16(), 599);
+        assert_eq!(head.reason.as_deref(), Some(&b"Odd Thing"[..]));
+        assert_eq!(head.headers.get_all("set-cookie").iter().count(), 2);
+    }
+
+    #[test]
+    fn error_call_replaces_the_head_before_it_is_sent_and_reraises_after() {
+        let start = StartResponse::detached();
+        start.start("200 OK", [("A", "1")]).unwrap();
+        start
+            .start_with_error("503 Service Unavailable", [("B", "2")], "boom".into())
+            .unwrap();
+        assert_eq!(start.shared.lock().head.as_ref().unwrap().status, 503);
+        start.shared.lock().head_sent = true;
+        let back = start
+            .start_with_error("500 Oops", [("B", "2")], "boom".into())
+            .unwrap_err();
+        assert_eq!(back.to_string(), "boom");
+    }
+
+    #[test]
+    fn swallowed_violation_poisons_the_response() {
+        let start = StartResponse::detached();
+        let _ = start.start("2000 OK", [("A", "1")]);
+        assert!(start.shared.lock().poison.is_some());
+    }
+}

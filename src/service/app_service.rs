@@ -1,0 +1,438 @@
+//! [`AppService`]: a gateway app as a tower service.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::CONTENT_LENGTH;
+use http::{HeaderValue, Method, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use tower_service::Service;
+
+use crate::BoxError;
+use crate::environ::{EnvironBuilder, Input};
+use crate::error_response::{DefaultErrorResponse, ErrorResponse};
+use crate::gateway::{App, Shared, StartResponse};
+use crate::handler::{Exchange, add_to_hint, error_chain};
+use crate::headers::status_forbids_body;
+use crate::panic::{log, panic_error};
+
+/// A gateway [`App`] as a [`tower_service::Service`], for hyper or any tower stack.
+///
+/// Each request's [`Environ`](crate::Environ) comes from an [`EnvironBuilder`] (RFC 3875
+/// §4.1: `SCRIPT_NAME`, `PATH_INFO`, `REMOTE_ADDR` from the
+/// [`ConnectInfo`](crate::ext::ConnectInfo) extension, …), with the request body as its
+/// [`input`](crate::Environ::input) and the gateway keys of a multithreaded server:
+/// multithread true, multiprocess false, run_once false.
+///
+/// The response future drives the app until its head can be sent (the first non-empty
+/// chunk, PEP 3333), then resolves to a response whose [`ResponseBody`] polls the app's body
+/// directly: no task, no channel, no boxing per request for an async app, and the client's
+/// pace is the app's pace (backpressure). `Content-Length` follows the handler's rules
+/// ([`crate::handler`]); a `HEAD` request gets the head and an empty body.
+///
+/// The app's body must be `Unpin` (every body of this crate is, and `AppBody::new` boxes
+/// any other): it is polled inside the response future, then moved into the response.
+///
+/// Mounted under a prefix, say with axum's `Router::nest_service("/gateway", service)`, set
+/// the same prefix with [`script_name`](Self::script_name): `SCRIPT_NAME` is then
+/// `/gateway` and `PATH_INFO` the rest, whether or not the router stripped the prefix.
+///
+/// Spawning a connection task around an `AppService` of an `app_fn` closure written inline
+/// can meet a compiler limitation with closures returning async blocks ("one type is more
+/// general than the other" at `tokio::spawn`); naming the app fixes it: a function returning
+/// `impl App<Body = AppBody, Future: Send + 'static> + Clone + Send + Sync + 'static`, as
+/// `examples/common/gateway_app.rs` does.
+///
+/// Errors: a failure (or panic) before the head is logged and answered with the
+/// [`ErrorResponse`] (500 by default); after the head, it is logged and the body ends with
+/// the error, so hyper cuts the connection and the client sees a truncated response. The
+/// service itself never fails (`Error = Infallible`). When the client goes away, hyper drops
+/// the body and with it the app's body: nothing is logged.
+///
+/// ```
+/// use tower::ServiceExt;
+/// use towergate::gateway::{app_fn, AppBody};
+/// use towergate::service::AppService;
+/// use towergate::BoxError;
+/// use http_body_util::BodyExt;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let app = app_fn(|environ: towergate::Environ, start_response| async move {
+///     start_response.start("200 OK", [("Content-Type", "text/plain")])?;
+///     let path = environ.get_str("PATH_INFO").unwrap_or_default().to_owned();
+///     Ok::<_, BoxError>(AppBody::from(path))
+/// });
+/// let service = AppService::new(app).script_name("/gateway");
+/// let request = http::Request::get("/gateway/hello").body(String::new()).unwrap();
+/// let response = service.oneshot(request).await.unwrap();
+/// assert_eq!(response.status(), 200);
+/// assert_eq!(response.headers()["content-length"], "6");
+/// assert_eq!(response.into_body().collect().await.unwrap().to_bytes(), "/hello");
+/// # }
+/// ```
+pub struct AppService<A, E = DefaultErrorResponse> {
+    app: A,
+    environ: EnvironBuilder,
+    traceback_limit: Option<usize>,
+    error_response: Arc<Mutex<E>>,
+}
+
+impl<A: Clone, E> Clone for AppService<A, E> {
+    fn clone(&self) -> Self {
+        AppService {
+            app: self.app.clone(),
+            environ: self.environ.clone(),
+            traceback_limit: self.traceback_limit,
+            error_response: self.error_response.clone(),
+        }
+    }
+}
+
+impl<A, E> fmt::Debug for AppService<A, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppService")
+            .field("environ", &self.environ)
+            .field("traceback_limit", &self.traceback_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A> AppService<A> {
+    /// Serves `app` with the defaults below.
+    pub fn new(app: A) -> Self {
+        AppService {
+            app,
+            environ: EnvironBuilder::new(),
+            traceback_limit: None,
+            error_response: Arc::new(Mutex::new(DefaultErrorResponse::new())),
+        }
+    }
+}
+
+impl<A, E> AppService<A, E> {
+    /// The mount point (`SCRIPT_NAME`); the rest of the path is `PATH_INFO`. Defaults to
+    /// `""` (the root).
+    pub fn script_name(mut self, script_name: impl Into<Bytes>) -> Self {
+        self.environ = self.environ.script_name(script_name);
+        self
+    }
+
+    /// How each request's environ is built (mount point, `SERVER_SOFTWARE`, whether
+    /// `Authorization` is passed, …). Defaults to [`EnvironBuilder::new`].
+    pub fn environ(mut self, builder: EnvironBuilder) -> Self {
+        self.environ = builder;
+        self
+    }
+
+    /// How many causes (`source()` levels) of an app's error are logged; `None` logs them
+    /// all. Defaults to `None`.
+    pub fn traceback_limit(mut self, limit: Option<usize>) -> Self {
+        self.traceback_limit = limit;
+        self
+    }
+
+    /// The response sent when the app fails before its head. Defaults to
+    /// [`DefaultErrorResponse`].
+    pub fn with_error_response<E2: ErrorResponse>(self, error_response: E2) -> AppService<A, E2> {
+        AppService {
+            app: self.app,
+            environ: self.environ,
+            traceback_limit: self.traceback_limit,
+            error_response: Arc::new(Mutex::new(error_response)),
+        }
+    }
+
+    /// The app.
+    pub fn get_ref(&self) -> &A {
+        &self.app
+    }
+
+    /// The app.
+    pub fn into_inner(self) -> A {
+        self.app
+    }
+}
+
+impl<A, B, E> Service<Request<B>> for AppService<A, E>
+where
+    A: App,
+    A::Body: Unpin,
+    B: Body + Send + 'static,
+    B::Error: Into<BoxError>,
+    E: ErrorResponse,
+{
+    type Response = Response<ResponseBody<A::Body>>;
+    type Error = Infallible;
+    type Future = ResponseFuture<A::Future, A::Body, E>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let (parts, body) = request.into_parts();
+        let mut environ = self.environ.build_from_parts(&parts);
+        environ.set_multithread(true);
+        environ.set_multiprocess(false);
+        environ.set_run_once(false);
+        if !body.is_end_stream() {
+            environ.set_input(Input::new(body));
+        }
+        let shared = Arc::new(Shared::default());
+        let start_response = StartResponse::new(shared.clone());
+        let state = match catch_unwind(AssertUnwindSafe(|| self.app.call(environ, start_response)))
+        {
+            Ok(future) => State::Call { future },
+            Err(panic) => State::Failed {
+                error: Some(panic_error(panic)),
+            },
+        };
+        ResponseFuture {
+            state,
+            shared: Some(shared),
+            head_only: parts.method == Method::HEAD,
+            traceback_limit: self.traceback_limit,
+            error_response: self.error_response.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`AppService`].
+    pub struct ResponseFuture<F, B, E> {
+        #[pin]
+        state: State<F, B>,
+        shared: Option<Arc<Shared>>,
+        head_only: bool,
+        traceback_limit: Option<usize>,
+        error_response: Arc<Mutex<E>>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<F, B> {
+        Call { #[pin] future: F },
+        Head { exchange: Option<Exchange<B>> },
+        Failed { error: Option<BoxError> },
+    }
+}
+
+impl<F, B, E> fmt::Debug for ResponseFuture<F, B, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B, E>
+where
+    F: Future<Output = Result<B, BoxError>>,
+    B: Body<Data = Bytes, Error: Into<BoxError>> + Unpin,
+    E: ErrorResponse,
+{
+    type Output = Result<Response<ResponseBody<B>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let error = match this.state.as_mut().project() {
+                StateProj::Failed { error } => error
+                    .take()
+                    .unwrap_or_else(|| "the response future was polled after it completed".into()),
+                StateProj::Call { future } => {
+                    match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+                        Ok(Poll::Pending) => return Poll::Pending,
+                        Ok(Poll::Ready(Ok(body))) => {
+                            let shared = this.shared.take().unwrap_or_default();
+                            this.state.set(State::Head {
+                                exchange: Some(Exchange::new(body, shared)),
+                            });
+                            continue;
+                        }
+                        Ok(Poll::Ready(Err(e))) => e,
+                        Err(panic) => panic_error(panic),
+                    }
+                }
+                StateProj::Head { exchange } => {
+                    let polled = match exchange.as_mut() {
+                        Some(ex) => Pin::new(ex).poll_head(cx),
+                        None => Poll::Ready(Err(BoxError::from(
+                            "the response future was polled after it completed",
+                        ))),
+                    };
+                    match polled {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(e)) => {
+                            *exchange = None;
+                            e
+                        }
+                        Poll::Ready(Ok(head)) => {
+                            let exchange = exchange.take();
+                            let body = match exchange {
+                                Some(exchange)
+                                    if !*this.head_only
+                                        && !head.no_body
+                                        && head.first.is_some() =>
+                                {
+                                    ResponseBody {
+                                        kind: BodyKind::App {
+                                            first: head.first,
+                                            exchange,
+                                        },
+                                        traceback_limit: *this.traceback_limit,
+                                    }
+                                }
+                                _ => ResponseBody::empty(),
+                            };
+                            let mut response = Response::new(body);
+                            *response.status_mut() = head.status;
+                            *response.headers_mut() = head.headers;
+                            return Poll::Ready(Ok(response));
+                        }
+                    }
+                }
+            };
+            this.state.set(State::Failed { error: None });
+            return Poll::Ready(Ok(error_response(
+                &error,
+                *this.head_only,
+                *this.traceback_limit,
+                this.error_response,
+            )));
+        }
+    }
+}
+
+/// The error response for an error before the head, after logging it.
+fn error_response<B, E: ErrorResponse>(
+    error: &BoxError,
+    head_only: bool,
+    traceback_limit: Option<usize>,
+    hook: &Mutex<E>,
+) -> Response<ResponseBody<B>> {
+    log(format_args!(
+        "app failed: {}",
+        error_chain(error, traceback_limit)
+    ));
+    let response = hook
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .error_response(error);
+    let (mut parts, body) = response.into_parts();
+    let no_body = status_forbids_body(parts.status);
+    if !no_body && !parts.headers.contains_key(CONTENT_LENGTH) {
+        parts
+            .headers
+            .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
+    let body = if no_body || head_only {
+        ResponseBody::empty()
+    } else {
+        ResponseBody::full(body)
+    };
+    Response::from_parts(parts, body)
+}
+
+/// The body of an [`AppService`] response: the app's chunks, as they come.
+pub struct ResponseBody<B> {
+    kind: BodyKind<B>,
+    traceback_limit: Option<usize>,
+}
+
+enum BodyKind<B> {
+    Full(Option<Bytes>),
+    App {
+        first: Option<Bytes>,
+        exchange: Exchange<B>,
+    },
+}
+
+impl<B> fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseBody").finish_non_exhaustive()
+    }
+}
+
+impl<B> Default for ResponseBody<B> {
+    /// An empty body.
+    fn default() -> Self {
+        ResponseBody::empty()
+    }
+}
+
+impl<B> ResponseBody<B> {
+    fn empty() -> Self {
+        ResponseBody {
+            kind: BodyKind::Full(None),
+            traceback_limit: None,
+        }
+    }
+
+    fn full(bytes: Bytes) -> Self {
+        ResponseBody {
+            kind: BodyKind::Full(Some(bytes).filter(|b| !b.is_empty())),
+            traceback_limit: None,
+        }
+    }
+}
+
+impl<B> Body for ResponseBody<B>
+where
+    B: Body<Data = Bytes, Error: Into<BoxError>> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match &mut this.kind {
+            BodyKind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            BodyKind::App { first, exchange } => {
+                if let Some(first) = first.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(first))));
+                }
+                match Pin::new(exchange).poll_chunk(cx) {
+                    Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                    Poll::Ready(Some(Err(e))) => {
+                        log(format_args!(
+                            "app failed after the head was sent: {}",
+                            error_chain(&e, this.traceback_limit)
+                        ));
+                        this.kind = BodyKind::Full(None);
+                        Poll::Ready(Some(Err(e)))
+                    }
+                    Poll::Ready(None) => Poll::Ready(None),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            BodyKind::Full(bytes) => bytes.is_none(),
+            BodyKind::App { first, exchange } => first.is_none() && exchange.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            BodyKind::Full(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            BodyKind::App { first, exchange } => {
+                let first = first.as_ref().map_or(0, |b| b.len() as u64);
+                add_to_hint(exchange.size_hint(), first)
+            }
+        }
+    }
+}
