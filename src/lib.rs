@@ -78,3 +78,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The value of `SERVER_SOFTWARE` that towergate announces by default: `towergate/VERSION`.
 pub const SERVER_SOFTWARE: &str = concat!("towergate/", env!("CARGO_PKG_VERSION"));
+
+/// The README's Rust snippets, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
