@@ -306,6 +306,8 @@ where
         command.current_dir(dir);
     }
     let mut feed_later = None;
+    // What goes through the standard input pipe, when known.
+    let body_length = content_length.or(declared);
     match input {
         Input::None => {
             command.stdin(Stdio::null());
@@ -335,6 +337,12 @@ where
     drop(command);
     let stdin = child.stdin.take();
     let stdout = child.stdout.take();
+    // A body larger than the pipe (or of unknown length): a larger pipe, fewer wakeups.
+    if let Some(stdin) = &stdin {
+        if body_length.is_none_or(|length| length > process::DEFAULT_PIPE_SIZE as u64) {
+            process::grow_pipe(stdin);
+        }
+    }
     let stderr = child.stderr.take();
     let kill = process::supervise(child, deadline, options.grace, permit, target.path.clone());
     if let Some(stderr) = stderr {
