@@ -109,6 +109,40 @@ use std::fmt;
 
 use bytes::Bytes;
 
+/// Entry points for `benches/host.rs` into the host's per-request steps. Not public API:
+/// hidden, unstable, and not covered by semver.
+#[doc(hidden)]
+pub mod bench {
+    use http::{HeaderMap, StatusCode};
+
+    use super::CgiProgram;
+    use super::run::{self, TransferEncoding};
+    use crate::Environ;
+
+    /// Finds the end of a CGI response head (RFC 3875 §6) in `output` and parses it with the
+    /// default limits, as a response does; `None` when it is incomplete or invalid.
+    pub fn parse_head(output: &[u8]) -> Option<(StatusCode, HeaderMap)> {
+        let limits = super::program::Options::default_limits();
+        let end = super::head::find_end(output, &limits).ok()??;
+        match super::head::parse_cgi(&output[..end], &limits).ok()? {
+            super::head::Head::Response {
+                status, headers, ..
+            } => Some((status, headers)),
+            super::head::Head::LocalRedirect(_) => None,
+        }
+    }
+
+    /// The meta-variables `program` gets for a request (RFC 3875 §4.1).
+    pub fn environ(program: &CgiProgram, parts: &http::request::Parts) -> Environ {
+        run::environ(&program.target, parts, None, TransferEncoding::AsIs)
+    }
+
+    /// The command that would start `program` for `environ` (not started).
+    pub fn command(program: &CgiProgram, environ: &Environ) -> tokio::process::Command {
+        run::command(&program.target, &program.options, environ)
+    }
+}
+
 pub use body::ResponseBody;
 pub use cgi_bin::CgiBin;
 pub use future::ResponseFuture;
