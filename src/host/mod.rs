@@ -113,18 +113,20 @@ use bytes::Bytes;
 /// hidden, unstable, and not covered by semver.
 #[doc(hidden)]
 pub mod bench {
+    use bytes::Bytes;
     use http::{HeaderMap, StatusCode};
 
     use super::CgiProgram;
     use super::run::{self, TransferEncoding};
     use crate::Environ;
 
-    /// Finds the end of a CGI response head (RFC 3875 §6) in `output` and parses it with the
-    /// default limits, as a response does; `None` when it is incomplete or invalid.
-    pub fn parse_head(output: &[u8]) -> Option<(StatusCode, HeaderMap)> {
+    /// Finds the end of a CGI response head (RFC 3875 §6) in `output` (what the first read
+    /// returned) and parses it with the default limits, as a response does; `None` when it
+    /// is incomplete or invalid.
+    pub fn parse_head(output: &Bytes) -> Option<(StatusCode, HeaderMap)> {
         let limits = super::program::Options::default_limits();
         let end = super::head::find_end(output, &limits).ok()??;
-        match super::head::parse_cgi(&output[..end], &limits).ok()? {
+        match super::head::parse_cgi(&output.slice(..end), &limits).ok()? {
             super::head::Head::Response {
                 status, headers, ..
             } => Some((status, headers)),
