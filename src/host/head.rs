@@ -209,7 +209,8 @@ fn fields<'a>(
 }
 
 /// Parses `NNN reason` (RFC 3875 §6.3.3). A final status only: 1xx is refused.
-fn status(value: &[u8]) -> Result<(StatusCode, Option<Bytes>), HeadError> {
+/// `value` is a slice of `head`, which the reason phrase shares.
+fn status(head: &Bytes, value: &[u8]) -> Result<(StatusCode, Option<Bytes>), HeadError> {
     let bad = || HeadError::BadStatus(String::from_utf8_lossy(value).into_owned());
     let (code, rest) = value.split_at(value.len().min(3));
     if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
@@ -231,7 +232,7 @@ fn status(value: &[u8]) -> Result<(StatusCode, Option<Bytes>), HeadError> {
     let reason = reason
         .filter(|r| !r.is_empty())
         .filter(|r| status.canonical_reason().map(str::as_bytes) != Some(*r))
-        .map(Bytes::copy_from_slice);
+        .map(|r| head.slice_ref(r));
     Ok((status, reason))
 }
 
@@ -251,7 +252,7 @@ pub(crate) fn parse_cgi(head: &Bytes, limits: &Limits) -> Result<Head, HeadError
             if status_field.is_some() {
                 return Err(HeadError::Repeated("Status"));
             }
-            status_field = Some(status(value)?);
+            status_field = Some(status(head, value)?);
             return Ok(true);
         }
         if *name == LOCATION && !value.is_empty() {
@@ -301,7 +302,7 @@ pub(crate) fn parse_nph(head: &Bytes, limits: &Limits) -> Result<Head, HeadError
         .and_then(|r| r.strip_prefix(&r[..3]))
         .and_then(|r| r.strip_prefix(b" "))
         .ok_or_else(bad)?;
-    let (status, reason) = status(rest).map_err(|_| bad())?;
+    let (status, reason) = status(head, rest).map_err(|_| bad())?;
     let mut headers = HeaderMap::new();
     let mut chunked = false;
     let lines = lines.peekable();
