@@ -21,7 +21,7 @@ pub(crate) const DEFAULT_PIPE_SIZE: usize = 64 * 1024;
 
 /// The capacity a pipe to or from a program is grown to once a transfer larger than
 /// [`DEFAULT_PIPE_SIZE`] is seen, so that each side moves more per wakeup (1 GiB echoed
-/// through a program went from about 0.65 to 0.8–1.0 GiB/s on a 2-core machine). 1 MiB is
+/// through a program went from about 0.6 to 0.75–1.1 GiB/s on a loaded 2-core machine). 1 MiB is
 /// Linux's default `fs.pipe-max-size` for unprivileged users. Pipes count against the
 /// per-user `fs.pipe-user-pages-soft` (64 MiB by default): past it (32 programs moving
 /// large bodies both ways at once) the kernel refuses to grow further pipes, which then
