@@ -420,6 +420,36 @@ async fn a_program_that_writes_megabytes_before_reading_does_not_deadlock() {
     assert!(answer.body.ends_with(b"10485760\n"));
 }
 
+/// Linux: a large body's standard input pipe is grown to 1 MiB before it is fed, and a
+/// large output, read through a grown standard output pipe in larger reads, arrives intact.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_body_goes_through_grown_pipes_intact() {
+    let dir = TempDir::new("bigpipes");
+    let script = dir.script(
+        "echo.py",
+        "#!/usr/bin/env python3\n\
+         import fcntl, sys\n\
+         data = sys.stdin.buffer.read()\n\
+         size = fcntl.fcntl(0, 1032)  # F_GETPIPE_SZ\n\
+         out = sys.stdout.buffer\n\
+         out.write(b'Content-Type: application/octet-stream\\nX-Stdin-Pipe: %d\\n\\n' % size)\n\
+         out.write(data)\n\
+         out.write(data)\n",
+    );
+    let input: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let request = Request::post("/")
+        .header("content-length", input.len())
+        .body(http_body_util::Full::new(Bytes::from(input.clone())))
+        .unwrap();
+    let answer = call(CgiProgram::new(script), request).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.headers["x-stdin-pipe"], "1048576");
+    assert_eq!(answer.body.len(), 2 * input.len());
+    assert!(answer.body[..input.len()] == input[..]);
+    assert!(answer.body[input.len()..] == input[..]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_program_dying_mid_body_truncates_the_body() {
     let dir = TempDir::new("dies");

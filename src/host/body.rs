@@ -10,14 +10,16 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::process::ChildStdout;
 use tokio::time::Sleep;
 
-use super::process::KillSwitch;
+use super::process::{self, KillSwitch};
 use crate::BoxError;
 
 /// How much is read from a program's standard output at a time: the first read is small
-/// (most CGI responses are), and each read that fills its buffer doubles the next, up to
-/// the pipe's default capacity.
+/// (most CGI responses are), and each read that fills its buffer doubles the next. A read
+/// that fills the pipe's default capacity means the program writes faster than the body
+/// is read: its pipe is grown ([`process::grow_pipe`]) and reads go on doubling.
 const FIRST_READ: usize = 8 * 1024;
-const MAX_READ: usize = 64 * 1024;
+/// A quarter of a grown pipe: larger reads bought no more throughput, only memory.
+const MAX_READ: usize = 256 * 1024;
 
 /// The body of a response from [`CgiProgram`](super::CgiProgram) or
 /// [`CgiBin`](super::CgiBin): the program's output after its head, streamed as it is
@@ -201,6 +203,9 @@ impl Stream {
             }
             Ok(()) => {
                 if n == self.buf.len() {
+                    if n == process::DEFAULT_PIPE_SIZE {
+                        process::grow_pipe(&self.stdout);
+                    }
                     self.read_size = (self.read_size * 2).min(MAX_READ);
                 }
                 Poll::Ready(Some(Ok(Frame::data(self.buf.split_to(n).freeze()))))

@@ -165,10 +165,12 @@ fn lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
         .take_while(|line| !line.is_empty())
 }
 
-/// Parses the header fields of `lines` into `headers`, dropping hop-by-hop fields
-/// (RFC 3875 §6.3.4). Calls `cgi_field` first for each field; it returns true when it
-/// consumed the field.
+/// Parses the header fields of `lines` (slices of `head`) into `headers`, dropping
+/// hop-by-hop fields (RFC 3875 §6.3.4). Values share `head`'s buffer instead of being
+/// copied. Calls `cgi_field` first for each field; it returns true when it consumed the
+/// field.
 fn fields<'a>(
+    head: &Bytes,
     lines: impl Iterator<Item = &'a [u8]>,
     limits: &Limits,
     headers: &mut HeaderMap,
@@ -196,7 +198,7 @@ fn fields<'a>(
         if is_hop_by_hop(name.as_str()) {
             continue;
         }
-        let value = HeaderValue::from_bytes(value)
+        let value = HeaderValue::from_maybe_shared(head.slice_ref(value))
             .map_err(|_| HeadError::BadValue(name.as_str().to_owned()))?;
         headers.append(name, value);
     }
@@ -207,7 +209,8 @@ fn fields<'a>(
 }
 
 /// Parses `NNN reason` (RFC 3875 §6.3.3). A final status only: 1xx is refused.
-fn status(value: &[u8]) -> Result<(StatusCode, Option<Bytes>), HeadError> {
+/// `value` is a slice of `head`, which the reason phrase shares.
+fn status(head: &Bytes, value: &[u8]) -> Result<(StatusCode, Option<Bytes>), HeadError> {
     let bad = || HeadError::BadStatus(String::from_utf8_lossy(value).into_owned());
     let (code, rest) = value.split_at(value.len().min(3));
     if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
@@ -229,18 +232,18 @@ fn status(value: &[u8]) -> Result<(StatusCode, Option<Bytes>), HeadError> {
     let reason = reason
         .filter(|r| !r.is_empty())
         .filter(|r| status.canonical_reason().map(str::as_bytes) != Some(*r))
-        .map(Bytes::copy_from_slice);
+        .map(|r| head.slice_ref(r));
     Ok((status, reason))
 }
 
 /// Parses a CGI header block (RFC 3875 §6): `head` is everything up to and including the
 /// blank line.
-pub(crate) fn parse_cgi(head: &[u8], limits: &Limits) -> Result<Head, HeadError> {
+pub(crate) fn parse_cgi(head: &Bytes, limits: &Limits) -> Result<Head, HeadError> {
     let mut headers = HeaderMap::new();
     let mut status_field: Option<(StatusCode, Option<Bytes>)> = None;
     let mut location: Option<&[u8]> = None;
     let mut content_type = false;
-    fields(lines(head), limits, &mut headers, |name, value| {
+    fields(head, lines(head), limits, &mut headers, |name, value| {
         // Field names are case-insensitive (§6.3); HeaderName is lower case.
         if name.as_str() == "status" {
             if value.is_empty() {
@@ -249,7 +252,7 @@ pub(crate) fn parse_cgi(head: &[u8], limits: &Limits) -> Result<Head, HeadError>
             if status_field.is_some() {
                 return Err(HeadError::Repeated("Status"));
             }
-            status_field = Some(status(value)?);
+            status_field = Some(status(head, value)?);
             return Ok(true);
         }
         if *name == LOCATION && !value.is_empty() {
@@ -271,7 +274,7 @@ pub(crate) fn parse_cgi(head: &[u8], limits: &Limits) -> Result<Head, HeadError>
     if let Some(location) = location {
         // A local redirect: `Location: /path[?query]` and no Status (§6.2.2, §6.3.2).
         if status_field.is_none() && location.starts_with(b"/") && !location.starts_with(b"//") {
-            return Ok(Head::LocalRedirect(Bytes::copy_from_slice(location)));
+            return Ok(Head::LocalRedirect(head.slice_ref(location)));
         }
     }
     let (status, reason) = match status_field {
@@ -289,7 +292,7 @@ pub(crate) fn parse_cgi(head: &[u8], limits: &Limits) -> Result<Head, HeadError>
 }
 
 /// Parses an NPH program's head (RFC 3875 §5): `HTTP/x.y NNN reason` and header fields.
-pub(crate) fn parse_nph(head: &[u8], limits: &Limits) -> Result<Head, HeadError> {
+pub(crate) fn parse_nph(head: &Bytes, limits: &Limits) -> Result<Head, HeadError> {
     let mut lines = lines(head);
     let first = lines.next().unwrap_or_default();
     let bad = || HeadError::BadStatusLine(String::from_utf8_lossy(first).into_owned());
@@ -299,7 +302,7 @@ pub(crate) fn parse_nph(head: &[u8], limits: &Limits) -> Result<Head, HeadError>
         .and_then(|r| r.strip_prefix(&r[..3]))
         .and_then(|r| r.strip_prefix(b" "))
         .ok_or_else(bad)?;
-    let (status, reason) = status(rest).map_err(|_| bad())?;
+    let (status, reason) = status(head, rest).map_err(|_| bad())?;
     let mut headers = HeaderMap::new();
     let mut chunked = false;
     let lines = lines.peekable();
@@ -311,7 +314,7 @@ pub(crate) fn parse_nph(head: &[u8], limits: &Limits) -> Result<Head, HeadError>
             headers,
         });
     }
-    fields(lines, limits, &mut headers, |name, _| {
+    fields(head, lines, limits, &mut headers, |name, _| {
         if *name == http::header::TRANSFER_ENCODING {
             chunked = true;
         }
@@ -338,7 +341,7 @@ mod tests {
     };
 
     fn cgi(head: &str) -> Result<Head, HeadError> {
-        parse_cgi(head.as_bytes(), &LIMITS)
+        parse_cgi(&Bytes::copy_from_slice(head.as_bytes()), &LIMITS)
     }
 
     fn response(head: Head) -> (StatusCode, Option<Bytes>, HeaderMap) {
@@ -460,17 +463,21 @@ mod tests {
 
     #[test]
     fn nph_heads_carry_a_status_line() {
-        let head = b"HTTP/1.1 201 Made\r\nContent-Type: text/plain\r\n\r\n";
+        let head = &Bytes::from_static(b"HTTP/1.1 201 Made\r\nContent-Type: text/plain\r\n\r\n");
         let (status, reason, headers) = response(parse_nph(head, &LIMITS).unwrap());
         assert_eq!(status, 201);
         assert_eq!(reason.as_deref(), Some(&b"Made"[..]));
         assert_eq!(headers["content-type"], "text/plain");
         assert!(matches!(
-            parse_nph(b"Status: 200\n\n", &LIMITS),
+            parse_nph(&Bytes::from_static(b"Status: 200\n\n"), &LIMITS),
             Err(HeadError::BadStatusLine(_))
         ));
         assert_eq!(
-            parse_nph(b"HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n", &LIMITS).unwrap_err(),
+            parse_nph(
+                &Bytes::from_static(b"HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n"),
+                &LIMITS
+            )
+            .unwrap_err(),
             HeadError::Chunked
         );
     }

@@ -62,7 +62,10 @@
 //!   that never reads its input or writes megabytes before reading cannot deadlock the
 //!   host. A body of unknown length (chunked, HTTP/2) is spooled first, in memory then in
 //!   an unlinked temporary file, so `CONTENT_LENGTH` is exact (§4.2); see
-//!   [`spool`](CgiProgram::spool). Without a body, standard input is `/dev/null`.
+//!   [`spool`](CgiProgram::spool). Without a body, standard input is `/dev/null`. On Linux
+//!   the standard input pipe of a body over 64 KiB (or of unknown length) is grown to
+//!   1 MiB (`F_SETPIPE_SZ`, the unprivileged maximum), so that each side moves more per
+//!   wakeup.
 //! - Standard error, read and logged line by line ([`Stderr`]), never blocking the program.
 //!
 //! # What the host makes of its output (RFC 3875 §6)
@@ -82,8 +85,11 @@
 //!   is a 502 and a log line that says why. Hop-by-hop fields are dropped (§6.3.4).
 //! - NPH programs (§5; [`nph`](CgiProgram::nph), or a `nph-` name in a [`CgiBin`]) write
 //!   an HTTP status line instead of CGI fields.
-//! - The body streams as the program writes it. For `HEAD` (§4.3.3), 204 and 304 it is
-//!   read and discarded.
+//! - The body streams as the program writes it, in reads of up to 256 KiB; once the
+//!   program fills its 64 KiB standard output pipe, that pipe is grown to 1 MiB (Linux).
+//!   Grown pipes count against the per-user `fs.pipe-user-pages-soft` limit; past it the
+//!   kernel refuses to grow more and pipes keep their default size. For `HEAD` (§4.3.3),
+//!   204 and 304 the body is read and discarded.
 //!
 //! # Lifecycle
 //!
@@ -108,6 +114,42 @@ mod spool;
 use std::fmt;
 
 use bytes::Bytes;
+
+/// Entry points for `benches/host.rs` into the host's per-request steps. Not public API:
+/// hidden, unstable, and not covered by semver.
+#[doc(hidden)]
+pub mod bench {
+    use bytes::Bytes;
+    use http::{HeaderMap, StatusCode};
+
+    use super::CgiProgram;
+    use super::run::{self, TransferEncoding};
+    use crate::Environ;
+
+    /// Finds the end of a CGI response head (RFC 3875 §6) in `output` (what the first read
+    /// returned) and parses it with the default limits, as a response does; `None` when it
+    /// is incomplete or invalid.
+    pub fn parse_head(output: &Bytes) -> Option<(StatusCode, HeaderMap)> {
+        let limits = super::program::Options::default_limits();
+        let end = super::head::find_end(output, &limits).ok()??;
+        match super::head::parse_cgi(&output.slice(..end), &limits).ok()? {
+            super::head::Head::Response {
+                status, headers, ..
+            } => Some((status, headers)),
+            super::head::Head::LocalRedirect(_) => None,
+        }
+    }
+
+    /// The meta-variables `program` gets for a request (RFC 3875 §4.1).
+    pub fn environ(program: &CgiProgram, parts: &http::request::Parts) -> Environ {
+        run::environ(&program.target, parts, None, TransferEncoding::AsIs)
+    }
+
+    /// The command that would start `program` for `environ` (not started).
+    pub fn command(program: &CgiProgram, environ: &Environ) -> tokio::process::Command {
+        run::command(&program.target, &program.options, environ)
+    }
+}
 
 pub use body::ResponseBody;
 pub use cgi_bin::CgiBin;

@@ -2,6 +2,7 @@
 //! timeout or when its response is abandoned), the task that feeds its standard input, and
 //! the one that drains its standard error.
 
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,27 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::Instant;
 
 use crate::BoxError;
+
+/// A pipe's capacity when Linux creates it (16 pages).
+pub(crate) const DEFAULT_PIPE_SIZE: usize = 64 * 1024;
+
+/// The capacity a pipe to or from a program is grown to once a transfer larger than
+/// [`DEFAULT_PIPE_SIZE`] is seen, so that each side moves more per wakeup (1 GiB echoed
+/// through a program went from about 0.6 to 0.75–1.1 GiB/s on a loaded 2-core machine). 1 MiB is
+/// Linux's default `fs.pipe-max-size` for unprivileged users. Pipes count against the
+/// per-user `fs.pipe-user-pages-soft` (64 MiB by default): past it (32 programs moving
+/// large bodies both ways at once) the kernel refuses to grow further pipes, which then
+/// keep their default size.
+pub(crate) const LARGE_PIPE_SIZE: usize = 1024 * 1024;
+
+/// Grows `pipe` to [`LARGE_PIPE_SIZE`] where the system allows (Linux `F_SETPIPE_SZ`);
+/// a refusal leaves it as it was.
+pub(crate) fn grow_pipe(pipe: impl AsFd) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let _ = rustix::pipe::fcntl_setpipe_size(pipe, LARGE_PIPE_SIZE);
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = pipe;
+}
 
 /// Kills the program when dropped, unless [`disarm`](Self::disarm)ed first (its output was
 /// read to the end). Held by whoever reads the program's standard output.

@@ -95,15 +95,20 @@ impl Options {
             spool: true,
             spool_memory: 1 << 20,
             spool_dir: None,
-            limits: Limits {
-                line: 8 * 1024,
-                head: 64 * 1024,
-                fields: 100,
-            },
+            limits: Options::default_limits(),
             nph: false,
             stderr: Stderr::Log,
             redirect: None,
             max_redirects: 10,
+        }
+    }
+
+    /// The default limits of a program's head: see the setters.
+    pub(crate) const fn default_limits() -> Limits {
+        Limits {
+            line: 8 * 1024,
+            head: 64 * 1024,
+            fields: 100,
         }
     }
 

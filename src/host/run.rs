@@ -23,6 +23,7 @@ use super::program::{Options, Stderr};
 use super::spool::{self, SpoolError, Spooled};
 use super::{CgiBin, CgiProgram, ReasonPhrase, ResponseBody};
 use crate::BoxError;
+use crate::Environ;
 use crate::environ::EnvironBuilder;
 use crate::panic::log;
 
@@ -258,19 +259,12 @@ where
     };
 
     // The meta-variables (RFC 3875 §4.1).
-    let mut environ = match content_length {
-        Some(length) => target
-            .environ
-            .clone()
-            .content_length(length)
-            .build_from_parts(&parts),
-        None => target.environ.build_from_parts(&parts),
+    let transfer_encoding = match input {
+        Input::Spooled(_) => TransferEncoding::Remove,
+        _ if chunked_stream => TransferEncoding::Chunked,
+        _ => TransferEncoding::AsIs,
     };
-    if matches!(input, Input::Spooled(_)) {
-        environ.remove("HTTP_TRANSFER_ENCODING");
-    } else if chunked_stream {
-        environ.insert("HTTP_TRANSFER_ENCODING", "chunked");
-    }
+    let environ = environ(&target, &parts, content_length, transfer_encoding);
     if environ
         .iter()
         .any(|(k, v)| k.contains(&0) || v.contains(&0))
@@ -282,30 +276,12 @@ where
         );
     }
 
-    // The process. No pre_exec and nothing but plain settings: std takes its posix_spawn
-    // path.
-    let mut command = Command::new(program);
-    command
-        .args(&options.args)
-        .env_clear()
-        .envs(
-            environ
-                .iter()
-                .map(|(k, v)| (OsStr::from_bytes(k), OsStr::from_bytes(v))),
-        )
-        .envs(options.envs())
-        .stdout(Stdio::piped())
-        .stderr(match options.stderr {
-            Stderr::Log => Stdio::piped(),
-            Stderr::Inherit => Stdio::inherit(),
-            Stderr::Null => Stdio::null(),
-        })
-        .process_group(0)
-        .kill_on_drop(true);
-    if let Some(dir) = options.dir.as_deref().or(target.exec_dir.as_deref()) {
-        command.current_dir(dir);
-    }
+    // The process.
+    let mut command = command(&target, &options, &environ);
+    drop(environ);
     let mut feed_later = None;
+    // What goes through the standard input pipe, when known.
+    let body_length = content_length.or(declared);
     match input {
         Input::None => {
             command.stdin(Stdio::null());
@@ -335,6 +311,12 @@ where
     drop(command);
     let stdin = child.stdin.take();
     let stdout = child.stdout.take();
+    // A body larger than the pipe (or of unknown length): a larger pipe, fewer wakeups.
+    if let Some(stdin) = &stdin {
+        if body_length.is_none_or(|length| length > process::DEFAULT_PIPE_SIZE as u64) {
+            process::grow_pipe(stdin);
+        }
+    }
     let stderr = child.stderr.take();
     let kill = process::supervise(child, deadline, options.grace, permit, target.path.clone());
     if let Some(stderr) = stderr {
@@ -413,6 +395,73 @@ where
     }
     *response.body_mut() = ResponseBody::stream(rest, stdout, deadline, kill);
     response
+}
+
+/// What becomes of `HTTP_TRANSFER_ENCODING` for the body the program gets.
+#[derive(Clone, Copy)]
+pub(crate) enum TransferEncoding {
+    /// The request's own, if any.
+    AsIs,
+    /// Removed: the body was spooled and has a `CONTENT_LENGTH`.
+    Remove,
+    /// `chunked`: the body streams with no `CONTENT_LENGTH`.
+    Chunked,
+}
+
+/// The program's meta-variables for a request (RFC 3875 §4.1); `content_length` overrides
+/// the request's `Content-Length`.
+pub(crate) fn environ(
+    target: &Target,
+    parts: &http::request::Parts,
+    content_length: Option<u64>,
+    transfer_encoding: TransferEncoding,
+) -> Environ {
+    let mut environ = match content_length {
+        Some(length) => target
+            .environ
+            .clone()
+            .content_length(length)
+            .build_from_parts(parts),
+        None => target.environ.build_from_parts(parts),
+    };
+    match transfer_encoding {
+        TransferEncoding::AsIs => {}
+        TransferEncoding::Remove => {
+            environ.remove("HTTP_TRANSFER_ENCODING");
+        }
+        TransferEncoding::Chunked => {
+            environ.insert("HTTP_TRANSFER_ENCODING", "chunked");
+        }
+    }
+    environ
+}
+
+/// The command that starts `target` with `environ` and the options' variables, in an
+/// otherwise empty environment; standard input is left to the caller. No `pre_exec` and
+/// nothing but plain settings: std takes its `posix_spawn` path.
+pub(crate) fn command(target: &Target, options: &Options, environ: &Environ) -> Command {
+    let mut command = Command::new(&*target.path);
+    command
+        .args(&options.args)
+        .env_clear()
+        .envs(
+            environ
+                .iter()
+                .map(|(k, v)| (OsStr::from_bytes(k), OsStr::from_bytes(v))),
+        )
+        .envs(options.envs())
+        .stdout(Stdio::piped())
+        .stderr(match options.stderr {
+            Stderr::Log => Stdio::piped(),
+            Stderr::Inherit => Stdio::inherit(),
+            Stderr::Null => Stdio::null(),
+        })
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(dir) = options.dir.as_deref().or(target.exec_dir.as_deref()) {
+        command.current_dir(dir);
+    }
+    command
 }
 
 /// Reads the head: everything up to and including the blank line, and what was read past
