@@ -60,15 +60,13 @@ fn native_service_fn(bencher: Bencher) {
                 .unwrap_or_default(),
         )
     });
-    bencher
-        .with_inputs(request)
-        .bench_local_values(|request| {
-            runtime.block_on(async {
-                let response = service.clone().oneshot(request).await.expect("infallible");
-                let body = response.into_body().collect().await.expect("body");
-                black_box(body.to_bytes())
-            })
-        });
+    bencher.with_inputs(request).bench_local_values(|request| {
+        runtime.block_on(async {
+            let response = service.clone().oneshot(request).await.expect("infallible");
+            let body = response.into_body().collect().await.expect("body");
+            black_box(body.to_bytes())
+        })
+    });
 }
 
 /// The hello app through `AppService`, oneshot, body collected.
@@ -76,15 +74,13 @@ fn native_service_fn(bencher: Bencher) {
 fn app_service(bencher: Bencher) {
     let runtime = runtime();
     let service = AppService::new(hello());
-    bencher
-        .with_inputs(request)
-        .bench_local_values(|request| {
-            runtime.block_on(async {
-                let response = service.clone().oneshot(request).await.expect("infallible");
-                let body = response.into_body().collect().await.expect("body");
-                black_box(body.to_bytes())
-            })
-        });
+    bencher.with_inputs(request).bench_local_values(|request| {
+        runtime.block_on(async {
+            let response = service.clone().oneshot(request).await.expect("infallible");
+            let body = response.into_body().collect().await.expect("body");
+            black_box(body.to_bytes())
+        })
+    });
 }
 
 /// The handler engine alone: `SimpleHandler` running the hello app into a `Vec` (the
@@ -93,10 +89,7 @@ fn app_service(bencher: Bencher) {
 fn simple_handler(bencher: Bencher) {
     let runtime = runtime();
     let app = hello();
-    let environ = Environ::from_vars([
-        ("REQUEST_METHOD", "GET"),
-        ("SERVER_PROTOCOL", "HTTP/1.1"),
-    ]);
+    let environ = Environ::from_vars([("REQUEST_METHOD", "GET"), ("SERVER_PROTOCOL", "HTTP/1.1")]);
     bencher
         .with_inputs(|| environ.clone())
         .bench_local_values(|environ| {

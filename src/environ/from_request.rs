@@ -208,10 +208,16 @@ impl EnvironBuilder {
             .https
             .unwrap_or_else(|| uri.scheme() == Some(&Scheme::HTTPS));
 
+        // Every key below is inserted once: the fixed names are distinct, and the `HTTP_*`
+        // names come from distinct header names without `_` (so no two map to one
+        // variable, and `HTTP_HOST` comes either from the URI or from the header), hence
+        // `push_unchecked`. The copied values (and the `HTTP_*` names) share one arena:
+        // one allocation, each value a refcounted slice of it.
         let mut env = Environ::with_capacity(24 + headers.keys_len());
         env.set_url_scheme(if https { Scheme::HTTPS } else { Scheme::HTTP });
+        let mut arena = Arena::with_capacity(arena_estimate(uri, headers));
 
-        env.insert(
+        env.push_unchecked(
             Bytes::from_static(b"SERVER_SOFTWARE"),
             self.server_software.clone(),
         );
@@ -221,10 +227,10 @@ impl EnvironBuilder {
             .and_then(|h| Authority::try_from(h.as_bytes()).ok())
             .or_else(|| uri.authority().cloned());
         let server_name: Bytes = match (&host, local) {
-            (Some(authority), _) => Bytes::copy_from_slice(authority.host().as_bytes()),
+            (Some(authority), _) => arena.copy(authority.host().as_bytes()),
             (None, Some(local)) => match local.ip().to_canonical() {
-                IpAddr::V6(ip) => format!("[{ip}]").into(),
-                IpAddr::V4(ip) => ip.to_string().into(),
+                IpAddr::V6(ip) => arena.display(format_args!("[{ip}]")),
+                IpAddr::V4(ip) => arena.display(ip),
             },
             (None, None) => Bytes::from_static(b"localhost"),
         };
@@ -233,30 +239,30 @@ impl EnvironBuilder {
             .and_then(Authority::port_u16)
             .or(local.map(|l| l.port()))
             .unwrap_or(if https { 443 } else { 80 });
-        env.insert(Bytes::from_static(b"SERVER_NAME"), server_name);
-        env.insert(
+        env.push_unchecked(Bytes::from_static(b"SERVER_NAME"), server_name);
+        env.push_unchecked(
             Bytes::from_static(b"GATEWAY_INTERFACE"),
             Bytes::from_static(b"CGI/1.1"),
         );
-        env.insert(
+        env.push_unchecked(
             Bytes::from_static(b"SERVER_PROTOCOL"),
             Bytes::from_static(protocol(version)),
         );
-        env.insert(
+        env.push_unchecked(
             Bytes::from_static(b"SERVER_PORT"),
-            Bytes::from(server_port.to_string()),
+            arena.number(server_port.into()),
         );
-        env.insert(
+        env.push_unchecked(
             Bytes::from_static(b"REQUEST_METHOD"),
-            Bytes::copy_from_slice(method.as_str().as_bytes()),
+            method_bytes(method, &mut arena),
         );
 
         // SCRIPT_NAME / PATH_INFO from the decoded path.
         let raw_path = uri.path().as_bytes();
         let decoded: Bytes = if percent::has_escape(raw_path) {
-            percent::decode(raw_path).into()
+            arena.copy(&percent::decode(raw_path))
         } else {
-            Bytes::copy_from_slice(raw_path)
+            arena.copy(raw_path)
         };
         let script = &self.script_name;
         let path_info = match decoded.strip_prefix(script.as_ref()) {
@@ -270,43 +276,42 @@ impl EnvironBuilder {
             .as_ref()
             .filter(|_| !path_info.is_empty())
         {
-            let mut translated = BytesMut::with_capacity(root.len() + path_info.len());
-            translated.put_slice(root.strip_suffix(b"/").unwrap_or(root));
-            translated.put_slice(&path_info);
-            env.insert(Bytes::from_static(b"PATH_TRANSLATED"), translated.freeze());
+            let root = root.strip_suffix(b"/").unwrap_or(root);
+            let translated = arena.concat(&[root, &path_info]);
+            env.push_unchecked(Bytes::from_static(b"PATH_TRANSLATED"), translated);
         }
-        env.insert(Bytes::from_static(b"PATH_INFO"), path_info);
-        env.insert(Bytes::from_static(b"SCRIPT_NAME"), script.clone());
-        env.insert(
+        env.push_unchecked(Bytes::from_static(b"PATH_INFO"), path_info);
+        env.push_unchecked(Bytes::from_static(b"SCRIPT_NAME"), script.clone());
+        env.push_unchecked(
             Bytes::from_static(b"QUERY_STRING"),
-            Bytes::copy_from_slice(uri.query().unwrap_or("").as_bytes()),
+            arena.copy(uri.query().unwrap_or("").as_bytes()),
         );
 
         if let Some(remote) = remote {
-            let ip: Bytes = remote.ip().to_canonical().to_string().into();
-            env.insert(Bytes::from_static(b"REMOTE_HOST"), ip.clone());
-            env.insert(Bytes::from_static(b"REMOTE_ADDR"), ip);
-            env.insert(
+            let ip = arena.display(remote.ip().to_canonical());
+            env.push_unchecked(Bytes::from_static(b"REMOTE_HOST"), ip.clone());
+            env.push_unchecked(Bytes::from_static(b"REMOTE_ADDR"), ip);
+            env.push_unchecked(
                 Bytes::from_static(b"REMOTE_PORT"),
-                Bytes::from(remote.port().to_string()),
+                arena.number(remote.port().into()),
             );
         }
         if let Some(auth_type) = extensions.get::<AuthType>() {
-            env.insert(
+            env.push_unchecked(
                 Bytes::from_static(b"AUTH_TYPE"),
                 auth_type.clone().into_bytes(),
             );
         }
         if let Some(user) = extensions.get::<RemoteUser>() {
-            env.insert(
+            env.push_unchecked(
                 Bytes::from_static(b"REMOTE_USER"),
                 user.clone().into_bytes(),
             );
         }
         if let Some(content_type) = headers.get(CONTENT_TYPE) {
-            env.insert(
+            env.push_unchecked(
                 Bytes::from_static(b"CONTENT_TYPE"),
-                Bytes::copy_from_slice(content_type.as_bytes()),
+                arena.copy(content_type.as_bytes()),
             );
         }
         let content_length = self.content_length.or_else(|| {
@@ -315,56 +320,53 @@ impl EnvironBuilder {
                 .and_then(|v| parse_content_length(v.as_bytes()))
         });
         if let Some(length) = content_length {
-            env.insert(
-                Bytes::from_static(b"CONTENT_LENGTH"),
-                Bytes::from(length.to_string()),
-            );
+            env.push_unchecked(Bytes::from_static(b"CONTENT_LENGTH"), arena.number(length));
         }
         let target = uri
             .path_and_query()
             .map_or("/", |pq| pq.as_str())
             .as_bytes();
-        env.insert(
-            Bytes::from_static(b"REQUEST_URI"),
-            Bytes::copy_from_slice(target),
-        );
+        env.push_unchecked(Bytes::from_static(b"REQUEST_URI"), arena.copy(target));
         if let Some(filename) = &self.script_filename {
-            env.insert(Bytes::from_static(b"SCRIPT_FILENAME"), filename.clone());
+            env.push_unchecked(Bytes::from_static(b"SCRIPT_FILENAME"), filename.clone());
         }
         if let Some(root) = &self.document_root {
-            env.insert(Bytes::from_static(b"DOCUMENT_ROOT"), root.clone());
+            env.push_unchecked(Bytes::from_static(b"DOCUMENT_ROOT"), root.clone());
         }
         if https {
-            env.insert(Bytes::from_static(b"HTTPS"), Bytes::from_static(b"on"));
+            env.push_unchecked(Bytes::from_static(b"HTTPS"), Bytes::from_static(b"on"));
         }
 
         if !headers.contains_key(HOST) {
             if let Some(authority) = uri.authority() {
-                env.insert(
+                env.push_unchecked(
                     Bytes::from_static(b"HTTP_HOST"),
-                    Bytes::copy_from_slice(authority.as_str().as_bytes()),
+                    arena.copy(authority.as_str().as_bytes()),
                 );
             }
         }
-        for name in headers.keys() {
-            if !self.passes(name) {
+        // `HeaderMap::iter` yields each name's values one after the other: one pass, no
+        // lookups.
+        let mut current: Option<&http::HeaderName> = None;
+        for (name, value) in headers {
+            if current == Some(name) {
+                let separator: &[u8] = if name == COOKIE { b"; " } else { b", " };
+                arena.put(separator);
+                arena.put(value.as_bytes());
                 continue;
             }
-            let separator: &[u8] = if name == COOKIE { b"; " } else { b", " };
-            let mut values = headers.get_all(name).iter();
-            let Some(first) = values.next() else { continue };
-            let value = match values.next() {
-                None => Bytes::copy_from_slice(first.as_bytes()),
-                Some(second) => {
-                    let mut joined = BytesMut::from(first.as_bytes());
-                    for value in std::iter::once(second).chain(values) {
-                        joined.put_slice(separator);
-                        joined.put_slice(value.as_bytes());
-                    }
-                    joined.freeze()
-                }
-            };
-            env.insert(http_var_name(name.as_str()), value);
+            if let Some(previous) = current.take() {
+                let value = arena.take();
+                env.push_unchecked(http_var_name(previous.as_str(), &mut arena), value);
+            }
+            if self.passes(name) {
+                current = Some(name);
+                arena.put(value.as_bytes());
+            }
+        }
+        if let Some(previous) = current {
+            let value = arena.take();
+            env.push_unchecked(http_var_name(previous.as_str(), &mut arena), value);
         }
         env
     }
@@ -382,17 +384,104 @@ impl EnvironBuilder {
 }
 
 /// `user-agent` → `HTTP_USER_AGENT` (RFC 3875 §4.1.18).
-fn http_var_name(name: &str) -> Bytes {
-    let mut var = BytesMut::with_capacity(5 + name.len());
-    var.put_slice(b"HTTP_");
-    var.extend(name.bytes().map(|b| {
+fn http_var_name(name: &str, arena: &mut Arena) -> Bytes {
+    arena.put(b"HTTP_");
+    arena.buf.extend(name.bytes().map(|b| {
         if b == b'-' {
             b'_'
         } else {
             b.to_ascii_uppercase()
         }
     }));
-    var.freeze()
+    arena.take()
+}
+
+/// `REQUEST_METHOD`: static for the standard methods, else a copy.
+fn method_bytes(method: &Method, arena: &mut Arena) -> Bytes {
+    let name: &'static [u8] = match method.as_str() {
+        "GET" => b"GET",
+        "POST" => b"POST",
+        "HEAD" => b"HEAD",
+        "PUT" => b"PUT",
+        "DELETE" => b"DELETE",
+        "OPTIONS" => b"OPTIONS",
+        "PATCH" => b"PATCH",
+        other => return arena.copy(other.as_bytes()),
+    };
+    Bytes::from_static(name)
+}
+
+/// An upper bound of the bytes [`EnvironBuilder::build_from`] copies into its arena for
+/// a request with these headers (the numbers and addresses fit in the slack).
+fn arena_estimate(uri: &Uri, headers: &HeaderMap) -> usize {
+    const SLACK: usize = 128;
+    let uri_part = uri.path().len()
+        + uri.query().map_or(0, str::len)
+        + uri.path_and_query().map_or(1, |pq| pq.as_str().len())
+        + uri.authority().map_or(0, |a| 2 * a.as_str().len());
+    let header_part: usize = headers
+        .iter()
+        .map(|(name, value)| 5 + name.as_str().len() + 2 + value.len())
+        .sum();
+    SLACK + uri_part + 2 * header_part.min(64 * 1024)
+}
+
+/// One buffer the values of an environ are written into: each value is split off as
+/// [`Bytes`] sharing the buffer (a refcount, no allocation, while the capacity lasts).
+struct Arena {
+    buf: BytesMut,
+}
+
+impl Arena {
+    fn with_capacity(capacity: usize) -> Self {
+        Arena {
+            buf: BytesMut::with_capacity(capacity),
+        }
+    }
+
+    /// Appends `bytes` to the value being written.
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf.put_slice(bytes);
+    }
+
+    /// The value written since the last `take`.
+    fn take(&mut self) -> Bytes {
+        self.buf.split().freeze()
+    }
+
+    fn copy(&mut self, bytes: &[u8]) -> Bytes {
+        self.put(bytes);
+        self.take()
+    }
+
+    fn concat(&mut self, parts: &[&[u8]]) -> Bytes {
+        for part in parts {
+            self.put(part);
+        }
+        self.take()
+    }
+
+    /// A number in decimal, without going through a `String`.
+    fn number(&mut self, mut n: u64) -> Bytes {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.copy(&digits[at..])
+    }
+
+    /// A value's `Display` form, without going through a `String`.
+    fn display(&mut self, value: impl std::fmt::Display) -> Bytes {
+        use std::fmt::Write as _;
+        let _ = write!(self.buf, "{value}");
+        self.take()
+    }
 }
 
 /// `SERVER_PROTOCOL` for a version (RFC 3875 §4.1.16).
