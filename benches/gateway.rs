@@ -100,3 +100,20 @@ fn simple_handler(bencher: Bencher) {
             })
         });
 }
+
+/// The environ `AppService` builds for the request above (part of `app_service`).
+#[divan::bench]
+fn environ_of_request(bencher: Bencher) {
+    let builder = towergate::environ::EnvironBuilder::new();
+    let request = request();
+    bencher.bench_local(|| builder.build(black_box(&request)));
+}
+
+/// The hello app's `start_response` call alone (part of `app_service`).
+#[divan::bench]
+fn start_response(bencher: Bencher) {
+    bencher.bench_local(|| {
+        let start_response = StartResponse::detached();
+        black_box(start_response.start("200 OK", [("Content-Type", "text/plain")])).is_ok()
+    });
+}

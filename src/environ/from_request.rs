@@ -213,7 +213,27 @@ impl EnvironBuilder {
         // variable, and `HTTP_HOST` comes either from the URI or from the header), hence
         // `push_unchecked`. The copied values (and the `HTTP_*` names) share one arena:
         // one allocation, each value a refcounted slice of it.
-        let mut env = Environ::with_capacity(24 + headers.keys_len());
+        let auth_type = extensions.get::<AuthType>();
+        let remote_user = extensions.get::<RemoteUser>();
+        let content_type = headers.get(CONTENT_TYPE);
+        let content_length = self.content_length.or_else(|| {
+            headers
+                .get(CONTENT_LENGTH)
+                .and_then(|v| parse_content_length(v.as_bytes()))
+        });
+        // Room for exactly the variables below (`keys_len` counts the headers that are
+        // not passed too): a small request's environ stays a small allocation.
+        let capacity = 11
+            + 3 * usize::from(remote.is_some())
+            + usize::from(auth_type.is_some())
+            + usize::from(remote_user.is_some())
+            + usize::from(content_type.is_some())
+            + usize::from(content_length.is_some())
+            + 2 * usize::from(self.document_root.is_some())
+            + usize::from(self.script_filename.is_some())
+            + usize::from(https)
+            + headers.keys_len();
+        let mut env = Environ::with_capacity(capacity);
         env.set_url_scheme(if https { Scheme::HTTPS } else { Scheme::HTTP });
         let mut arena = Arena::with_capacity(arena_estimate(uri, headers));
 
@@ -224,7 +244,8 @@ impl EnvironBuilder {
         // SERVER_NAME / SERVER_PORT from Host (or :authority), else the local address.
         let host = headers
             .get(HOST)
-            .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+            // Parsed from a copy in the arena: no allocation of its own.
+            .and_then(|h| Authority::from_maybe_shared(arena.copy(h.as_bytes())).ok())
             .or_else(|| uri.authority().cloned());
         let server_name: Bytes = match (&host, local) {
             (Some(authority), _) => arena.copy(authority.host().as_bytes()),
@@ -296,29 +317,24 @@ impl EnvironBuilder {
                 arena.number(remote.port().into()),
             );
         }
-        if let Some(auth_type) = extensions.get::<AuthType>() {
+        if let Some(auth_type) = auth_type {
             env.push_unchecked(
                 Bytes::from_static(b"AUTH_TYPE"),
                 auth_type.clone().into_bytes(),
             );
         }
-        if let Some(user) = extensions.get::<RemoteUser>() {
+        if let Some(user) = remote_user {
             env.push_unchecked(
                 Bytes::from_static(b"REMOTE_USER"),
                 user.clone().into_bytes(),
             );
         }
-        if let Some(content_type) = headers.get(CONTENT_TYPE) {
+        if let Some(content_type) = content_type {
             env.push_unchecked(
                 Bytes::from_static(b"CONTENT_TYPE"),
                 arena.copy(content_type.as_bytes()),
             );
         }
-        let content_length = self.content_length.or_else(|| {
-            headers
-                .get(CONTENT_LENGTH)
-                .and_then(|v| parse_content_length(v.as_bytes()))
-        });
         if let Some(length) = content_length {
             env.push_unchecked(Bytes::from_static(b"CONTENT_LENGTH"), arena.number(length));
         }
@@ -385,6 +401,28 @@ impl EnvironBuilder {
 
 /// `user-agent` → `HTTP_USER_AGENT` (RFC 3875 §4.1.18).
 fn http_var_name(name: &str, arena: &mut Arena) -> Bytes {
+    // The names most requests carry are static: no copy, no refcount.
+    let known: &'static [u8] = match name {
+        "host" => b"HTTP_HOST",
+        "user-agent" => b"HTTP_USER_AGENT",
+        "accept" => b"HTTP_ACCEPT",
+        "accept-encoding" => b"HTTP_ACCEPT_ENCODING",
+        "accept-language" => b"HTTP_ACCEPT_LANGUAGE",
+        "connection" => b"HTTP_CONNECTION",
+        "cookie" => b"HTTP_COOKIE",
+        "referer" => b"HTTP_REFERER",
+        "cache-control" => b"HTTP_CACHE_CONTROL",
+        "origin" => b"HTTP_ORIGIN",
+        "if-none-match" => b"HTTP_IF_NONE_MATCH",
+        "if-modified-since" => b"HTTP_IF_MODIFIED_SINCE",
+        "x-forwarded-for" => b"HTTP_X_FORWARDED_FOR",
+        "x-forwarded-proto" => b"HTTP_X_FORWARDED_PROTO",
+        "x-request-id" => b"HTTP_X_REQUEST_ID",
+        _ => b"",
+    };
+    if !known.is_empty() {
+        return Bytes::from_static(known);
+    }
     arena.put(b"HTTP_");
     arena.buf.extend(name.bytes().map(|b| {
         if b == b'-' {
@@ -450,6 +488,11 @@ impl Arena {
     }
 
     fn copy(&mut self, bytes: &[u8]) -> Bytes {
+        match bytes {
+            b"" => return Bytes::new(),
+            b"/" => return Bytes::from_static(b"/"),
+            _ => {}
+        }
         self.put(bytes);
         self.take()
     }
@@ -463,6 +506,12 @@ impl Arena {
 
     /// A number in decimal, without going through a `String`.
     fn number(&mut self, mut n: u64) -> Bytes {
+        match n {
+            0 => return Bytes::from_static(b"0"),
+            80 => return Bytes::from_static(b"80"),
+            443 => return Bytes::from_static(b"443"),
+            _ => {}
+        }
         let mut digits = [0u8; 20];
         let mut at = digits.len();
         loop {
