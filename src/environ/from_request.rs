@@ -4,7 +4,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{
-    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, PROXY_AUTHORIZATION,
+    ACCEPT, ACCEPT_ENCODING, ACCEPT_LANGUAGE, AUTHORIZATION, CACHE_CONTROL, CONNECTION,
+    CONTENT_LENGTH, CONTENT_TYPE, COOKIE, DNT, HOST, HeaderName, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    ORIGIN, PROXY_AUTHORIZATION, REFERER, TE, UPGRADE_INSECURE_REQUESTS, USER_AGENT,
 };
 use http::uri::{Authority, Scheme};
 use http::{HeaderMap, Method, Request, Uri, Version};
@@ -286,11 +288,15 @@ impl EnvironBuilder {
             arena.copy(raw_path)
         };
         let script = &self.script_name;
-        let path_info = match decoded.strip_prefix(script.as_ref()) {
-            Some(rest) if rest.is_empty() || rest.starts_with(b"/") => {
-                decoded.slice(script.len()..)
+        let path_info = if script.is_empty() {
+            decoded
+        } else {
+            match decoded.strip_prefix(script.as_ref()) {
+                Some(rest) if rest.is_empty() || rest.starts_with(b"/") => {
+                    decoded.slice(script.len()..)
+                }
+                _ => decoded,
             }
-            _ => decoded,
         };
         if let Some(root) = self
             .document_root
@@ -363,7 +369,7 @@ impl EnvironBuilder {
         }
         // `HeaderMap::iter` yields each name's values one after the other: one pass, no
         // lookups.
-        let mut current: Option<&http::HeaderName> = None;
+        let mut current: Option<&HeaderName> = None;
         for (name, value) in headers {
             if current == Some(name) {
                 let separator: &[u8] = if name == COOKIE { b"; " } else { b", " };
@@ -373,7 +379,7 @@ impl EnvironBuilder {
             }
             if let Some(previous) = current.take() {
                 let value = arena.take();
-                env.push_unchecked(http_var_name(previous.as_str(), &mut arena), value);
+                env.push_unchecked(http_var_name(previous, &mut arena), value);
             }
             if self.passes(name) {
                 current = Some(name);
@@ -382,7 +388,7 @@ impl EnvironBuilder {
         }
         if let Some(previous) = current {
             let value = arena.take();
-            env.push_unchecked(http_var_name(previous.as_str(), &mut arena), value);
+            env.push_unchecked(http_var_name(previous, &mut arena), value);
         }
         env
     }
@@ -400,29 +406,15 @@ impl EnvironBuilder {
 }
 
 /// `user-agent` → `HTTP_USER_AGENT` (RFC 3875 §4.1.18).
-fn http_var_name(name: &str, arena: &mut Arena) -> Bytes {
-    // The names most requests carry are static: no copy, no refcount.
-    let known: &'static [u8] = match name {
-        "host" => b"HTTP_HOST",
-        "user-agent" => b"HTTP_USER_AGENT",
-        "accept" => b"HTTP_ACCEPT",
-        "accept-encoding" => b"HTTP_ACCEPT_ENCODING",
-        "accept-language" => b"HTTP_ACCEPT_LANGUAGE",
-        "connection" => b"HTTP_CONNECTION",
-        "cookie" => b"HTTP_COOKIE",
-        "referer" => b"HTTP_REFERER",
-        "cache-control" => b"HTTP_CACHE_CONTROL",
-        "origin" => b"HTTP_ORIGIN",
-        "if-none-match" => b"HTTP_IF_NONE_MATCH",
-        "if-modified-since" => b"HTTP_IF_MODIFIED_SINCE",
-        "x-forwarded-for" => b"HTTP_X_FORWARDED_FOR",
-        "x-forwarded-proto" => b"HTTP_X_FORWARDED_PROTO",
-        "x-request-id" => b"HTTP_X_REQUEST_ID",
-        _ => b"",
-    };
-    if !known.is_empty() {
-        return Bytes::from_static(known);
+fn http_var_name(name: &HeaderName, arena: &mut Arena) -> Bytes {
+    // The names most requests carry are static: no copy, no refcount. (Comparing with the
+    // standard names is an integer comparison.)
+    for (known, var) in KNOWN_VARS {
+        if name == known {
+            return Bytes::from_static(var);
+        }
     }
+    let name = name.as_str();
     arena.put(b"HTTP_");
     arena.buf.extend(name.bytes().map(|b| {
         if b == b'-' {
@@ -434,17 +426,35 @@ fn http_var_name(name: &str, arena: &mut Arena) -> Bytes {
     arena.take()
 }
 
+/// Headers whose `HTTP_*` names are static.
+const KNOWN_VARS: [(HeaderName, &[u8]); 15] = [
+    (HOST, b"HTTP_HOST"),
+    (USER_AGENT, b"HTTP_USER_AGENT"),
+    (ACCEPT, b"HTTP_ACCEPT"),
+    (ACCEPT_ENCODING, b"HTTP_ACCEPT_ENCODING"),
+    (ACCEPT_LANGUAGE, b"HTTP_ACCEPT_LANGUAGE"),
+    (CONNECTION, b"HTTP_CONNECTION"),
+    (COOKIE, b"HTTP_COOKIE"),
+    (REFERER, b"HTTP_REFERER"),
+    (CACHE_CONTROL, b"HTTP_CACHE_CONTROL"),
+    (ORIGIN, b"HTTP_ORIGIN"),
+    (IF_NONE_MATCH, b"HTTP_IF_NONE_MATCH"),
+    (IF_MODIFIED_SINCE, b"HTTP_IF_MODIFIED_SINCE"),
+    (UPGRADE_INSECURE_REQUESTS, b"HTTP_UPGRADE_INSECURE_REQUESTS"),
+    (DNT, b"HTTP_DNT"),
+    (TE, b"HTTP_TE"),
+];
+
 /// `REQUEST_METHOD`: static for the standard methods, else a copy.
 fn method_bytes(method: &Method, arena: &mut Arena) -> Bytes {
-    let name: &'static [u8] = match method.as_str() {
-        "GET" => b"GET",
-        "POST" => b"POST",
-        "HEAD" => b"HEAD",
-        "PUT" => b"PUT",
-        "DELETE" => b"DELETE",
-        "OPTIONS" => b"OPTIONS",
-        "PATCH" => b"PATCH",
-        other => return arena.copy(other.as_bytes()),
+    let name: &'static [u8] = if *method == Method::GET {
+        b"GET"
+    } else if *method == Method::POST {
+        b"POST"
+    } else if *method == Method::HEAD {
+        b"HEAD"
+    } else {
+        return arena.copy(method.as_str().as_bytes());
     };
     Bytes::from_static(name)
 }
