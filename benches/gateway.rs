@@ -62,7 +62,8 @@ fn native_service_fn(bencher: Bencher) {
     });
     bencher.with_inputs(request).bench_local_values(|request| {
         runtime.block_on(async {
-            let response = service.clone().oneshot(request).await.expect("infallible");
+            // A copy of the service, as hyper-util's glue clones it per request.
+            let response = service.oneshot(request).await.expect("infallible");
             let body = response.into_body().collect().await.expect("body");
             black_box(body.to_bytes())
         })
