@@ -185,6 +185,11 @@ impl Environ {
         }
     }
 
+    /// The meta-variables as shared bytes, in order.
+    pub(crate) fn vars(&self) -> &[(Bytes, Bytes)] {
+        &self.vars
+    }
+
     /// Appends `key`, which the caller knows is not set, without looking for it (the
     /// request → environ conversion, whose keys are distinct by construction).
     pub(crate) fn push_unchecked(&mut self, key: Bytes, value: Bytes) {
