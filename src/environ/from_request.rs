@@ -40,6 +40,10 @@ use crate::percent;
 /// | `HTTP_*` | one per header name, upper-cased with `-` → `_` (§4.1.18); repeated headers joined with `, `, `Cookie` with `; ` |
 /// | `REQUEST_URI`, `HTTPS`, `SCRIPT_FILENAME`, `DOCUMENT_ROOT` | the raw target; `on` over TLS; the configured values |
 ///
+/// The values copied from the request share one buffer (one allocation per environ, each
+/// value a refcounted slice of it): a value kept after the environ is dropped keeps that
+/// buffer, a few hundred bytes for a typical request, alive.
+///
 /// Headers that are never passed as `HTTP_*`: `Content-Type` and `Content-Length` (they are
 /// `CONTENT_TYPE` / `CONTENT_LENGTH`), `Proxy` (it would become `HTTP_PROXY`, the httpoxy
 /// hole), `Proxy-Authorization`, `Authorization` unless
