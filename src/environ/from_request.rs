@@ -42,7 +42,7 @@ use crate::percent;
 ///
 /// The values copied from the request share one buffer (one allocation per environ, each
 /// value a refcounted slice of it): a value kept after the environ is dropped keeps that
-/// buffer, a few hundred bytes for a typical request, alive.
+/// buffer, about the size of the request's head, alive.
 ///
 /// Headers that are never passed as `HTTP_*`: `Content-Type` and `Content-Length` (they are
 /// `CONTENT_TYPE` / `CONTENT_LENGTH`), `Proxy` (it would become `HTTP_PROXY`, the httpoxy
@@ -464,7 +464,9 @@ fn method_bytes(method: &Method, arena: &mut Arena) -> Bytes {
 }
 
 /// An upper bound of the bytes [`EnvironBuilder::build_from`] copies into its arena for
-/// a request with these headers (the numbers and addresses fit in the slack).
+/// a request with these headers: each header's name and value once, the `Host` value twice
+/// more (parsed, and `SERVER_NAME`), the URI's parts, and numbers and addresses in the
+/// slack. Were it short, the arena would grow: one more allocation, never an error.
 fn arena_estimate(uri: &Uri, headers: &HeaderMap) -> usize {
     const SLACK: usize = 128;
     let uri_part = uri.path().len()
@@ -475,7 +477,8 @@ fn arena_estimate(uri: &Uri, headers: &HeaderMap) -> usize {
         .iter()
         .map(|(name, value)| 5 + name.as_str().len() + 2 + value.len())
         .sum();
-    SLACK + uri_part + 2 * header_part.min(64 * 1024)
+    let host_part = headers.get(HOST).map_or(0, |h| 2 * h.len());
+    SLACK + uri_part + (header_part + host_part).min(64 * 1024)
 }
 
 /// One buffer the values of an environ are written into: each value is split off as
