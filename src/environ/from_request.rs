@@ -248,24 +248,34 @@ impl EnvironBuilder {
             self.server_software.clone(),
         );
         // SERVER_NAME / SERVER_PORT from Host (or :authority), else the local address.
-        let host = headers
-            .get(HOST)
-            // Parsed from a copy in the arena: no allocation of its own.
-            .and_then(|h| Authority::from_maybe_shared(arena.copy(h.as_bytes())).ok())
-            .or_else(|| uri.authority().cloned());
-        let server_name: Bytes = match (&host, local) {
-            (Some(authority), _) => arena.copy(authority.host().as_bytes()),
+        // (name, port): the common `name[:port]` form read directly, anything else parsed as
+        // an `Authority` (from a copy in the arena: no allocation of its own).
+        let host: Option<(Bytes, Option<u16>)> = match headers.get(HOST) {
+            Some(value) => match simple_host(value.as_bytes()) {
+                Some((name, port)) => Some((arena.copy(name), port)),
+                None => Authority::from_maybe_shared(arena.copy(value.as_bytes()))
+                    .ok()
+                    .map(|a| (arena.copy(a.host().as_bytes()), a.port_u16())),
+            },
+            None => None,
+        };
+        let host = host.or_else(|| {
+            uri.authority()
+                .map(|a| (arena.copy(a.host().as_bytes()), a.port_u16()))
+        });
+        let server_port = host
+            .as_ref()
+            .and_then(|(_, port)| *port)
+            .or(local.map(|l| l.port()))
+            .unwrap_or(if https { 443 } else { 80 });
+        let server_name: Bytes = match (host, local) {
+            (Some((name, _)), _) => name,
             (None, Some(local)) => match local.ip().to_canonical() {
                 IpAddr::V6(ip) => arena.display(format_args!("[{ip}]")),
                 IpAddr::V4(ip) => arena.display(ip),
             },
             (None, None) => Bytes::from_static(b"localhost"),
         };
-        let server_port = host
-            .as_ref()
-            .and_then(Authority::port_u16)
-            .or(local.map(|l| l.port()))
-            .unwrap_or(if https { 443 } else { 80 });
         env.push_unchecked(Bytes::from_static(b"SERVER_NAME"), server_name);
         env.push_unchecked(
             Bytes::from_static(b"GATEWAY_INTERFACE"),
@@ -550,6 +560,32 @@ impl Arena {
     }
 }
 
+/// `Host` in its common form, `name` or `name:port` with a name of ASCII letters, digits,
+/// `.` and `-` and a port of up to five digits: the name and the port (`None` above
+/// 65535), as an [`Authority`] would give them, without building one. `None` for any other
+/// form, which is then parsed as an `Authority`.
+fn simple_host(value: &[u8]) -> Option<(&[u8], Option<u16>)> {
+    let (name, digits) = match value.iter().position(|&b| b == b':') {
+        Some(colon) => (value.get(..colon)?, Some(value.get(colon + 1..)?)),
+        None => (value, None),
+    };
+    let name_ok = !name.is_empty()
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    if !name_ok {
+        return None;
+    }
+    let port = match digits {
+        None => None,
+        Some(d) if (1..=5).contains(&d.len()) && d.iter().all(u8::is_ascii_digit) => {
+            std::str::from_utf8(d).ok()?.parse::<u16>().ok()
+        }
+        Some(_) => return None,
+    };
+    Some((name, port))
+}
+
 /// `SERVER_PROTOCOL` for a version (RFC 3875 §4.1.16).
 fn protocol(version: Version) -> &'static [u8] {
     match version {
@@ -576,6 +612,45 @@ mod tests {
 
     fn get<'a>(environ: &'a Environ, key: &str) -> Option<&'a str> {
         environ.get(key).map(|v| std::str::from_utf8(v).unwrap())
+    }
+
+    #[test]
+    fn simple_host_reads_what_an_authority_would() {
+        let inputs = [
+            "example.com",
+            "example.com:8080",
+            "127.0.0.1:18432",
+            "EXAMPLE.com:80",
+            "a-b.c:0",
+            "host:65535",
+            "host:65536",
+            "host:99999",
+            "host:",
+            "host:123456",
+            ":80",
+            "",
+            "[::1]:8080",
+            "user@host:80",
+            "host:80:90",
+            "ho_st:80",
+        ];
+        for input in inputs {
+            let authority = Authority::try_from(input).ok();
+            match simple_host(input.as_bytes()) {
+                Some((name, port)) => {
+                    let authority = authority.expect("simple form is a valid authority");
+                    assert_eq!(name, authority.host().as_bytes(), "{input}");
+                    assert_eq!(port, authority.port_u16(), "{input}");
+                }
+                None => assert!(
+                    !input
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+                        || input.is_empty(),
+                    "{input} falls back"
+                ),
+            }
+        }
     }
 
     #[test]
