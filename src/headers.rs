@@ -2,6 +2,7 @@
 //! head as a CGI header block (RFC 3875 §6) or a full HTTP status line (NPH, RFC 3875 §5).
 
 use std::fmt;
+use std::io::Write as _;
 
 use http::{HeaderMap, StatusCode};
 
@@ -104,7 +105,12 @@ pub(crate) fn encode_head(
     {
         if !headers.contains_key(http::header::DATE) {
             out.extend_from_slice(b"Date: ");
-            out.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+            // Written in place: no `String` per response.
+            let _ = write!(
+                out,
+                "{}",
+                httpdate::HttpDate::from(std::time::SystemTime::now())
+            );
             out.extend_from_slice(b"\r\n");
         }
         if !server_software.is_empty() && !headers.contains_key(http::header::SERVER) {
@@ -114,7 +120,7 @@ pub(crate) fn encode_head(
         }
     }
     for (name, value) in headers {
-        out.extend_from_slice(canonical(name.as_str()).as_bytes());
+        push_canonical(out, name.as_str());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -133,23 +139,25 @@ pub(crate) fn status_forbids_body(status: StatusCode) -> bool {
 
 /// `content-type` → `Content-Type`: the conventional spelling on the wire, which some CGI
 /// servers compare case-sensitively.
+#[cfg(test)]
 fn canonical(name: &str) -> std::borrow::Cow<'_, str> {
-    let mut upper = true;
-    if name.bytes().all(|b| {
-        !(upper && b.is_ascii_lowercase()) && {
-            upper = b == b'-';
-            true
-        }
-    }) {
-        return std::borrow::Cow::Borrowed(name);
+    let mut out = Vec::with_capacity(name.len());
+    push_canonical(&mut out, name);
+    match String::from_utf8(out) {
+        Ok(text) if text == name => std::borrow::Cow::Borrowed(name),
+        Ok(text) => std::borrow::Cow::Owned(text),
+        Err(_) => std::borrow::Cow::Borrowed(name),
     }
-    let mut out = String::with_capacity(name.len());
+}
+
+/// Appends `name` with each word capitalised (`Content-Type`), without an allocation.
+fn push_canonical(out: &mut Vec<u8>, name: &str) {
     let mut upper = true;
-    for c in name.chars() {
-        out.push(if upper { c.to_ascii_uppercase() } else { c });
-        upper = c == '-';
-    }
-    std::borrow::Cow::Owned(out)
+    out.extend(name.bytes().map(|b| {
+        let b = if upper { b.to_ascii_uppercase() } else { b };
+        upper = b == b'-';
+        b
+    }));
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{
-    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, PROXY_AUTHORIZATION,
+    ACCEPT, ACCEPT_ENCODING, ACCEPT_LANGUAGE, AUTHORIZATION, CACHE_CONTROL, CONNECTION,
+    CONTENT_LENGTH, CONTENT_TYPE, COOKIE, DNT, HOST, HeaderName, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    ORIGIN, PROXY_AUTHORIZATION, REFERER, TE, UPGRADE_INSECURE_REQUESTS, USER_AGENT,
 };
 use http::uri::{Authority, Scheme};
 use http::{HeaderMap, Method, Request, Uri, Version};
@@ -37,6 +39,10 @@ use crate::percent;
 /// | `SERVER_SOFTWARE` | [`server_software`](Self::server_software) (§4.1.17) |
 /// | `HTTP_*` | one per header name, upper-cased with `-` → `_` (§4.1.18); repeated headers joined with `, `, `Cookie` with `; ` |
 /// | `REQUEST_URI`, `HTTPS`, `SCRIPT_FILENAME`, `DOCUMENT_ROOT` | the raw target; `on` over TLS; the configured values |
+///
+/// The values copied from the request share one buffer (one allocation per environ, each
+/// value a refcounted slice of it): a value kept after the environ is dropped keeps that
+/// buffer, about the size of the request's head, alive.
 ///
 /// Headers that are never passed as `HTTP_*`: `Content-Type` and `Content-Length` (they are
 /// `CONTENT_TYPE` / `CONTENT_LENGTH`), `Proxy` (it would become `HTTP_PROXY`, the httpoxy
@@ -208,163 +214,195 @@ impl EnvironBuilder {
             .https
             .unwrap_or_else(|| uri.scheme() == Some(&Scheme::HTTPS));
 
-        let mut env = Environ::with_capacity(24 + headers.keys_len());
+        // Every key below is inserted once: the fixed names are distinct, and the `HTTP_*`
+        // names come from distinct header names without `_` (so no two map to one
+        // variable, and `HTTP_HOST` comes either from the URI or from the header), hence
+        // `push_unchecked`. The copied values (and the `HTTP_*` names) share one arena:
+        // one allocation, each value a refcounted slice of it.
+        let auth_type = extensions.get::<AuthType>();
+        let remote_user = extensions.get::<RemoteUser>();
+        let content_type = headers.get(CONTENT_TYPE);
+        let content_length = self.content_length.or_else(|| {
+            headers
+                .get(CONTENT_LENGTH)
+                .and_then(|v| parse_content_length(v.as_bytes()))
+        });
+        // Room for exactly the variables below (`keys_len` counts the headers that are
+        // not passed too): a small request's environ stays a small allocation.
+        let capacity = 11
+            + 3 * usize::from(remote.is_some())
+            + usize::from(auth_type.is_some())
+            + usize::from(remote_user.is_some())
+            + usize::from(content_type.is_some())
+            + usize::from(content_length.is_some())
+            + 2 * usize::from(self.document_root.is_some())
+            + usize::from(self.script_filename.is_some())
+            + usize::from(https)
+            + headers.keys_len();
+        let mut env = Environ::with_capacity(capacity);
         env.set_url_scheme(if https { Scheme::HTTPS } else { Scheme::HTTP });
+        let mut arena = Arena::with_capacity(arena_estimate(uri, headers));
 
-        env.insert(
+        env.push_unchecked(
             Bytes::from_static(b"SERVER_SOFTWARE"),
             self.server_software.clone(),
         );
         // SERVER_NAME / SERVER_PORT from Host (or :authority), else the local address.
-        let host = headers
-            .get(HOST)
-            .and_then(|h| Authority::try_from(h.as_bytes()).ok())
-            .or_else(|| uri.authority().cloned());
-        let server_name: Bytes = match (&host, local) {
-            (Some(authority), _) => Bytes::copy_from_slice(authority.host().as_bytes()),
+        // (name, port): the common `name[:port]` form read directly, anything else parsed as
+        // an `Authority` (from a copy in the arena: no allocation of its own).
+        let host: Option<(Bytes, Option<u16>)> = match headers.get(HOST) {
+            Some(value) => match simple_host(value.as_bytes()) {
+                Some((name, port)) => Some((arena.copy(name), port)),
+                None => Authority::from_maybe_shared(arena.copy(value.as_bytes()))
+                    .ok()
+                    .map(|a| (arena.copy(a.host().as_bytes()), a.port_u16())),
+            },
+            None => None,
+        };
+        let host = host.or_else(|| {
+            uri.authority()
+                .map(|a| (arena.copy(a.host().as_bytes()), a.port_u16()))
+        });
+        let server_port = host
+            .as_ref()
+            .and_then(|(_, port)| *port)
+            .or(local.map(|l| l.port()))
+            .unwrap_or(if https { 443 } else { 80 });
+        let server_name: Bytes = match (host, local) {
+            (Some((name, _)), _) => name,
             (None, Some(local)) => match local.ip().to_canonical() {
-                IpAddr::V6(ip) => format!("[{ip}]").into(),
-                IpAddr::V4(ip) => ip.to_string().into(),
+                IpAddr::V6(ip) => arena.display(format_args!("[{ip}]")),
+                IpAddr::V4(ip) => arena.display(ip),
             },
             (None, None) => Bytes::from_static(b"localhost"),
         };
-        let server_port = host
-            .as_ref()
-            .and_then(Authority::port_u16)
-            .or(local.map(|l| l.port()))
-            .unwrap_or(if https { 443 } else { 80 });
-        env.insert(Bytes::from_static(b"SERVER_NAME"), server_name);
-        env.insert(
+        env.push_unchecked(Bytes::from_static(b"SERVER_NAME"), server_name);
+        env.push_unchecked(
             Bytes::from_static(b"GATEWAY_INTERFACE"),
             Bytes::from_static(b"CGI/1.1"),
         );
-        env.insert(
+        env.push_unchecked(
             Bytes::from_static(b"SERVER_PROTOCOL"),
             Bytes::from_static(protocol(version)),
         );
-        env.insert(
+        env.push_unchecked(
             Bytes::from_static(b"SERVER_PORT"),
-            Bytes::from(server_port.to_string()),
+            arena.number(server_port.into()),
         );
-        env.insert(
+        env.push_unchecked(
             Bytes::from_static(b"REQUEST_METHOD"),
-            Bytes::copy_from_slice(method.as_str().as_bytes()),
+            method_bytes(method, &mut arena),
         );
 
         // SCRIPT_NAME / PATH_INFO from the decoded path.
         let raw_path = uri.path().as_bytes();
         let decoded: Bytes = if percent::has_escape(raw_path) {
-            percent::decode(raw_path).into()
+            arena.copy(&percent::decode(raw_path))
         } else {
-            Bytes::copy_from_slice(raw_path)
+            arena.copy(raw_path)
         };
         let script = &self.script_name;
-        let path_info = match decoded.strip_prefix(script.as_ref()) {
-            Some(rest) if rest.is_empty() || rest.starts_with(b"/") => {
-                decoded.slice(script.len()..)
+        let path_info = if script.is_empty() {
+            decoded
+        } else {
+            match decoded.strip_prefix(script.as_ref()) {
+                Some(rest) if rest.is_empty() || rest.starts_with(b"/") => {
+                    decoded.slice(script.len()..)
+                }
+                _ => decoded,
             }
-            _ => decoded,
         };
         if let Some(root) = self
             .document_root
             .as_ref()
             .filter(|_| !path_info.is_empty())
         {
-            let mut translated = BytesMut::with_capacity(root.len() + path_info.len());
-            translated.put_slice(root.strip_suffix(b"/").unwrap_or(root));
-            translated.put_slice(&path_info);
-            env.insert(Bytes::from_static(b"PATH_TRANSLATED"), translated.freeze());
+            let root = root.strip_suffix(b"/").unwrap_or(root);
+            let translated = arena.concat(&[root, &path_info]);
+            env.push_unchecked(Bytes::from_static(b"PATH_TRANSLATED"), translated);
         }
-        env.insert(Bytes::from_static(b"PATH_INFO"), path_info);
-        env.insert(Bytes::from_static(b"SCRIPT_NAME"), script.clone());
-        env.insert(
+        env.push_unchecked(Bytes::from_static(b"PATH_INFO"), path_info);
+        env.push_unchecked(Bytes::from_static(b"SCRIPT_NAME"), script.clone());
+        env.push_unchecked(
             Bytes::from_static(b"QUERY_STRING"),
-            Bytes::copy_from_slice(uri.query().unwrap_or("").as_bytes()),
+            arena.copy(uri.query().unwrap_or("").as_bytes()),
         );
 
         if let Some(remote) = remote {
-            let ip: Bytes = remote.ip().to_canonical().to_string().into();
-            env.insert(Bytes::from_static(b"REMOTE_HOST"), ip.clone());
-            env.insert(Bytes::from_static(b"REMOTE_ADDR"), ip);
-            env.insert(
+            let ip = arena.display(remote.ip().to_canonical());
+            env.push_unchecked(Bytes::from_static(b"REMOTE_HOST"), ip.clone());
+            env.push_unchecked(Bytes::from_static(b"REMOTE_ADDR"), ip);
+            env.push_unchecked(
                 Bytes::from_static(b"REMOTE_PORT"),
-                Bytes::from(remote.port().to_string()),
+                arena.number(remote.port().into()),
             );
         }
-        if let Some(auth_type) = extensions.get::<AuthType>() {
-            env.insert(
+        if let Some(auth_type) = auth_type {
+            env.push_unchecked(
                 Bytes::from_static(b"AUTH_TYPE"),
                 auth_type.clone().into_bytes(),
             );
         }
-        if let Some(user) = extensions.get::<RemoteUser>() {
-            env.insert(
+        if let Some(user) = remote_user {
+            env.push_unchecked(
                 Bytes::from_static(b"REMOTE_USER"),
                 user.clone().into_bytes(),
             );
         }
-        if let Some(content_type) = headers.get(CONTENT_TYPE) {
-            env.insert(
+        if let Some(content_type) = content_type {
+            env.push_unchecked(
                 Bytes::from_static(b"CONTENT_TYPE"),
-                Bytes::copy_from_slice(content_type.as_bytes()),
+                arena.copy(content_type.as_bytes()),
             );
         }
-        let content_length = self.content_length.or_else(|| {
-            headers
-                .get(CONTENT_LENGTH)
-                .and_then(|v| parse_content_length(v.as_bytes()))
-        });
         if let Some(length) = content_length {
-            env.insert(
-                Bytes::from_static(b"CONTENT_LENGTH"),
-                Bytes::from(length.to_string()),
-            );
+            env.push_unchecked(Bytes::from_static(b"CONTENT_LENGTH"), arena.number(length));
         }
         let target = uri
             .path_and_query()
             .map_or("/", |pq| pq.as_str())
             .as_bytes();
-        env.insert(
-            Bytes::from_static(b"REQUEST_URI"),
-            Bytes::copy_from_slice(target),
-        );
+        env.push_unchecked(Bytes::from_static(b"REQUEST_URI"), arena.copy(target));
         if let Some(filename) = &self.script_filename {
-            env.insert(Bytes::from_static(b"SCRIPT_FILENAME"), filename.clone());
+            env.push_unchecked(Bytes::from_static(b"SCRIPT_FILENAME"), filename.clone());
         }
         if let Some(root) = &self.document_root {
-            env.insert(Bytes::from_static(b"DOCUMENT_ROOT"), root.clone());
+            env.push_unchecked(Bytes::from_static(b"DOCUMENT_ROOT"), root.clone());
         }
         if https {
-            env.insert(Bytes::from_static(b"HTTPS"), Bytes::from_static(b"on"));
+            env.push_unchecked(Bytes::from_static(b"HTTPS"), Bytes::from_static(b"on"));
         }
 
         if !headers.contains_key(HOST) {
             if let Some(authority) = uri.authority() {
-                env.insert(
+                env.push_unchecked(
                     Bytes::from_static(b"HTTP_HOST"),
-                    Bytes::copy_from_slice(authority.as_str().as_bytes()),
+                    arena.copy(authority.as_str().as_bytes()),
                 );
             }
         }
-        for name in headers.keys() {
-            if !self.passes(name) {
+        // `HeaderMap::iter` yields each name's values one after the other: one pass, no
+        // lookups.
+        let mut current: Option<&HeaderName> = None;
+        for (name, value) in headers {
+            if current == Some(name) {
+                let separator: &[u8] = if name == COOKIE { b"; " } else { b", " };
+                arena.put(separator);
+                arena.put(value.as_bytes());
                 continue;
             }
-            let separator: &[u8] = if name == COOKIE { b"; " } else { b", " };
-            let mut values = headers.get_all(name).iter();
-            let Some(first) = values.next() else { continue };
-            let value = match values.next() {
-                None => Bytes::copy_from_slice(first.as_bytes()),
-                Some(second) => {
-                    let mut joined = BytesMut::from(first.as_bytes());
-                    for value in std::iter::once(second).chain(values) {
-                        joined.put_slice(separator);
-                        joined.put_slice(value.as_bytes());
-                    }
-                    joined.freeze()
-                }
-            };
-            env.insert(http_var_name(name.as_str()), value);
+            if let Some(previous) = current.take() {
+                let value = arena.take();
+                env.push_unchecked(http_var_name(previous, &mut arena), value);
+            }
+            if self.passes(name) {
+                current = Some(name);
+                arena.put(value.as_bytes());
+            }
+        }
+        if let Some(previous) = current {
+            let value = arena.take();
+            env.push_unchecked(http_var_name(previous, &mut arena), value);
         }
         env
     }
@@ -382,17 +420,170 @@ impl EnvironBuilder {
 }
 
 /// `user-agent` → `HTTP_USER_AGENT` (RFC 3875 §4.1.18).
-fn http_var_name(name: &str) -> Bytes {
-    let mut var = BytesMut::with_capacity(5 + name.len());
-    var.put_slice(b"HTTP_");
-    var.extend(name.bytes().map(|b| {
+fn http_var_name(name: &HeaderName, arena: &mut Arena) -> Bytes {
+    // The names most requests carry are static: no copy, no refcount. (Comparing with the
+    // standard names is an integer comparison.)
+    for (known, var) in KNOWN_VARS {
+        if name == known {
+            return Bytes::from_static(var);
+        }
+    }
+    let name = name.as_str();
+    arena.put(b"HTTP_");
+    arena.buf.extend(name.bytes().map(|b| {
         if b == b'-' {
             b'_'
         } else {
             b.to_ascii_uppercase()
         }
     }));
-    var.freeze()
+    arena.take()
+}
+
+/// Headers whose `HTTP_*` names are static.
+const KNOWN_VARS: [(HeaderName, &[u8]); 15] = [
+    (HOST, b"HTTP_HOST"),
+    (USER_AGENT, b"HTTP_USER_AGENT"),
+    (ACCEPT, b"HTTP_ACCEPT"),
+    (ACCEPT_ENCODING, b"HTTP_ACCEPT_ENCODING"),
+    (ACCEPT_LANGUAGE, b"HTTP_ACCEPT_LANGUAGE"),
+    (CONNECTION, b"HTTP_CONNECTION"),
+    (COOKIE, b"HTTP_COOKIE"),
+    (REFERER, b"HTTP_REFERER"),
+    (CACHE_CONTROL, b"HTTP_CACHE_CONTROL"),
+    (ORIGIN, b"HTTP_ORIGIN"),
+    (IF_NONE_MATCH, b"HTTP_IF_NONE_MATCH"),
+    (IF_MODIFIED_SINCE, b"HTTP_IF_MODIFIED_SINCE"),
+    (UPGRADE_INSECURE_REQUESTS, b"HTTP_UPGRADE_INSECURE_REQUESTS"),
+    (DNT, b"HTTP_DNT"),
+    (TE, b"HTTP_TE"),
+];
+
+/// `REQUEST_METHOD`: static for the standard methods, else a copy.
+fn method_bytes(method: &Method, arena: &mut Arena) -> Bytes {
+    let name: &'static [u8] = if *method == Method::GET {
+        b"GET"
+    } else if *method == Method::POST {
+        b"POST"
+    } else if *method == Method::HEAD {
+        b"HEAD"
+    } else {
+        return arena.copy(method.as_str().as_bytes());
+    };
+    Bytes::from_static(name)
+}
+
+/// An upper bound of the bytes [`EnvironBuilder::build_from`] copies into its arena for
+/// a request with these headers: each header's name and value once, the `Host` value twice
+/// more (parsed, and `SERVER_NAME`), the URI's parts, and numbers and addresses in the
+/// slack. Were it short, the arena would grow: one more allocation, never an error.
+fn arena_estimate(uri: &Uri, headers: &HeaderMap) -> usize {
+    const SLACK: usize = 128;
+    let uri_part = uri.path().len()
+        + uri.query().map_or(0, str::len)
+        + uri.path_and_query().map_or(1, |pq| pq.as_str().len())
+        + uri.authority().map_or(0, |a| 2 * a.as_str().len());
+    let header_part: usize = headers
+        .iter()
+        .map(|(name, value)| 5 + name.as_str().len() + 2 + value.len())
+        .sum();
+    let host_part = headers.get(HOST).map_or(0, |h| 2 * h.len());
+    SLACK + uri_part + (header_part + host_part).min(64 * 1024)
+}
+
+/// One buffer the values of an environ are written into: each value is split off as
+/// [`Bytes`] sharing the buffer (a refcount, no allocation, while the capacity lasts).
+struct Arena {
+    buf: BytesMut,
+}
+
+impl Arena {
+    fn with_capacity(capacity: usize) -> Self {
+        Arena {
+            buf: BytesMut::with_capacity(capacity),
+        }
+    }
+
+    /// Appends `bytes` to the value being written.
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf.put_slice(bytes);
+    }
+
+    /// The value written since the last `take`.
+    fn take(&mut self) -> Bytes {
+        self.buf.split().freeze()
+    }
+
+    fn copy(&mut self, bytes: &[u8]) -> Bytes {
+        match bytes {
+            b"" => return Bytes::new(),
+            b"/" => return Bytes::from_static(b"/"),
+            _ => {}
+        }
+        self.put(bytes);
+        self.take()
+    }
+
+    fn concat(&mut self, parts: &[&[u8]]) -> Bytes {
+        for part in parts {
+            self.put(part);
+        }
+        self.take()
+    }
+
+    /// A number in decimal, without going through a `String`.
+    fn number(&mut self, mut n: u64) -> Bytes {
+        match n {
+            0 => return Bytes::from_static(b"0"),
+            80 => return Bytes::from_static(b"80"),
+            443 => return Bytes::from_static(b"443"),
+            _ => {}
+        }
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.copy(&digits[at..])
+    }
+
+    /// A value's `Display` form, without going through a `String`.
+    fn display(&mut self, value: impl std::fmt::Display) -> Bytes {
+        use std::fmt::Write as _;
+        let _ = write!(self.buf, "{value}");
+        self.take()
+    }
+}
+
+/// `Host` in its common form, `name` or `name:port` with a name of ASCII letters, digits,
+/// `.` and `-` and a port of up to five digits: the name and the port (`None` above
+/// 65535), as an [`Authority`] would give them, without building one. `None` for any other
+/// form, which is then parsed as an `Authority`.
+fn simple_host(value: &[u8]) -> Option<(&[u8], Option<u16>)> {
+    let (name, digits) = match value.iter().position(|&b| b == b':') {
+        Some(colon) => (value.get(..colon)?, Some(value.get(colon + 1..)?)),
+        None => (value, None),
+    };
+    let name_ok = !name.is_empty()
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    if !name_ok {
+        return None;
+    }
+    let port = match digits {
+        None => None,
+        Some(d) if (1..=5).contains(&d.len()) && d.iter().all(u8::is_ascii_digit) => {
+            std::str::from_utf8(d).ok()?.parse::<u16>().ok()
+        }
+        Some(_) => return None,
+    };
+    Some((name, port))
 }
 
 /// `SERVER_PROTOCOL` for a version (RFC 3875 §4.1.16).
@@ -421,6 +612,45 @@ mod tests {
 
     fn get<'a>(environ: &'a Environ, key: &str) -> Option<&'a str> {
         environ.get(key).map(|v| std::str::from_utf8(v).unwrap())
+    }
+
+    #[test]
+    fn simple_host_reads_what_an_authority_would() {
+        let inputs = [
+            "example.com",
+            "example.com:8080",
+            "127.0.0.1:18432",
+            "EXAMPLE.com:80",
+            "a-b.c:0",
+            "host:65535",
+            "host:65536",
+            "host:99999",
+            "host:",
+            "host:123456",
+            ":80",
+            "",
+            "[::1]:8080",
+            "user@host:80",
+            "host:80:90",
+            "ho_st:80",
+        ];
+        for input in inputs {
+            let authority = Authority::try_from(input).ok();
+            match simple_host(input.as_bytes()) {
+                Some((name, port)) => {
+                    let authority = authority.expect("simple form is a valid authority");
+                    assert_eq!(name, authority.host().as_bytes(), "{input}");
+                    assert_eq!(port, authority.port_u16(), "{input}");
+                }
+                None => assert!(
+                    !input
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+                        || input.is_empty(),
+                    "{input} falls back"
+                ),
+            }
+        }
     }
 
     #[test]

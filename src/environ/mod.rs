@@ -185,6 +185,22 @@ impl Environ {
         }
     }
 
+    /// The meta-variables as shared bytes, in order.
+    pub(crate) fn vars(&self) -> &[(Bytes, Bytes)] {
+        &self.vars
+    }
+
+    /// Appends `key`, which the caller knows is not set, without looking for it (the
+    /// request → environ conversion, whose keys are distinct by construction).
+    pub(crate) fn push_unchecked(&mut self, key: Bytes, value: Bytes) {
+        debug_assert!(
+            !self.contains_key(&key),
+            "{:?} is set already",
+            String::from_utf8_lossy(&key)
+        );
+        self.vars.push((key, value));
+    }
+
     /// Sets `key` to `value` unless it is set already (`dict.setdefault`); returns the value
     /// in force.
     pub fn set_default(&mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> &[u8] {

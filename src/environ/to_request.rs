@@ -257,11 +257,12 @@ impl Environ {
         let version = version(self.get("SERVER_PROTOCOL"));
 
         let mut headers = HeaderMap::with_capacity(self.len());
-        for (key, value) in self.iter() {
+        for (key, value) in &self.vars {
             let Some(name) = header_name(key) else {
                 continue;
             };
-            match HeaderValue::from_bytes(value) {
+            // Shares the value's bytes (a refcount, or nothing for static bytes): no copy.
+            match HeaderValue::from_maybe_shared(value.clone()) {
                 Ok(value) => {
                     headers.append(name, value);
                 }

@@ -203,23 +203,21 @@ impl StartResponse {
         N: AsRef<[u8]>,
         V: AsRef<[u8]>,
     {
-        {
-            let mut state = self.shared.lock();
-            match error {
-                Some(error) if state.head_sent => return Err(error),
-                Some(_) => {}
-                None if state.called => {
-                    let message =
-                        "start_response: called twice without an error (headers already set)";
-                    state.poison = Some(message.into());
-                    return Err(ContractError::new(message).into());
-                }
-                None => {}
-            }
-            state.called = true;
-        }
+        // Parsed before taking the lock (it runs the caller's iterator), so that the state
+        // is locked once; a call refused below discards the result.
         let result = self.parse(status, headers);
         let mut state = self.shared.lock();
+        match error {
+            Some(error) if state.head_sent => return Err(error),
+            Some(_) => {}
+            None if state.called => {
+                let message = "start_response: called twice without an error (headers already set)";
+                state.poison = Some(message.into());
+                return Err(ContractError::new(message).into());
+            }
+            None => {}
+        }
+        state.called = true;
         match result {
             Ok(head) => {
                 state.head = Some(head);

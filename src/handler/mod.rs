@@ -409,9 +409,10 @@ impl<E: ErrorResponse> Handler<E> {
     /// `SERVER_SOFTWARE` defaulting to [`server_software`](Self::server_software) in
     /// origin-server mode.
     pub fn setup_environ(&self, mut environ: Environ) -> Environ {
-        for (key, value) in self.base_environ.iter() {
+        for (key, value) in self.base_environ.vars() {
             if !environ.contains_key(key) {
-                environ.insert(Bytes::copy_from_slice(key), Bytes::copy_from_slice(value));
+                // Shared with the base environ: a refcount, no copy.
+                environ.push_unchecked(key.clone(), value.clone());
             }
         }
         environ.set_run_once(self.run_once);
