@@ -144,18 +144,47 @@
 //! </Directory>
 //! ```
 //!
-//! nginx with fcgiwrap:
+//! nginx with fcgiwrap, which runs CGI programs for nginx over FastCGI. Start it with
+//! (Debian's `fcgiwrap` package also provides it as a socket unit at this path):
 //!
 //! ```text
-//! location /cgi-bin/ {
-//!     gzip off;
-//!     fastcgi_pass unix:/run/fcgiwrap.socket;
-//!     include fastcgi_params;
-//!     fastcgi_split_path_info ^(/cgi-bin/[^/]+)(.*)$;
-//!     fastcgi_param SCRIPT_FILENAME /srv$fastcgi_script_name;
-//!     fastcgi_param PATH_INFO $fastcgi_path_info;
+//! fcgiwrap -s unix:/run/fcgiwrap.socket
+//! ```
+//!
+//! The programs' standard error, where towergate's log lines go, is fcgiwrap's own (its
+//! `-f`, which sends it to nginx's error log instead, turned a panicking program's 500 into
+//! fcgiwrap's own 502 in our tests); `-c N` runs `N` requests at a time (one by default).
+//! Then a complete `server` block (in `http`, for example in `/etc/nginx/sites-enabled/`)
+//! serving `/cgi-bin/NAME` as above, with the rest of the path as `PATH_INFO`. This is, byte
+//! for byte, what the integration tests run nginx with (they put temporary paths in place of
+//! `/srv` and the socket, and a free port in place of 8080):
+//!
+//! ```text
+//! server {
+//!     listen 127.0.0.1:8080;
+//!     server_name example.com;
+//!     location /cgi-bin/ {
+//!         # /cgi-bin/NAME/rest runs /srv/cgi-bin/NAME with PATH_INFO=/rest:
+//!         fastcgi_split_path_info ^(/cgi-bin/[^/]+)(.*)$;
+//!         include /etc/nginx/fastcgi_params;
+//!         fastcgi_param SCRIPT_FILENAME /srv$fastcgi_script_name;
+//!         fastcgi_param PATH_INFO $fastcgi_path_info;
+//!         # Send a streamed response as the program writes it:
+//!         fastcgi_buffering off;
+//!         gzip off;
+//!         fastcgi_pass unix:/run/fcgiwrap.socket;
+//!     }
 //! }
 //! ```
+//!
+//! `fastcgi_params` sets `SCRIPT_NAME` to the program's part of the path. nginx reads the
+//! whole request body before it passes the request on (its default
+//! `fastcgi_request_buffering on`), so a chunked upload arrives with an exact
+//! `CONTENT_LENGTH`; `client_max_body_size` (1 MiB by default) bounds it. fcgiwrap writes
+//! the whole body to the program before it reads any of the program's output, so a service
+//! that answers while it is still reading (an echo that streams the body back) must not
+//! write more than a pipe holds (64 KiB on Linux) before it has read its body, or both wait
+//! until nginx's `fastcgi_read_timeout`.
 
 mod body;
 mod error;

@@ -1,0 +1,182 @@
+//! The examples run by a real web server: nginx passing requests to fcgiwrap (the
+//! configuration and command the `towergate::cgi` docs show), over real HTTP/1.1
+//! connections.
+
+#[path = "support/nginx.rs"]
+mod nginx_support;
+mod support;
+
+use nginx_support::{Nginx, WireResponse};
+use support::example_bin;
+
+fn server() -> Nginx {
+    Nginx::start(&[("cgi_axum", &example_bin("cgi_axum"))])
+}
+
+#[track_caller]
+fn assert_ok(response: &WireResponse, server: &Nginx) {
+    assert_eq!(
+        response.status(),
+        200,
+        "{response:?}\nerror log:\n{}",
+        server.error_log()
+    );
+}
+
+#[test]
+fn get_with_path_info_and_query_sees_the_meta_variables() {
+    let server = server();
+    let response = server.get("/cgi-bin/cgi_axum/info?x=1");
+    assert_ok(&response, &server);
+    assert_eq!(
+        response.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(
+        response.text(),
+        format!(
+            "method=GET\npath=/info\nquery=x=1\nSCRIPT_NAME=/cgi-bin/cgi_axum\nPATH_INFO=/info\n\
+             QUERY_STRING=x=1\nREMOTE_ADDR=127.0.0.1\nSERVER_NAME=example.com\nSERVER_PORT={}\n\
+             SERVER_PROTOCOL=HTTP/1.1\nHTTPS=\n",
+            server.port()
+        )
+    );
+}
+
+#[test]
+fn the_program_root_is_the_apps_root() {
+    let server = server();
+    for target in ["/cgi-bin/cgi_axum", "/cgi-bin/cgi_axum/"] {
+        let response = server.get(target);
+        assert_ok(&response, &server);
+        assert_eq!(response.text(), "hello from axum over CGI", "{target}");
+    }
+}
+
+#[test]
+fn head_gets_the_head_and_no_body() {
+    let server = server();
+    let response = server.send(
+        format!(
+            "HEAD /cgi-bin/cgi_axum/ HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+            server.port()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(response.status(), 200, "{response:?}");
+    assert!(response.body.is_empty(), "{response:?}");
+}
+
+#[test]
+fn post_is_echoed_byte_for_byte() {
+    let server = server();
+    // Larger than nginx's in-memory body buffer, so nginx spools it to a temporary file
+    // first; smaller than a pipe's buffer, as fcgiwrap writes all of it to the program
+    // before it reads the echo (see the docs).
+    let body: Vec<u8> = (0..60_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    let mut request = format!(
+        "POST /cgi-bin/cgi_axum/echo HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        server.port(),
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    let response = server.send(&request);
+    assert_ok(&response, &server);
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/octet-stream")
+    );
+    assert_eq!(response.body.len(), body.len());
+    assert!(response.body == body, "body differs");
+}
+
+#[test]
+fn a_chunked_post_reaches_the_program_with_its_length() {
+    let server = server();
+    let request = format!(
+        "POST /cgi-bin/cgi_axum/echo HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\
+         Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n\
+         5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        server.port()
+    );
+    let response = server.send(request.as_bytes());
+    assert_ok(&response, &server);
+    assert_eq!(response.text(), "hello world");
+}
+
+#[test]
+fn two_set_cookie_headers_reach_the_client() {
+    let server = server();
+    let response = server.get("/cgi-bin/cgi_axum/cookies");
+    assert_ok(&response, &server);
+    assert_eq!(response.header_all("set-cookie"), ["a=1", "b=2"]);
+    assert!(response.body.is_empty());
+}
+
+#[test]
+fn a_custom_status_reaches_the_client() {
+    let server = server();
+    let response = server.get("/cgi-bin/cgi_axum/status/418");
+    assert_eq!(response.status(), 418, "{response:?}");
+    assert!(response.body.is_empty());
+}
+
+#[test]
+fn request_headers_reach_the_service() {
+    let server = server();
+    let response = server.send(
+        format!(
+            "GET /cgi-bin/cgi_axum/headers HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\
+             X-Test: one\r\nUser-Agent: towergate-test\r\n\r\n",
+            server.port()
+        )
+        .as_bytes(),
+    );
+    assert_ok(&response, &server);
+    let text = response.text();
+    assert!(text.contains("\nx-test: one\n"), "{text}");
+    assert!(text.contains("\nuser-agent: towergate-test\n"), "{text}");
+}
+
+#[test]
+fn a_long_streamed_response_is_sent_chunked() {
+    let server = server();
+    // The program sends no length; with `fastcgi_buffering off` nginx passes the body on
+    // as it comes, in chunks.
+    let response = server.get("/cgi-bin/cgi_axum/stream?n=20&bytes=100000");
+    assert_ok(&response, &server);
+    assert_eq!(response.header("content-type"), Some("text/plain"));
+    assert_eq!(response.header("transfer-encoding"), Some("chunked"));
+    assert!(response.header("content-length").is_none());
+    assert!(
+        response.chunks.is_some_and(|n| n > 1),
+        "{:?}",
+        response.chunks
+    );
+    assert_eq!(response.body, vec![b'x'; 2_000_000]);
+}
+
+#[test]
+fn a_panic_is_a_500_with_a_line_in_the_error_log() {
+    let server = server();
+    let response = server.get("/cgi-bin/cgi_axum/panic");
+    assert_eq!(response.status(), 500, "{response:?}");
+    assert_eq!(response.header("content-type"), Some("text/plain"));
+    assert_eq!(
+        response.text(),
+        "A server error occurred.  Please contact the administrator."
+    );
+    // The program's standard error is fcgiwrap's; the line may land a moment after the
+    // response.
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = server.error_log();
+        if log.contains("towergate: service panicked: panic: the /panic route panics on purpose") {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("no log line in fcgiwrap's standard error:\n{log}");
+}
