@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need (lighttpd, cargo-nextest), builds the
+# The test command: installs what the tests need (lighttpd, apache2, cargo-nextest), builds the
 # example and CLI binaries the integration tests execute, and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v lighttpd >/dev/null 2>&1 || need_apt+=(lighttpd)
+[ -x /usr/sbin/apache2 ] || need_apt+=(apache2)
 command -v perl >/dev/null 2>&1 || need_apt+=(perl)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 if [ ${#need_apt[@]} -gt 0 ]; then
