@@ -39,6 +39,7 @@ fi
 WORK=$(mktemp -d /tmp/towergate-compare.XXXXXX)
 PIDS=()
 cleanup() {
+  if [ -n "${fpid:-}" ]; then kill -- "-$fpid" 2>/dev/null || true; fi
   for pid in "${PIDS[@]:-}"; do
     [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
   done
@@ -136,7 +137,9 @@ stop "$pid"
 
 port=$(free_port)
 sock="$WORK/fcgiwrap.sock"
-start fcgiwrap -c 8 -s "unix:$sock"; fpid=$LAST
+# fcgiwrap -c N forks workers that outlive a killed parent: run it as its own process
+# group (setsid) and stop the whole group.
+start setsid fcgiwrap -c 8 -s "unix:$sock"; fpid=$LAST
 for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.05; done
 cat >"$WORK/nginx.conf" <<CONF
 daemon off;
@@ -165,7 +168,7 @@ http {
 CONF
 start nginx -c "$WORK/nginx.conf"; npid=$LAST; wait_port "$port"
 read -r n_rps n_p50 n_p99 <<<"$(wrk_run "http://127.0.0.1:$port/cgi-bin/hello" 8)"
-stop "$npid"; stop "$fpid"
+stop "$npid"; kill -- "-$fpid" 2>/dev/null || true; stop "$fpid"
 
 port=$(free_port)
 start env RUST_LOG=warn "$REL/towergate" serve "$DOC" --addr "127.0.0.1:$port"; tpid=$LAST; wait_port "$port"

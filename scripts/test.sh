@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need (lighttpd, nginx, fcgiwrap, cargo-nextest),
-# builds the example and CLI binaries the integration tests execute, and runs every test.
+# The test command: installs what the tests need (lighttpd, nginx + fcgiwrap, apache2, Perl,
+# Python, cargo-nextest), builds the example and CLI binaries the integration tests execute,
+# and runs every test, doctests included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +9,7 @@ need_apt=()
 command -v lighttpd >/dev/null 2>&1 || need_apt+=(lighttpd)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
 command -v fcgiwrap >/dev/null 2>&1 || [ -x /usr/sbin/fcgiwrap ] || need_apt+=(fcgiwrap)
+[ -x /usr/sbin/apache2 ] || need_apt+=(apache2)
 command -v perl >/dev/null 2>&1 || need_apt+=(perl)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -133,12 +133,29 @@
 //! `server.stream-request-body = 0`), so a chunked upload arrives with an exact
 //! `CONTENT_LENGTH`.
 //!
-//! Apache (`mod_cgid`):
+//! Apache 2.4 (`mod_cgid`), a complete configuration with Debian's module paths.
+//! `apache2 -DFOREGROUND -f httpd.conf` serves `/srv/cgi-bin/NAME` at `/cgi-bin/NAME`, with
+//! the rest of the path as `PATH_INFO`; the programs run as `User` and their standard error
+//! goes to the `ErrorLog`. This is, byte for byte, the configuration the integration tests
+//! run Apache with (they put temporary directories in place of `/srv`, `/var/log/apache2`
+//! and `/run/apache2`, and a free port in place of 8080):
 //!
 //! ```text
+//! Listen 127.0.0.1:8080
+//! ServerName localhost
+//! User www-data
+//! Group www-data
+//! LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
+//! LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
+//! LoadModule alias_module /usr/lib/apache2/modules/mod_alias.so
+//! LoadModule cgid_module /usr/lib/apache2/modules/mod_cgid.so
+//! ErrorLog "/var/log/apache2/error.log"
+//! PidFile "/run/apache2/httpd.pid"
+//! ScriptSock "/run/apache2/cgid.sock"
 //! ScriptAlias "/cgi-bin/" "/srv/cgi-bin/"
 //! <Directory "/srv/cgi-bin">
 //!     Options +ExecCGI
+//!     Require all granted
 //!     # Pass the Authorization header only if the app authenticates itself:
 //!     # CGIPassAuth On
 //! </Directory>
