@@ -61,11 +61,21 @@ pub mod ext;
 pub mod gateway;
 #[cfg(feature = "gateway")]
 pub mod handler;
+// The crate-private helpers of `headers` and `panic` serve several features; a build with
+// only some of them leaves the others' helpers unused.
+#[cfg_attr(
+    not(all(feature = "cgi", feature = "gateway", feature = "host")),
+    allow(dead_code, unused_imports)
+)]
 pub mod headers;
 #[cfg(feature = "host")]
 pub mod host;
 #[cfg(feature = "gateway")]
 pub mod lint;
+#[cfg_attr(
+    not(all(feature = "cgi", feature = "gateway", feature = "host")),
+    allow(dead_code, unused_imports)
+)]
 mod panic;
 mod percent;
 #[cfg(feature = "gateway")]

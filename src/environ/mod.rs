@@ -185,6 +185,7 @@ impl Environ {
         }
     }
 
+    #[cfg(feature = "gateway")]
     /// The meta-variables as shared bytes, in order.
     pub(crate) fn vars(&self) -> &[(Bytes, Bytes)] {
         &self.vars
