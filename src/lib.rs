@@ -52,6 +52,7 @@
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+mod body;
 #[cfg(feature = "cgi")]
 pub mod cgi;
 pub mod environ;

@@ -8,10 +8,11 @@ use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http_body::Body;
 
 use crate::BoxError;
+use crate::body::IntoBytes;
 
 /// How much a reader-backed input reads at a time.
 const READ_SIZE: usize = 64 * 1024;
@@ -67,7 +68,7 @@ impl Input {
         B: Body + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        Input::from_source(Source::Body(Box::pin(IntoBytes { body })))
+        Input::from_source(Source::Body(Box::pin(IntoBytes::new(body))))
     }
 
     /// Exactly `length` bytes of `reader` (what a CGI handler gives its app: standard input
@@ -292,45 +293,6 @@ impl Body for Input {
 
     fn is_end_stream(&self) -> bool {
         self.is_drained()
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A body with its data as `Bytes` and its error boxed.
-    struct IntoBytes<B> {
-        #[pin]
-        body: B,
-    }
-}
-
-impl<B> Body for IntoBytes<B>
-where
-    B: Body,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        match self.project().body.poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(
-                frame.map_data(|mut d| d.copy_to_bytes(d.remaining()))
-            ))),
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
     }
 }
 

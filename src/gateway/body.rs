@@ -12,6 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 
 use super::start_response::Msg;
 use crate::BoxError;
+use crate::body::IntoBytes;
 
 /// The body of a gateway app: a sequence of chunks (PEP 3333: "an iterable yielding zero or
 /// more bytestrings").
@@ -85,7 +86,7 @@ impl AppBody {
         B::Error: Into<BoxError>,
     {
         AppBody {
-            kind: Kind::Boxed(Box::pin(ErrInto { body })),
+            kind: Kind::Boxed(Box::pin(IntoBytes::new(body))),
         }
     }
 
@@ -178,37 +179,6 @@ impl Body for AppBody {
             Kind::File(f) => f.size_hint(),
             Kind::Boxed(b) => b.size_hint(),
         }
-    }
-}
-
-pin_project_lite::pin_project! {
-    struct ErrInto<B> {
-        #[pin]
-        body: B,
-    }
-}
-
-impl<B> Body for ErrInto<B>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.project().body.poll_frame(cx).map_err(Into::into)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }
 

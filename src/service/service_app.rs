@@ -5,11 +5,12 @@ use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use tower_service::Service;
 
+use crate::body::IntoBytes;
 use crate::environ::Input;
 use crate::gateway::{App, StartResponse};
 use crate::headers::is_hop_by_hop;
@@ -108,7 +109,9 @@ where
                     .filter(|(name, _)| !is_hop_by_hop(name.as_str()))
                     .map(|(name, value)| (name.as_str(), value.as_bytes())),
             )?;
-            Ok(ServiceAppBody { inner: body })
+            Ok(ServiceAppBody {
+                inner: IntoBytes::new(body),
+            })
         })
     }
 }
@@ -117,7 +120,7 @@ pin_project_lite::pin_project! {
     /// The body of a [`ServiceApp`]: the service's body, as `Bytes` chunks.
     pub struct ServiceAppBody<B> {
         #[pin]
-        inner: B,
+        inner: IntoBytes<B>,
     }
 }
 
@@ -139,14 +142,7 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.project().inner.poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(
-                frame.map_data(|mut d| d.copy_to_bytes(d.remaining()))
-            ))),
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
+        self.project().inner.poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
