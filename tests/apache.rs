@@ -5,7 +5,7 @@
 mod apache_support;
 mod support;
 
-use apache_support::{Apache, Response};
+use apache_support::{Apache, WireResponse};
 use support::example_bin;
 
 fn server() -> Apache {
@@ -13,7 +13,7 @@ fn server() -> Apache {
 }
 
 #[track_caller]
-fn assert_ok(response: &Response, server: &Apache) {
+fn assert_ok(response: &WireResponse, server: &Apache) {
     assert_eq!(
         response.status(),
         200,

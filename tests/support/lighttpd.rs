@@ -1,22 +1,23 @@
-//! A real lighttpd running compiled CGI programs, for the integration tests, and a tiny
-//! HTTP/1.1 client that shows the response as it came off the wire.
+//! A real lighttpd running compiled CGI programs, for the integration tests; requests go
+//! through the shared [`wire`] client.
 //!
 //! lighttpd runs the configuration the `towergate::cgi` docs show, binds `127.0.0.1` on a
 //! free port, keeps everything (config, docroot, cgi-bin, logs, uploads) in a temporary
 //! directory, and is stopped by pid (SIGTERM, then SIGKILL) and reaped when the
 //! [`Lighttpd`] is dropped, which also removes the directory.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use super::wire;
+pub use super::wire::WireResponse;
+
 /// How long lighttpd may take to start accepting connections.
 const START_LIMIT: Duration = Duration::from_secs(20);
-/// How long one request may take.
-const REQUEST_LIMIT: Duration = Duration::from_secs(30);
 
 /// The lighttpd configuration shown in the `towergate::cgi` docs (the `text` block after
 /// "lighttpd (`mod_cgi`)"), so that the tests run exactly what the docs tell users to.
@@ -107,32 +108,12 @@ impl Lighttpd {
     /// Sends `request` (a complete HTTP/1.1 request; it should say `Connection: close`) and
     /// reads the response until lighttpd closes the connection.
     pub fn send(&self, request: &[u8]) -> WireResponse {
-        let mut stream =
-            TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).expect("connect to lighttpd");
-        stream.set_read_timeout(Some(REQUEST_LIMIT)).unwrap();
-        stream.set_write_timeout(Some(REQUEST_LIMIT)).unwrap();
-        stream.write_all(request).expect("send the request");
-        let mut raw = Vec::new();
-        if let Err(e) = stream.read_to_end(&mut raw) {
-            panic!(
-                "reading the response failed ({e}); got {:?}\nerror log:\n{}",
-                String::from_utf8_lossy(&raw),
-                self.error_log()
-            );
-        }
-        let head_only = request.starts_with(b"HEAD ");
-        WireResponse::parse(raw, head_only)
+        wire::send("lighttpd", self.port, request, || self.error_log())
     }
 
     /// `GET target` over HTTP/1.1.
     pub fn get(&self, target: &str) -> WireResponse {
-        self.send(
-            format!(
-                "GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
-                self.port
-            )
-            .as_bytes(),
-        )
+        self.send(wire::get_request(self.port, target, "").as_bytes())
     }
 
     fn wait_until_ready(&mut self) -> Result<(), String> {
@@ -240,114 +221,4 @@ fn temp_dir() -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create a temporary directory");
     dir
-}
-
-/// An HTTP/1.1 response as it came off the wire.
-#[derive(Debug)]
-pub struct WireResponse {
-    /// The status line, without CRLF.
-    pub status_line: String,
-    /// The header fields, in order, names lower-cased.
-    pub headers: Vec<(String, String)>,
-    /// The body with the framing removed.
-    pub body: Vec<u8>,
-    /// Whether the body came with `Transfer-Encoding: chunked`, and how many chunks.
-    pub chunks: Option<usize>,
-}
-
-impl WireResponse {
-    fn parse(raw: Vec<u8>, head_only: bool) -> WireResponse {
-        let end = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or_else(|| panic!("no end of head in {:?}", String::from_utf8_lossy(&raw)));
-        let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap_or_default().to_owned();
-        let headers: Vec<(String, String)> = lines
-            .map(|line| {
-                let (name, value) = line.split_once(':').expect("a header line");
-                (name.to_ascii_lowercase(), value.trim().to_owned())
-            })
-            .collect();
-        let rest = &raw[end + 4..];
-        let chunked = headers
-            .iter()
-            .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-        let (body, chunks) = if chunked {
-            let (body, chunks) = dechunk(rest);
-            (body, Some(chunks))
-        } else {
-            (rest.to_vec(), None)
-        };
-        let response = WireResponse {
-            status_line,
-            headers,
-            body,
-            chunks,
-        };
-        if let Some(length) = response.header("content-length").filter(|_| !head_only) {
-            assert_eq!(
-                length.parse::<usize>().ok(),
-                Some(response.body.len()),
-                "Content-Length does not match the body"
-            );
-        }
-        response
-    }
-
-    /// The status code.
-    pub fn status(&self) -> u16 {
-        self.status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line {:?}", self.status_line))
-    }
-
-    /// The first value of header `name` (lower case).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Every value of header `name` (lower case), in order.
-    pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    /// The body as text (lossy).
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// Removes chunked framing (RFC 9112 §7.1); returns the body and the number of data
-/// chunks.
-fn dechunk(mut raw: &[u8]) -> (Vec<u8>, usize) {
-    let mut body = Vec::new();
-    let mut chunks = 0;
-    loop {
-        let line_end = raw
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .expect("chunk size line");
-        let line = std::str::from_utf8(&raw[..line_end]).expect("chunk size is ASCII");
-        let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
-            .unwrap_or_else(|_| panic!("bad chunk size {line:?}"));
-        raw = &raw[line_end + 2..];
-        if size == 0 {
-            return (body, chunks);
-        }
-        body.extend_from_slice(&raw[..size]);
-        assert_eq!(&raw[size..size + 2], b"\r\n", "chunk not followed by CRLF");
-        raw = &raw[size + 2..];
-        chunks += 1;
-    }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod lighttpd;
+pub mod wire;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
