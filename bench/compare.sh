@@ -60,7 +60,7 @@ TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
 RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" cargo build -q --release --target "$TRIPLE" \
   --example cgi_hello --example cgi_axum
 STATIC="$ROOT/target/$TRIPLE/release/examples"
-cargo build -q --release --all-features --bin towergate --example bench_gateway
+cargo build -q --release --all-features --bin towergate --example bench_gateway --example cgi_hello
 REL="$ROOT/target/release"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -106,7 +106,7 @@ go_us=$(cold "$RUNS" "$WORK/hello_go")
 py_us=$(cold "$PY_RUNS" "$WORK/hello_py")
 hello_us=$(cold "$RUNS" "$STATIC/cgi_hello")
 axum_us=$(cold "$RUNS" "$STATIC/cgi_axum")
-hello_dyn_us=$(cold "$RUNS" "$REL/examples/cgi_hello" 2>/dev/null || echo 0)
+hello_dyn_us=$(cold "$RUNS" "$REL/examples/cgi_hello")
 row "cold exec, C hello (floor) | ${c_us} µs | 1.00 | —"
 row "cold exec, Go net/http/cgi hello | ${go_us} µs | $(ratio "$go_us" "$c_us") | —"
 row "cold exec, Python wsgiref CGIHandler hello | ${py_us} µs | $(ratio "$py_us" "$c_us") | —"
