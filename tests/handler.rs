@@ -555,6 +555,46 @@ async fn async_write_after_the_head_is_refused() {
     );
 }
 
+#[tokio::test]
+async fn a_write_made_while_the_first_chunk_is_produced_precedes_that_chunk() {
+    let app = app_fn(|_environ, start_response: StartResponse| async move {
+        let write = start_response.start("200 OK", TEXT)?;
+        Ok::<_, BoxError>(WritesThenYields { write, step: 0 })
+    });
+    let (out, result) = cgi(app, environ()).await;
+    assert_eq!(
+        out,
+        "Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nwrittenyielded"
+    );
+    result.unwrap();
+}
+
+/// A body that, asked for its first chunk, writes through the writer and then yields.
+struct WritesThenYields {
+    write: towergate::gateway::Writer,
+    step: u8,
+}
+
+impl http_body::Body for WritesThenYields {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.step += 1;
+        std::task::Poll::Ready(match self.step {
+            1 => Some(
+                self.write
+                    .write("written")
+                    .map(|()| Frame::data(Bytes::from("yielded"))),
+            ),
+            _ => None,
+        })
+    }
+}
+
 /// A body that yields a chunk, then writes through the writer (not allowed for async apps).
 struct Reraise2 {
     write: towergate::gateway::Writer,

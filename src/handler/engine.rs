@@ -93,9 +93,10 @@ where
                         continue;
                     }
                     // Writes made while the body produced this chunk go first.
-                    let state = this.shared.lock();
+                    let mut state = this.shared.lock();
                     if !state.queue.is_empty() {
-                        drop(state);
+                        *this.used_write = true;
+                        this.queued.extend(state.queue.drain(..));
                         this.queued.push_back(data);
                         continue;
                     }
