@@ -183,7 +183,14 @@ where
         .and_then(|v| v.parse::<u64>().ok());
     let mut content_length = None;
     let mut chunked_stream = false;
-    let input = if let Some(length) = declared {
+    // A declared length is in the environ already; a length known from the body's size hint
+    // (an HTTP/2 body whose frames add up) is passed on as CONTENT_LENGTH.
+    let known = match declared {
+        Some(length) => Some((length, false)),
+        None if body.is_end_stream() => Some((0, false)),
+        None => body.size_hint().exact().map(|length| (length, true)),
+    };
+    let input = if let Some((length, from_hint)) = known {
         if length > options.max_body {
             return fail(
                 program,
@@ -194,22 +201,9 @@ where
         if length == 0 {
             Input::None
         } else {
-            Input::Stream(body)
-        }
-    } else if body.is_end_stream() {
-        Input::None
-    } else if let Some(length) = body.size_hint().exact() {
-        if length > options.max_body {
-            return fail(
-                program,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format_args!("a body of {length} bytes is over the limit"),
-            );
-        }
-        if length == 0 {
-            Input::None
-        } else {
-            content_length = Some(length);
+            if from_hint {
+                content_length = Some(length);
+            }
             Input::Stream(body)
         }
     } else if !options.spool {
