@@ -33,12 +33,13 @@
 //!   ([`handler::CgiHandler`], [`handler::SimpleHandler`]).
 //! - [`service`]: the bridges to tower and hyper: [`service::AppService`] (app → service) and
 //!   [`service::ServiceApp`] (service → app).
-//! - [`lint`]: a layer checking an app's conformance, like `wsgiref.validate`.
+//! - [`lint`]: a wrapper checking an app's conformance, like `wsgiref.validate`.
 //! - [`host`]: the CGI host: [`host::CgiProgram`] runs an external CGI program per request
 //!   as a tower service (Go's `cgi.Handler`, with limits, timeouts and spooling), and
 //!   [`host::CgiBin`] serves a cgi-bin directory.
 //! - [`error_response`]: the hook that builds the response sent when a service fails
 //!   before its head is written.
+//! - [`headers`]: the hop-by-hop header names apps and programs must not send.
 //!
 //! # Feature flags
 //!
