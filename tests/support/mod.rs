@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod lighttpd;
+pub mod server;
 pub mod wire;
 
 use std::io::Write;
