@@ -7,6 +7,7 @@ mod support;
 
 use apache_support::{Apache, WireResponse};
 use support::example_bin;
+use support::wire::post_request;
 
 fn server() -> Apache {
     Apache::start(&[("cgi_axum", &example_bin("cgi_axum"))])
@@ -66,14 +67,12 @@ fn the_program_root_is_the_apps_root() {
 fn post_is_echoed_byte_for_byte() {
     let server = server();
     let body: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
-    let mut request = format!(
-        "POST /cgi-bin/cgi_axum/echo HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\
-         Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+    let request = post_request(
         server.port(),
-        body.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(&body);
+        "/cgi-bin/cgi_axum/echo",
+        "application/octet-stream",
+        &body,
+    );
     let response = server.send(&request);
     assert_ok(&response, &server);
     assert_eq!(

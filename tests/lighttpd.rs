@@ -5,6 +5,7 @@ mod support;
 
 use support::example_bin;
 use support::lighttpd::{Lighttpd, WireResponse};
+use support::wire::post_request;
 
 fn server() -> Lighttpd {
     Lighttpd::start(&[("cgi_axum", &example_bin("cgi_axum"))])
@@ -70,14 +71,12 @@ fn head_gets_the_head_and_no_body() {
 fn post_is_echoed_byte_for_byte() {
     let server = server();
     let body: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
-    let mut request = format!(
-        "POST /cgi-bin/cgi_axum/echo HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\
-         Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+    let request = post_request(
         server.port(),
-        body.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(&body);
+        "/cgi-bin/cgi_axum/echo",
+        "application/octet-stream",
+        &body,
+    );
     let response = server.send(&request);
     assert_ok(&response, &server);
     assert_eq!(

@@ -8,6 +8,7 @@ mod support;
 
 use nginx_support::{Nginx, WireResponse};
 use support::example_bin;
+use support::wire::post_request;
 
 fn server() -> Nginx {
     Nginx::start(&[("cgi_axum", &example_bin("cgi_axum"))])
@@ -74,14 +75,12 @@ fn post_is_echoed_byte_for_byte() {
     // first; smaller than a pipe's buffer, as fcgiwrap writes all of it to the program
     // before it reads the echo (see the docs).
     let body: Vec<u8> = (0..60_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
-    let mut request = format!(
-        "POST /cgi-bin/cgi_axum/echo HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\
-         Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+    let request = post_request(
         server.port(),
-        body.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(&body);
+        "/cgi-bin/cgi_axum/echo",
+        "application/octet-stream",
+        &body,
+    );
     let response = server.send(&request);
     assert_ok(&response, &server);
     assert_eq!(

@@ -39,6 +39,19 @@ pub fn get_request(port: u16, target: &str, extra: &str) -> String {
     format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{extra}\r\n")
 }
 
+/// A `POST target` request over HTTP/1.1 to `127.0.0.1:port` with `body` and its
+/// `Content-Type` and `Content-Length`.
+pub fn post_request(port: u16, target: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut request = format!(
+        "POST {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
+         Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
 /// An HTTP/1.1 response as it came off the wire.
 #[derive(Debug)]
 pub struct WireResponse {
