@@ -80,6 +80,8 @@ pub mod lint;
 )]
 mod panic;
 mod percent;
+#[cfg(feature = "python")]
+pub mod python;
 #[cfg(feature = "gateway")]
 pub mod service;
 

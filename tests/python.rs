@@ -1,0 +1,439 @@
+//! Real Python WSGI apps (plain PEP 3333 callables, Flask, Django) served by
+//! `towergate::python::WsgiApp` through `AppService` in a real hyper server on 127.0.0.1,
+//! with a real HTTP client.
+//!
+//! The apps live in `tests/python/`; Flask and Django come from the virtualenv that
+//! `scripts/test.sh` makes (`target/python-venv`, or `TOWERGATE_PYTHON_VENV`).
+#![cfg(feature = "python")]
+
+#[path = "support/gateway.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod gateway_support;
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gateway_support::{Server, serve};
+use http::{Request, StatusCode, response::Parts};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use towergate::python::WsgiApp;
+use towergate::service::AppService;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+async fn bounded<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(LIMIT, future)
+        .await
+        .expect("the test's time bound")
+}
+
+/// The virtualenv with Flask and Django (made by `scripts/test.sh`).
+fn venv() -> PathBuf {
+    let venv = match std::env::var_os("TOWERGATE_PYTHON_VENV") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let exe = std::env::current_exe().unwrap();
+            // target/<profile>/deps/<test> → target/python-venv
+            exe.ancestors().nth(3).unwrap().join("python-venv")
+        }
+    };
+    assert!(
+        venv.join("bin/python").exists(),
+        "no virtualenv at {}: run `bash scripts/test.sh` (it makes one with Flask and Django)",
+        venv.display()
+    );
+    venv
+}
+
+fn apps_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python")
+}
+
+fn import(target: &str) -> WsgiApp {
+    WsgiApp::builder()
+        .python_path(apps_dir())
+        .virtualenv(venv())
+        .threads(4)
+        .import(target)
+        .unwrap_or_else(|e| panic!("import {target}: {e}\n{}", e.traceback().unwrap_or("")))
+}
+
+async fn serve_app(app: WsgiApp, script_name: &str) -> (SocketAddr, Server) {
+    serve(AppService::new(app).script_name(script_name.to_owned())).await
+}
+
+type ReqBody = BoxBody<Bytes, Infallible>;
+
+fn client()
+-> hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, ReqBody> {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
+}
+
+fn full(bytes: impl Into<Bytes>) -> ReqBody {
+    Full::new(bytes.into()).boxed()
+}
+
+/// A request body of `chunks` sent with `Transfer-Encoding: chunked` (no length known).
+fn chunked(chunks: Vec<Bytes>) -> ReqBody {
+    let stream = futures_util::stream::iter(
+        chunks
+            .into_iter()
+            .map(|c| Ok::<_, Infallible>(http_body::Frame::data(c))),
+    );
+    BodyExt::boxed(StreamBody::new(stream))
+}
+
+async fn send(request: Request<ReqBody>) -> (Parts, Bytes) {
+    let response = client().request(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    (parts, body.collect().await.unwrap().to_bytes())
+}
+
+async fn get(addr: SocketAddr, path: &str) -> (Parts, Bytes) {
+    send(
+        Request::get(format!("http://{addr}{path}"))
+            .body(full(""))
+            .unwrap(),
+    )
+    .await
+}
+
+/// Everything logged through `tracing` by this test process.
+fn logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        #[derive(Clone)]
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl Write for Sink {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = Sink(logs.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        logs
+    })
+    .clone()
+}
+
+/// Waits (bounded) until the log holds `needle`, and returns the log.
+async fn logged(needle: &str) -> String {
+    let logs = logs();
+    for _ in 0..500 {
+        let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+        if text.contains(needle) {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "{needle:?} was not logged; the log:\n{}",
+        String::from_utf8_lossy(&logs.lock().unwrap())
+    );
+}
+
+// ---- plain WSGI apps: one PEP 3333 rule each -------------------------------------------
+
+#[tokio::test]
+async fn hello_has_its_length_and_exact_bytes() {
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:hello"), "").await;
+        let (parts, body) = get(addr, "/").await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(parts.headers["content-type"], "text/plain");
+        assert_eq!(parts.headers["content-length"], "13");
+        assert_eq!(body, "Hello, world!");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn environ_holds_native_strings_and_the_deployment_keys() {
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:environ_dump"), "/app").await;
+        let (parts, body) = get(addr, "/app/some/where?x=1").await;
+        assert_eq!(parts.status, StatusCode::OK);
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        for line in [
+            "PATH_INFO='/some/where'",
+            "QUERY_STRING='x=1'",
+            "REQUEST_METHOD='GET'",
+            "SCRIPT_NAME='/app'",
+            "SERVER_PROTOCOL='HTTP/1.1'",
+            "wsgi.input_terminated=True",
+            "wsgi.multiprocess=False",
+            "wsgi.multithread=True",
+            "wsgi.run_once=False",
+            "wsgi.url_scheme='http'",
+            "wsgi.version=(1, 0)",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from:\n{text}"
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn non_ascii_path_arrives_as_latin1_native_string() {
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:path_bytes"), "").await;
+        // "café" in UTF-8 is c3 a9 for é: each byte becomes one latin-1 character.
+        let (parts, body) = get(addr, "/caf%C3%A9/%FF").await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(&body[..], b"/caf\xc3\xa9/\xff");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn exception_before_the_body_is_a_500_with_the_traceback_logged() {
+    let _ = logs();
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:raise_before"), "").await;
+        let (parts, body) = get(addr, "/").await;
+        assert_eq!(parts.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            body,
+            "A server error occurred.  Please contact the administrator."
+        );
+        let log = logged("RuntimeError: the app failed before its body").await;
+        assert!(log.contains("Traceback (most recent call last)"), "{log}");
+        assert!(log.contains("wsgi_apps.py\", line"), "{log}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn exception_after_the_first_chunk_cuts_the_response() {
+    let _ = logs();
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:raise_after"), "").await;
+        let response = client()
+            .request(
+                Request::get(format!("http://{addr}/"))
+                    .body(full(""))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers().get("content-length").is_none());
+        let mut body = response.into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "partial");
+        assert!(body.collect().await.is_err(), "the response must be cut");
+        logged("RuntimeError: the app failed after its first chunk").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn write_output_precedes_the_iterable() {
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:write_then_iter"), "").await;
+        let (parts, body) = get(addr, "/").await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(body, "via-write +iter");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn start_response_with_exc_info_replaces_the_head_before_output() {
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:exc_info_replaces"), "").await;
+        let (parts, body) = get(addr, "/").await;
+        assert_eq!(parts.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(parts.headers["x-replaced"], "yes");
+        assert_eq!(body, "replaced");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn start_response_with_exc_info_after_output_reraises_and_cuts() {
+    let _ = logs();
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:exc_info_after_output"), "").await;
+        let response = client()
+            .request(
+                Request::get(format!("http://{addr}/"))
+                    .body(full(""))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.into_body().collect().await.is_err());
+        logged("ValueError: too late").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn contract_violations_are_500s() {
+    let _ = logs();
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:not_bytes"), "").await;
+        let (parts, _) = get(addr, "/").await;
+        assert_eq!(parts.status, StatusCode::INTERNAL_SERVER_ERROR);
+        logged("yielded str instead of bytes").await;
+
+        let (addr, _server) = serve_app(import("wsgi_apps:hop_by_hop"), "").await;
+        let (parts, _) = get(addr, "/").await;
+        assert_eq!(parts.status, StatusCode::INTERNAL_SERVER_ERROR);
+        logged("hop-by-hop header \"Connection: close\" not allowed").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn close_is_called_after_the_response_and_when_the_client_goes_away() {
+    bounded(async {
+        let app = import("wsgi_apps:tracked");
+        let (addr, _server) = serve_app(app.clone(), "").await;
+        let (_, body) = get(addr, "/?done").await;
+        assert_eq!(body, "ab");
+
+        let endless = import("wsgi_apps:endless");
+        let (endless_addr, _endless_server) = serve_app(endless, "").await;
+        let response = client()
+            .request(
+                Request::get(format!("http://{endless_addr}/?gone"))
+                    .body(full(""))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let mut body = response.into_body();
+        let first = body.frame().await.unwrap().unwrap();
+        assert!(first.is_data());
+        drop(body); // the client goes away mid-stream
+
+        let closed = import("wsgi_apps:closed");
+        let (closed_addr, _closed_server) = serve_app(closed, "").await;
+        for _ in 0..500 {
+            let (_, body) = get(closed_addr, "/").await;
+            if body == "done,gone" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("close() was not called on both results");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn input_supports_every_read_method() {
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:input_methods"), "").await;
+        let request = Request::post(format!("http://{addr}/"))
+            .body(full("line one\nabcdef\nthird\nfourth\nfifth"))
+            .unwrap();
+        let (parts, body) = send(request).await;
+        assert_eq!(parts.status, StatusCode::OK);
+        // readline() / readline(3) / read(2) / readlines(1) / iteration / read()
+        assert_eq!(body, "line one\n/abc/de/f\n/third\n|fourth\n|fifth/");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn chunked_upload_streams_through_input_without_a_length() {
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:count_input"), "").await;
+        let chunks = (0..64).map(|_| Bytes::from(vec![7u8; 100_000])).collect();
+        let request = Request::post(format!("http://{addr}/"))
+            .body(chunked(chunks))
+            .unwrap();
+        let (parts, body) = send(request).await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(body, "6400000 -");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn file_wrapper_is_served_from_the_file_with_its_length() {
+    bounded(async {
+        let path = std::env::temp_dir().join(format!("towergate-py-{}.bin", std::process::id()));
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let (addr, _server) = serve_app(import("wsgi_apps:file_wrapper"), "").await;
+        let (parts, body) = get(addr, &format!("/?{}", path.display())).await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(
+            parts.headers["content-length"],
+            (data.len() - 3).to_string()
+        );
+        assert_eq!(&body[..], &data[3..]);
+
+        let (addr, _server) = serve_app(import("wsgi_apps:file_wrapper_bytesio"), "").await;
+        let (parts, body) = get(addr, "/").await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(body, "from a BytesIO");
+        std::fs::remove_file(&path).unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn errors_stream_goes_to_the_log_line_by_line() {
+    let _ = logs();
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:log_errors"), "").await;
+        let (parts, body) = get(addr, "/").await;
+        assert_eq!(parts.status, StatusCode::NO_CONTENT);
+        assert!(body.is_empty());
+        let log = logged("unfinished").await;
+        assert!(log.contains("first line"), "{log}");
+        assert!(log.contains("second line"), "{log}");
+    })
+    .await;
+}
+
+#[test]
+fn broken_import_is_a_clear_error() {
+    let venv = venv();
+    let err = WsgiApp::builder()
+        .python_path(apps_dir())
+        .virtualenv(&venv)
+        .import("no_such_module:app")
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot import no_such_module: ModuleNotFoundError: No module named 'no_such_module'"
+    );
+    let err = WsgiApp::builder()
+        .python_path(apps_dir())
+        .import("wsgi_apps:missing")
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "wsgi_apps has no attribute missing: AttributeError: module 'wsgi_apps' has no attribute 'missing'"
+    );
+    let err = WsgiApp::builder()
+        .python_path(apps_dir())
+        .import("wsgi_apps:CLOSED")
+        .unwrap_err();
+    assert_eq!(err.to_string(), "wsgi_apps:CLOSED is not callable");
+}
