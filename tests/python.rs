@@ -7,7 +7,6 @@
 #![cfg(feature = "python")]
 
 #[path = "support/gateway.rs"]
-#[allow(dead_code, unreachable_pub)]
 mod gateway_support;
 
 use std::convert::Infallible;

@@ -255,7 +255,7 @@ impl Builder {
             // A str: the import system skips other kinds of sys.path entries.
             let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
             let dir = dir.as_os_str();
-            let present = path.contains(&dir).unwrap_or(false);
+            let present = path.contains(dir).unwrap_or(false);
             if !present {
                 path.call_method1("insert", (i, dir))
                     .map_err(|e| ImportError::python(py, "cannot extend sys.path", &e))?;
