@@ -679,3 +679,162 @@ async fn flask_multipart_file_upload() {
     })
     .await;
 }
+
+// ---- Django -----------------------------------------------------------------------------
+
+async fn django() -> (SocketAddr, Server) {
+    serve_app(import("djangosite.wsgi:application"), "").await
+}
+
+#[tokio::test]
+async fn django_routes_non_ascii_paths_and_404() {
+    bounded(async {
+        let (addr, _server) = django().await;
+        let (parts, body) = get(addr, "/").await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(parts.headers["content-type"], "text/plain");
+        assert_eq!(parts.headers["content-length"], "17");
+        assert_eq!(body, "hello from django");
+
+        let (parts, body) = get(addr, "/hello/caf%C3%A9").await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(std::str::from_utf8(&body).unwrap(), "hello café");
+
+        let (parts, body) = get(addr, "/no/such/page").await;
+        assert_eq!(parts.status, StatusCode::NOT_FOUND);
+        assert!(
+            std::str::from_utf8(&body).unwrap().contains("<h1>Not Found</h1>"),
+            "{body:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn django_form_and_json_posts() {
+    bounded(async {
+        let (addr, _server) = django().await;
+        let request = Request::post(format!("http://{addr}/form"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(full("b=2&a=%C3%A9t%C3%A9"))
+            .unwrap();
+        let (parts, body) = send(request).await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(std::str::from_utf8(&body).unwrap(), "a=été,b=2");
+
+        let request = Request::post(format!("http://{addr}/json"))
+            .header("content-type", "application/json")
+            .body(full(r#"{"numbers": [1, 2, 39], "name": "towergate"}"#))
+            .unwrap();
+        let (parts, body) = send(request).await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(parts.headers["content-type"], "application/json");
+        assert_eq!(body, r#"{"sum": 42, "name": "towergate"}"#);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn django_cookies_sessions_and_redirects() {
+    bounded(async {
+        let (addr, _server) = django().await;
+        let (parts, _) = get(addr, "/cookie/set").await;
+        let cookies: Vec<_> = parts.headers.get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["flavour=oatmeal; Path=/", "size=large; Path=/"]);
+
+        let request = Request::get(format!("http://{addr}/cookie/get"))
+            .header("cookie", "flavour=oatmeal; size=large")
+            .body(full(""))
+            .unwrap();
+        let (_, body) = send(request).await;
+        assert_eq!(body, "flavour=oatmeal,size=large");
+
+        let (parts, body) = get(addr, "/session").await;
+        assert_eq!(body, "1");
+        let session = parts.headers["set-cookie"].to_str().unwrap();
+        let session = session.split(';').next().unwrap().to_owned();
+        assert!(session.starts_with("sessionid="), "{session}");
+        let request = Request::get(format!("http://{addr}/session"))
+            .header("cookie", session)
+            .body(full(""))
+            .unwrap();
+        let (_, body) = send(request).await;
+        assert_eq!(body, "2");
+
+        let (parts, _) = get(addr, "/redirect").await;
+        assert_eq!(parts.status, StatusCode::FOUND);
+        assert_eq!(parts.headers["location"], "/hello/there");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn django_streaming_and_file_responses() {
+    bounded(async {
+        let (addr, _server) = django().await;
+        let (parts, body) = get(addr, "/stream?n=3").await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert!(parts.headers.get("content-length").is_none());
+        assert_eq!(body, "chunk 0\nchunk 1\nchunk 2\n");
+
+        let path = std::env::temp_dir().join(format!("towergate-django-{}.bin", std::process::id()));
+        let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 239) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let (parts, body) = get(addr, &format!("/download?path={}", path.display())).await;
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(parts.headers["content-length"], "2000000");
+        assert!(body == data, "the downloaded bytes differ");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn django_uploads_of_several_mib() {
+    bounded(async {
+        let (addr, _server) = django().await;
+        let data: Vec<u8> = (0..5 * 1024 * 1024u32).map(|i| (i % 233) as u8).collect();
+        let digest = sha256_of(&data);
+        let request = Request::post(format!("http://{addr}/upload"))
+            .header("content-type", "application/octet-stream")
+            .body(full(data.clone()))
+            .unwrap();
+        let (parts, body) = send(request).await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(body, format!("{} {digest}", data.len()));
+
+        let mut form = Vec::new();
+        form.extend_from_slice(
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n\
+              Content-Type: application/octet-stream\r\n\r\n",
+        );
+        form.extend_from_slice(&data);
+        form.extend_from_slice(b"\r\n--XyZ--\r\n");
+        let request = Request::post(format!("http://{addr}/files"))
+            .header("content-type", "multipart/form-data; boundary=XyZ")
+            .body(full(form))
+            .unwrap();
+        let (parts, body) = send(request).await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(body, format!("big.bin {} {digest}", data.len()));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn django_exception_is_a_500_with_the_traceback_logged() {
+    let _ = logs();
+    bounded(async {
+        let (addr, _server) = django().await;
+        let (parts, body) = get(addr, "/boom").await;
+        assert_eq!(parts.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            body,
+            "A server error occurred.  Please contact the administrator."
+        );
+        let log = logged("ZeroDivisionError: division by zero").await;
+        assert!(log.contains("Traceback (most recent call last)"), "{log}");
+        assert!(log.contains("views.py\", line"), "{log}");
+    })
+    .await;
+}
