@@ -703,7 +703,9 @@ async fn django_routes_non_ascii_paths_and_404() {
         let (parts, body) = get(addr, "/no/such/page").await;
         assert_eq!(parts.status, StatusCode::NOT_FOUND);
         assert!(
-            std::str::from_utf8(&body).unwrap().contains("<h1>Not Found</h1>"),
+            std::str::from_utf8(&body)
+                .unwrap()
+                .contains("<h1>Not Found</h1>"),
             "{body:?}"
         );
     })
@@ -777,7 +779,8 @@ async fn django_streaming_and_file_responses() {
         assert!(parts.headers.get("content-length").is_none());
         assert_eq!(body, "chunk 0\nchunk 1\nchunk 2\n");
 
-        let path = std::env::temp_dir().join(format!("towergate-django-{}.bin", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("towergate-django-{}.bin", std::process::id()));
         let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 239) as u8).collect();
         std::fs::write(&path, &data).unwrap();
         let (parts, body) = get(addr, &format!("/download?path={}", path.display())).await;
@@ -835,6 +838,109 @@ async fn django_exception_is_a_500_with_the_traceback_logged() {
         let log = logged("ZeroDivisionError: division by zero").await;
         assert!(log.contains("Traceback (most recent call last)"), "{log}");
         assert!(log.contains("views.py\", line"), "{log}");
+    })
+    .await;
+}
+
+// ---- wsgiref.validate -------------------------------------------------------------------
+
+/// `target` wrapped in Python's own `wsgiref.validate.validator`, with its warnings made
+/// errors: any breach of PEP 3333 on either side then fails the request.
+fn validated(target: &str) -> WsgiApp {
+    let plain = import(target);
+    let wrapped = pyo3::Python::attach(|py| -> pyo3::PyResult<_> {
+        use pyo3::types::PyAnyMethods;
+        let validate = py.import("wsgiref.validate")?;
+        let warnings = py.import("warnings")?;
+        warnings.call_method1("simplefilter", ("error", validate.getattr("WSGIWarning")?))?;
+        Ok(validate
+            .getattr("validator")?
+            .call1((plain.as_object().bind(py),))?
+            .unbind())
+    })
+    .unwrap();
+    WsgiApp::builder().threads(2).from_object(wrapped).unwrap()
+}
+
+/// Sends each `(method, path, content type, body, status)` to `app` under the validator and
+/// checks the status and that the whole body arrived.
+async fn check_validated(target: &str, requests: &[(&str, &str, &str, &str, u16)]) {
+    let (addr, _server) = serve_app(validated(target), "").await;
+    for &(method, path, content_type, body, status) in requests {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"));
+        if !content_type.is_empty() {
+            request = request.header("content-type", content_type);
+        }
+        let response = client()
+            .request(request.body(full(body.to_owned())).unwrap())
+            .await
+            .unwrap();
+        if response.status() != status {
+            let log = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+            panic!("{target} {method} {path}: {}\n{log}", response.status());
+        }
+        let body = response.into_body().collect().await;
+        assert!(
+            body.is_ok(),
+            "{target} {method} {path}: the response was cut"
+        );
+    }
+    let log = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+    assert!(!log.contains("AssertionError"), "{log}");
+    assert!(!log.contains("WSGIWarning"), "{log}");
+}
+
+#[tokio::test]
+async fn every_app_passes_wsgiref_validate() {
+    let _ = logs();
+    bounded(async {
+        let form = "application/x-www-form-urlencoded";
+        let json = "application/json";
+        for target in [
+            "wsgi_apps:hello",
+            "wsgi_apps:environ_dump",
+            "wsgi_apps:write_then_iter",
+            "wsgi_apps:exc_info_replaces",
+            "wsgi_apps:file_wrapper_bytesio",
+            "wsgi_apps:log_errors",
+        ] {
+            let status = if target.ends_with("replaces") {
+                503
+            } else if target.ends_with("log_errors") {
+                204
+            } else {
+                200
+            };
+            check_validated(target, &[("GET", "/x?y=1", "", "", status)]).await;
+        }
+        check_validated(
+            "wsgi_apps:count_input",
+            &[("PUT", "/", "application/octet-stream", "12345", 200)],
+        )
+        .await;
+        let site = [
+            ("GET", "/", "", "", 200),
+            ("GET", "/hello/caf%C3%A9", "", "", 200),
+            ("POST", "/form", form, "a=1&b=2", 200),
+            (
+                "POST",
+                "/json",
+                json,
+                r#"{"numbers": [1], "name": "x"}"#,
+                200,
+            ),
+            ("GET", "/cookie/set", "", "", 200),
+            ("GET", "/session", "", "", 200),
+            ("GET", "/redirect", "", "", 302),
+            ("GET", "/stream?n=3", "", "", 200),
+            ("POST", "/upload", "application/octet-stream", "abc", 200),
+            ("GET", "/no/such/page", "", "", 404),
+            ("HEAD", "/", "", "", 200),
+        ];
+        check_validated("flask_app:app", &site).await;
+        check_validated("djangosite.wsgi:application", &site).await;
     })
     .await;
 }

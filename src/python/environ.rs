@@ -79,8 +79,11 @@ pub(crate) fn environ_dict<'py>(
     dict.set_item("wsgi.multithread", environ.multithread())?;
     dict.set_item("wsgi.multiprocess", environ.multiprocess())?;
     dict.set_item("wsgi.run_once", environ.run_once())?;
-    // The input ends where the body ends, with or without CONTENT_LENGTH (mod_wsgi's key).
-    dict.set_item("wsgi.input_terminated", true)?;
+    // mod_wsgi's key: without CONTENT_LENGTH (a chunked body), the app may read to the end
+    // of the input, which ends where the body does. With a length, apps read that many bytes.
+    if environ.get("CONTENT_LENGTH").is_none_or(<[u8]>::is_empty) {
+        dict.set_item("wsgi.input_terminated", true)?;
+    }
     dict.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
     Ok(dict)
 }
