@@ -944,3 +944,149 @@ async fn every_app_passes_wsgiref_validate() {
     })
     .await;
 }
+
+// ---- the CLI: towergate wsgi ------------------------------------------------------------
+
+#[cfg(feature = "cli")]
+mod cli {
+    use std::io::Read;
+    use std::net::{Ipv4Addr, TcpListener, TcpStream};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn towergate() -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_towergate"));
+        command
+            .env_clear()
+            .env("VIRTUAL_ENV", venv())
+            .env("PATH", "/usr/bin:/bin")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    fn free_port() -> u16 {
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port()
+    }
+
+    /// Stops the server (SIGTERM) when dropped, and reaps it.
+    struct Running(std::process::Child);
+
+    impl Running {
+        fn terminate(&mut self) -> std::process::ExitStatus {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Some(status) = self.0.try_wait().unwrap() {
+                    return status;
+                }
+                if Instant::now() > deadline {
+                    let _ = self.0.kill();
+                    return self.0.wait().unwrap();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            if self.0.try_wait().ok().flatten().is_none() {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn towergate_wsgi_serves_flask_under_a_mount_with_static_files() {
+        let port = free_port();
+        let static_dir =
+            std::env::temp_dir().join(format!("towergate-wsgi-static-{}", std::process::id()));
+        std::fs::create_dir_all(&static_dir).unwrap();
+        std::fs::write(static_dir.join("a.txt"), "static bytes").unwrap();
+        let child = towergate()
+            .args([
+                "wsgi",
+                "flask_app:app",
+                "--threads",
+                "2",
+                "--mount",
+                "/flask",
+            ])
+            .arg("--python-path")
+            .arg(apps_dir())
+            .arg("--addr")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--static")
+            .arg(format!("/s={}", static_dir.display()))
+            .spawn()
+            .unwrap();
+        let mut running = Running(child);
+        let started = Instant::now();
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            assert!(started.elapsed() < LIMIT, "towergate wsgi did not start");
+            assert!(
+                running.0.try_wait().unwrap().is_none(),
+                "towergate wsgi exited"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bounded(async {
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            let (parts, body) = get(addr, "/flask/hello/caf%C3%A9").await;
+            assert_eq!(parts.status, StatusCode::OK);
+            assert_eq!(std::str::from_utf8(&body).unwrap(), "hello café");
+            let (parts, body) = get(addr, "/flask/environ").await;
+            assert_eq!(parts.status, StatusCode::OK);
+            let text = std::str::from_utf8(&body).unwrap();
+            assert!(text.contains(r#""SCRIPT_NAME": "/flask""#), "{text}");
+            assert!(text.contains(r#""PATH_INFO": "/environ""#), "{text}");
+            let (parts, body) = get(addr, "/s/a.txt").await;
+            assert_eq!(parts.status, StatusCode::OK);
+            assert_eq!(body, "static bytes");
+            let (parts, _) = get(addr, "/elsewhere").await;
+            assert_eq!(parts.status, StatusCode::NOT_FOUND);
+        })
+        .await;
+        let status = running.terminate();
+        std::fs::remove_dir_all(&static_dir).unwrap();
+        assert!(status.success(), "{status}");
+        let mut stderr = String::new();
+        running
+            .0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(
+            stderr.contains("\"GET /flask/hello/caf%C3%A9 HTTP/1.1\" 200"),
+            "{stderr}"
+        );
+    }
+
+    #[test]
+    fn towergate_wsgi_with_a_broken_import_exits_with_the_reason() {
+        let output = towergate()
+            .args(["wsgi", "no_such_module:app"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.ends_with(
+                "towergate wsgi: cannot import no_such_module: ModuleNotFoundError: No module named 'no_such_module'\n"
+            ),
+            "{stderr}"
+        );
+    }
+}

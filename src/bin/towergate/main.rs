@@ -4,6 +4,8 @@
 //! towergate serve [DIR] [--addr HOST:PORT] [--timeout SECS] [--max-processes N]
 //!                 [--env K=V]... [--pass-env NAME]... [--pass-authorization]
 //! towergate call PROGRAM [PATH] [-X METHOD] [-d DATA] [-H 'K: V']...
+//! towergate wsgi MODULE:APP [--addr HOST:PORT] [--python-path DIR]... [--threads N]
+//!                [--mount PREFIX] [--static PREFIX=DIR]...      (with the `python` feature)
 //! ```
 
 use std::net::SocketAddr;
@@ -14,6 +16,8 @@ use clap::{Args, Parser, Subcommand};
 
 mod call;
 mod serve;
+#[cfg(feature = "python")]
+mod wsgi;
 
 /// Serve static files and CGI programs, or run one CGI program once.
 #[derive(Debug, Parser)]
@@ -30,6 +34,9 @@ enum Command {
     Serve(ServeArgs),
     /// Run a CGI program once with a synthesized request and print the HTTP response.
     Call(CallArgs),
+    /// Serve a Python WSGI app (Flask, Django, ...) over HTTP/1.1 and HTTP/2.
+    #[cfg(feature = "python")]
+    Wsgi(wsgi::WsgiArgs),
 }
 
 /// `towergate serve`.
@@ -91,5 +98,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::main(args),
         Command::Call(args) => call::main(args),
+        #[cfg(feature = "python")]
+        Command::Wsgi(args) => wsgi::main(args),
     }
 }
