@@ -1090,3 +1090,85 @@ mod cli {
         );
     }
 }
+
+// ---- concurrency ------------------------------------------------------------------------
+
+/// This process's resident memory, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// `clients` clients at once, each sending `each` requests for `path` one after the other;
+/// every answer must be 200 "slept".
+async fn load(addr: SocketAddr, clients: usize, each: usize, path: &str) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let path = path.to_owned();
+        tasks.spawn(async move {
+            for _ in 0..each {
+                let (parts, body) = get(addr, &path).await;
+                assert_eq!(parts.status, StatusCode::OK);
+                assert_eq!(body, "slept");
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_flask_views_with_32_clients_neither_stall_rust_routes_nor_grow_memory() {
+    bounded(async {
+        let flask = AppService::new(import("flask_app:app"));
+        let router = axum::Router::new()
+            .route("/rust", axum::routing::get(|| async { "rust" }))
+            .fallback_service(flask);
+        let (addr, _server) = serve(router).await;
+
+        // 32 clients on 4 Python threads, every view sleeping: a Rust route answers while
+        // they all wait (Python never runs on the runtime's threads).
+        let finished = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..32 {
+            let finished = finished.clone();
+            tasks.spawn(async move {
+                let (parts, _) = get(addr, "/slow?s=0.5").await;
+                assert_eq!(parts.status, StatusCode::OK);
+                finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (parts, body) = get(addr, "/rust").await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(body, "rust");
+        let done_then = finished.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            done_then < 32,
+            "the Rust route waited for the Python requests"
+        );
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+        assert_eq!(finished.load(std::sync::atomic::Ordering::SeqCst), 32);
+
+        // Memory stays flat: after a warm-up round, three more rounds of 32 clients add
+        // little.
+        load(addr, 32, 10, "/slow?s=0.001").await;
+        let before = rss_kib();
+        for _ in 0..3 {
+            load(addr, 32, 10, "/slow?s=0.001").await;
+        }
+        let growth = rss_kib().saturating_sub(before);
+        assert!(
+            growth < 16 * 1024,
+            "RSS grew by {growth} KiB over 960 requests"
+        );
+    })
+    .await;
+}
