@@ -34,6 +34,20 @@ pub const DEFAULT_THREADS: usize = 8;
 /// [`Builder`] to set the Python path, the virtualenv and the number of threads; serve it
 /// with [`AppService`](crate::service::AppService) or any gateway handler. Clones share the
 /// app and its threads. See the [module docs](super) for what each request goes through.
+///
+/// ```
+/// use towergate::python::WsgiApp;
+///
+/// let err = WsgiApp::import("no_such_module:app").unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "cannot import no_such_module: ModuleNotFoundError: No module named 'no_such_module'"
+/// );
+/// assert!(err.traceback().unwrap().ends_with("No module named 'no_such_module'"));
+///
+/// let err = WsgiApp::import("sys:version").unwrap_err(); // a str, not a callable
+/// assert_eq!(err.to_string(), "sys:version is not callable");
+/// ```
 #[derive(Clone)]
 pub struct WsgiApp {
     inner: Arc<Inner>,
@@ -91,6 +105,22 @@ impl WsgiApp {
 }
 
 /// Loads a [`WsgiApp`]: the interpreter's module search path and the app's threads.
+///
+/// ```
+/// use pyo3::prelude::*;
+/// use towergate::python::{WsgiApp, DEFAULT_THREADS};
+///
+/// // Any Python callable is accepted; a real app takes (environ, start_response).
+/// let callable = Python::attach(|py| -> PyResult<Py<PyAny>> {
+///     Ok(py.import("wsgiref.simple_server")?.getattr("demo_app")?.unbind())
+/// })
+/// .unwrap();
+/// let app = WsgiApp::builder().threads(2).from_object(callable).unwrap();
+/// assert_eq!(app.threads(), 2);
+/// assert_eq!(WsgiApp::import("wsgiref.simple_server:demo_app").unwrap().threads(), DEFAULT_THREADS);
+/// ```
+///
+/// A Django project in a virtualenv:
 ///
 /// ```no_run
 /// use towergate::python::WsgiApp;
