@@ -205,3 +205,61 @@ impl WsgiErrors {
         self.errors.flush();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_byte_becomes_one_latin1_character_and_back() {
+        Python::attach(|py| {
+            let bytes: Vec<u8> = (0..=255).collect();
+            let text = latin1(py, &bytes);
+            assert_eq!(text.to_str().unwrap().chars().count(), 256);
+            let back: Vec<u8> = text
+                .call_method1("encode", ("latin-1",))
+                .unwrap()
+                .extract()
+                .unwrap();
+            assert_eq!(back, bytes);
+            assert_eq!(from_latin1(text.as_any(), "value").unwrap(), bytes);
+        });
+    }
+
+    #[test]
+    fn characters_beyond_latin1_and_non_strings_are_refused() {
+        Python::attach(|py| {
+            let euro = PyString::new(py, "5 €");
+            let err = from_latin1(euro.as_any(), "a header value").unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "TypeError: a header value must contain latin-1 characters only (PEP 3333): \"5 €\""
+            );
+            let bytes = PyBytes::new(py, b"200 OK");
+            let err = from_latin1(bytes.as_any(), "the status").unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "TypeError: the status must be of type str (got b'200 OK')"
+            );
+        });
+    }
+
+    #[test]
+    fn environ_dict_has_the_gateway_keys() {
+        let mut environ = Environ::from_vars([("REQUEST_METHOD", "GET"), ("CONTENT_LENGTH", "3")]);
+        environ.set_multithread(true);
+        environ.set_run_once(true);
+        Python::attach(|py| {
+            let dict = environ_dict(py, &environ).unwrap();
+            let get = |k: &str| dict.get_item(k).unwrap().unwrap();
+            assert_eq!(get("REQUEST_METHOD").extract::<String>().unwrap(), "GET");
+            assert_eq!(get("wsgi.version").extract::<(u8, u8)>().unwrap(), (1, 0));
+            assert_eq!(get("wsgi.url_scheme").extract::<String>().unwrap(), "http");
+            assert!(get("wsgi.multithread").extract::<bool>().unwrap());
+            assert!(!get("wsgi.multiprocess").extract::<bool>().unwrap());
+            assert!(get("wsgi.run_once").extract::<bool>().unwrap());
+            // A body with a length: read CONTENT_LENGTH bytes, not to the end.
+            assert!(dict.get_item("wsgi.input_terminated").unwrap().is_none());
+        });
+    }
+}
