@@ -342,7 +342,7 @@ fn run(inner: &Arc<Inner>, environ: Environ, start_response: StartResponse, done
     }
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
     let shared = start_response.shared().clone();
-    shared.lock().sink = Some(tx.clone());
+    shared.set_sink(Some(tx.clone()));
     Python::attach(|py| {
         let called = (|| {
             let dict = environ_dict(py, &environ)?;
@@ -387,7 +387,7 @@ fn run(inner: &Arc<Inner>, environ: Environ, start_response: StartResponse, done
         }
         flush_errors(&dict);
     });
-    shared.lock().sink = None;
+    shared.set_sink(None);
 }
 
 /// Sends the chunks of `result` until it ends, fails or the client goes away.
@@ -418,7 +418,7 @@ fn stream(
         let chunk = Bytes::copy_from_slice(chunk.as_bytes());
         if !chunk.is_empty() {
             // Output is on its way: start_response re-raises from now on.
-            shared.lock().head_sent = true;
+            shared.mark_output();
         }
         let sent = py.detach(|| tx.blocking_send(Ok((chunk, last))).is_ok());
         if !sent || last {
