@@ -60,7 +60,10 @@ impl StartResponseFn {
                 self.start_response
                     .start_with_error(status, headers, Box::new(error))
             }
-            None => self.start_response.start(status, headers).map_err(Into::into),
+            None => self
+                .start_response
+                .start(status, headers)
+                .map_err(Into::into),
         };
         match started {
             Ok(writer) => Ok(WriteFn { writer }),
