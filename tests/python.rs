@@ -437,179 +437,177 @@ fn broken_import_is_a_clear_error() {
     assert_eq!(err.to_string(), "wsgi_apps:CLOSED is not callable");
 }
 
-// ---- Flask ------------------------------------------------------------------------------
+// ---- Flask and Django: the same routes (tests/python/flask_app.py, djangosite/) ---------
 
-async fn flask() -> (SocketAddr, Server) {
-    serve_app(import("flask_app:app"), "").await
+/// Where the Flask app and the Django project answer differently.
+struct Site {
+    target: &'static str,
+    index: &'static str,
+    index_type: &'static str,
+    json: &'static str,
+    session_cookie: &'static str,
+    /// Whether the framework reads a body without `CONTENT_LENGTH` (Flask follows
+    /// `wsgi.input_terminated`; Django ignores it).
+    reads_chunked: bool,
 }
 
-#[tokio::test]
-async fn flask_routes_answer_with_exact_bytes() {
-    bounded(async {
-        let (addr, _server) = flask().await;
-        let (parts, body) = get(addr, "/").await;
-        assert_eq!(parts.status, StatusCode::OK);
-        assert_eq!(parts.headers["content-type"], "text/html; charset=utf-8");
-        assert_eq!(parts.headers["content-length"], "16");
-        assert_eq!(body, "hello from flask");
+const FLASK: Site = Site {
+    target: "flask_app:app",
+    index: "hello from flask",
+    index_type: "text/html; charset=utf-8",
+    json: "{\"name\":\"towergate\",\"sum\":42}\n",
+    session_cookie: "session=",
+    reads_chunked: true,
+};
 
-        let (parts, body) = get(addr, "/hello/world").await;
-        assert_eq!(parts.status, StatusCode::OK);
-        assert_eq!(body, "hello world");
-    })
-    .await;
+const DJANGO: Site = Site {
+    target: "djangosite.wsgi:application",
+    index: "hello from django",
+    index_type: "text/plain",
+    json: r#"{"sum": 42, "name": "towergate"}"#,
+    session_cookie: "sessionid=",
+    reads_chunked: false,
+};
+
+/// One test per scenario for each site.
+macro_rules! site_tests {
+    ($name:ident, $site:expr) => {
+        mod $name {
+            #[tokio::test]
+            async fn routes_non_ascii_paths_and_404() {
+                super::bounded(super::routes(&$site)).await;
+            }
+            #[tokio::test]
+            async fn form_and_json_posts() {
+                super::bounded(super::form_and_json(&$site)).await;
+            }
+            #[tokio::test]
+            async fn cookies_sessions_and_redirects() {
+                super::bounded(super::cookies_sessions_and_redirects(&$site)).await;
+            }
+            #[tokio::test]
+            async fn streaming_and_file_downloads() {
+                super::bounded(super::streaming_and_downloads(&$site)).await;
+            }
+            #[tokio::test]
+            async fn uploads_of_several_mib() {
+                super::bounded(super::uploads(&$site)).await;
+            }
+        }
+    };
 }
 
-#[tokio::test]
-async fn flask_sees_non_ascii_paths_decoded_from_latin1() {
-    bounded(async {
-        let (addr, _server) = flask().await;
-        let (parts, body) = get(addr, "/hello/caf%C3%A9%20cr%C3%A8me").await;
-        assert_eq!(parts.status, StatusCode::OK);
-        assert_eq!(std::str::from_utf8(&body).unwrap(), "hello café crème");
-    })
-    .await;
+site_tests!(flask, super::FLASK);
+site_tests!(django, super::DJANGO);
+
+async fn routes(site: &Site) {
+    let (addr, _server) = serve_app(import(site.target), "").await;
+    let (parts, body) = get(addr, "/").await;
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(parts.headers["content-type"], site.index_type);
+    assert_eq!(
+        parts.headers["content-length"],
+        site.index.len().to_string()
+    );
+    assert_eq!(body, site.index);
+
+    // PEP 3333: PATH_INFO holds the UTF-8 bytes as latin-1; the framework decodes them.
+    let (parts, body) = get(addr, "/hello/caf%C3%A9%20cr%C3%A8me").await;
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(std::str::from_utf8(&body).unwrap(), "hello café crème");
+
+    let (parts, body) = get(addr, "/no/such/page").await;
+    assert_eq!(parts.status, StatusCode::NOT_FOUND);
+    let body = std::str::from_utf8(&body).unwrap();
+    assert!(body.contains("<h1>Not Found</h1>"), "{body}");
 }
 
-#[tokio::test]
-async fn flask_form_and_json_posts() {
-    bounded(async {
-        let (addr, _server) = flask().await;
-        let request = Request::post(format!("http://{addr}/form"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(full("b=2&a=%C3%A9t%C3%A9"))
-            .unwrap();
-        let (parts, body) = send(request).await;
-        assert_eq!(parts.status, StatusCode::OK);
-        assert_eq!(std::str::from_utf8(&body).unwrap(), "a=été,b=2");
+async fn form_and_json(site: &Site) {
+    let (addr, _server) = serve_app(import(site.target), "").await;
+    let request = Request::post(format!("http://{addr}/form"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(full("b=2&a=%C3%A9t%C3%A9"))
+        .unwrap();
+    let (parts, body) = send(request).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(std::str::from_utf8(&body).unwrap(), "a=été,b=2");
 
-        let request = Request::post(format!("http://{addr}/json"))
-            .header("content-type", "application/json")
-            .body(full(r#"{"numbers": [1, 2, 39], "name": "towergate"}"#))
-            .unwrap();
-        let (parts, body) = send(request).await;
-        assert_eq!(parts.status, StatusCode::OK);
-        assert_eq!(parts.headers["content-type"], "application/json");
-        assert_eq!(body, "{\"name\":\"towergate\",\"sum\":42}\n");
-    })
-    .await;
+    let request = Request::post(format!("http://{addr}/json"))
+        .header("content-type", "application/json")
+        .body(full(r#"{"numbers": [1, 2, 39], "name": "towergate"}"#))
+        .unwrap();
+    let (parts, body) = send(request).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(parts.headers["content-type"], "application/json");
+    assert_eq!(body, site.json);
 }
 
-#[tokio::test]
-async fn flask_cookies_and_sessions() {
-    bounded(async {
-        let (addr, _server) = flask().await;
-        let (parts, _) = get(addr, "/cookie/set").await;
-        let cookies: Vec<_> = parts.headers.get_all("set-cookie").iter().collect();
-        assert_eq!(cookies, ["flavour=oatmeal; Path=/", "size=large; Path=/"]);
+async fn cookies_sessions_and_redirects(site: &Site) {
+    let (addr, _server) = serve_app(import(site.target), "").await;
+    let (parts, _) = get(addr, "/cookie/set").await;
+    let cookies: Vec<_> = parts.headers.get_all("set-cookie").iter().collect();
+    assert_eq!(cookies, ["flavour=oatmeal; Path=/", "size=large; Path=/"]);
 
-        let request = Request::get(format!("http://{addr}/cookie/get"))
-            .header("cookie", "flavour=oatmeal; size=large")
-            .body(full(""))
-            .unwrap();
-        let (_, body) = send(request).await;
-        assert_eq!(body, "flavour=oatmeal,size=large");
+    let request = Request::get(format!("http://{addr}/cookie/get"))
+        .header("cookie", "flavour=oatmeal; size=large")
+        .body(full(""))
+        .unwrap();
+    let (_, body) = send(request).await;
+    assert_eq!(body, "flavour=oatmeal,size=large");
 
-        // The session cookie the first answer sets counts the second request.
-        let (parts, body) = get(addr, "/session").await;
-        assert_eq!(body, "1");
-        let session = parts.headers["set-cookie"].to_str().unwrap();
-        let session = session.split(';').next().unwrap().to_owned();
-        assert!(session.starts_with("session="), "{session}");
-        let request = Request::get(format!("http://{addr}/session"))
-            .header("cookie", session)
-            .body(full(""))
-            .unwrap();
-        let (_, body) = send(request).await;
-        assert_eq!(body, "2");
-    })
-    .await;
+    // The session cookie the first answer sets counts the second request.
+    let (parts, body) = get(addr, "/session").await;
+    assert_eq!(body, "1");
+    let session = parts.headers["set-cookie"].to_str().unwrap();
+    let session = session.split(';').next().unwrap().to_owned();
+    assert!(session.starts_with(site.session_cookie), "{session}");
+    let request = Request::get(format!("http://{addr}/session"))
+        .header("cookie", session)
+        .body(full(""))
+        .unwrap();
+    let (_, body) = send(request).await;
+    assert_eq!(body, "2");
+
+    let (parts, _) = get(addr, "/redirect").await;
+    assert_eq!(parts.status, StatusCode::FOUND);
+    assert_eq!(parts.headers["location"], "/hello/there");
 }
 
-#[tokio::test]
-async fn flask_redirect_and_404() {
-    bounded(async {
-        let (addr, _server) = flask().await;
-        let (parts, _) = get(addr, "/redirect").await;
-        assert_eq!(parts.status, StatusCode::FOUND);
-        assert_eq!(parts.headers["location"], "/hello/there");
+async fn streaming_and_downloads(site: &Site) {
+    let (addr, _server) = serve_app(import(site.target), "").await;
+    let response = client()
+        .request(
+            Request::get(format!("http://{addr}/stream?n=4"))
+                .body(full(""))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get("content-length").is_none());
+    assert_eq!(response.headers()["transfer-encoding"], "chunked");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "chunk 0\nchunk 1\nchunk 2\nchunk 3\n");
 
-        let (parts, body) = get(addr, "/no/such/page").await;
-        assert_eq!(parts.status, StatusCode::NOT_FOUND);
-        assert!(
-            std::str::from_utf8(&body)
-                .unwrap()
-                .contains("<h1>Not Found</h1>"),
-            "{body:?}"
-        );
-    })
-    .await;
+    // Flask's send_file and Django's FileResponse hand the file to wsgi.file_wrapper.
+    let path = std::env::temp_dir().join(format!(
+        "towergate-{}-{}.bin",
+        site.session_cookie.trim_end_matches('='),
+        std::process::id()
+    ));
+    let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 239) as u8).collect();
+    std::fs::write(&path, &data).unwrap();
+    let (parts, body) = get(addr, &format!("/download?path={}", path.display())).await;
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(parts.headers["content-type"], "application/octet-stream");
+    assert_eq!(parts.headers["content-length"], "2000000");
+    assert!(body == data, "the downloaded bytes differ");
 }
 
-#[tokio::test]
-async fn flask_500_logs_its_traceback() {
-    let _ = logs();
-    bounded(async {
-        let (addr, _server) = flask().await;
-        let (parts, body) = get(addr, "/boom").await;
-        assert_eq!(parts.status, StatusCode::INTERNAL_SERVER_ERROR);
-        assert!(
-            std::str::from_utf8(&body)
-                .unwrap()
-                .contains("<h1>Internal Server Error</h1>"),
-            "{body:?}"
-        );
-        // Flask logs the exception to wsgi.errors, which goes to the log.
-        let log = logged("ZeroDivisionError: division by zero").await;
-        assert!(log.contains("Exception on /boom [GET]"), "{log}");
-        assert!(log.contains("Traceback (most recent call last)"), "{log}");
-        assert!(log.contains("return 1 / 0"), "{log}");
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn flask_streaming_response_comes_in_chunks_without_a_length() {
-    bounded(async {
-        let (addr, _server) = flask().await;
-        let response = client()
-            .request(
-                Request::get(format!("http://{addr}/stream?n=4"))
-                    .body(full(""))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        assert!(response.headers().get("content-length").is_none());
-        assert_eq!(response.headers()["transfer-encoding"], "chunked");
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(body, "chunk 0\nchunk 1\nchunk 2\nchunk 3\n");
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn flask_send_file_goes_through_the_file_wrapper() {
-    bounded(async {
-        let path = std::env::temp_dir().join(format!("towergate-flask-{}.bin", std::process::id()));
-        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
-        std::fs::write(&path, &data).unwrap();
-        let (addr, _server) = flask().await;
-        let (parts, body) = get(addr, &format!("/download?path={}", path.display())).await;
-        std::fs::remove_file(&path).unwrap();
-        assert_eq!(parts.status, StatusCode::OK);
-        assert_eq!(parts.headers["content-type"], "application/octet-stream");
-        assert_eq!(parts.headers["content-length"], "1000000");
-        assert!(body == data, "the downloaded bytes differ");
-    })
-    .await;
-}
-
-fn sha256_of(python_expr_data: &[u8]) -> String {
-    // The digest from Python's hashlib, so the test needs no hashing crate.
-    let venv = venv();
-    let mut child = std::process::Command::new(venv.join("bin/python"))
+/// The SHA-256 of `data` from Python's hashlib, so the tests need no hashing crate.
+fn sha256_of(data: &[u8]) -> String {
+    let mut child = std::process::Command::new(venv().join("bin/python"))
         .args([
             "-c",
             "import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())",
@@ -620,206 +618,74 @@ fn sha256_of(python_expr_data: &[u8]) -> String {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    let data = python_expr_data.to_vec();
+    let data = data.to_vec();
     let writer = std::thread::spawn(move || stdin.write_all(&data));
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap().unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-#[tokio::test]
-async fn flask_uploads_of_several_mib_with_a_length_and_chunked() {
-    bounded(async {
-        let (addr, _server) = flask().await;
-        let data: Vec<u8> = (0..6 * 1024 * 1024u32).map(|i| (i % 241) as u8).collect();
-        let digest = sha256_of(&data);
-        let expected = format!("{} {digest}", data.len());
+async fn uploads(site: &Site) {
+    let (addr, _server) = serve_app(import(site.target), "").await;
+    let data: Vec<u8> = (0..6 * 1024 * 1024u32).map(|i| (i % 241) as u8).collect();
+    let digest = sha256_of(&data);
+    let expected = format!("{} {digest}", data.len());
+    let post = |path: &str, content_type: &str, body: ReqBody| {
+        Request::post(format!("http://{addr}{path}"))
+            .header("content-type", content_type)
+            .body(body)
+            .unwrap()
+    };
 
-        let request = Request::post(format!("http://{addr}/upload"))
-            .header("content-type", "application/octet-stream")
-            .body(full(data.clone()))
-            .unwrap();
-        let (parts, body) = send(request).await;
-        assert_eq!(parts.status, StatusCode::OK);
-        assert_eq!(body, expected);
+    // Read through wsgi.input in 64 KiB blocks.
+    let (parts, body) = send(post(
+        "/upload",
+        "application/octet-stream",
+        full(data.clone()),
+    ))
+    .await;
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(body, expected);
 
-        // No Content-Length: werkzeug reads to the end because of wsgi.input_terminated.
+    if site.reads_chunked {
         let chunks = data.chunks(100_000).map(Bytes::copy_from_slice).collect();
-        let request = Request::post(format!("http://{addr}/upload"))
-            .header("content-type", "application/octet-stream")
-            .body(chunked(chunks))
-            .unwrap();
-        let (parts, body) = send(request).await;
+        let (parts, body) =
+            send(post("/upload", "application/octet-stream", chunked(chunks))).await;
         assert_eq!(parts.status, StatusCode::OK);
         assert_eq!(body, expected);
-    })
+    }
+
+    let mut form = Vec::new();
+    form.extend_from_slice(
+        b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n\
+          Content-Type: application/octet-stream\r\n\r\n",
+    );
+    form.extend_from_slice(&data);
+    form.extend_from_slice(b"\r\n--XyZ--\r\n");
+    let (parts, body) = send(post(
+        "/files",
+        "multipart/form-data; boundary=XyZ",
+        full(form),
+    ))
     .await;
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(body, format!("big.bin {expected}"));
 }
 
 #[tokio::test]
-async fn flask_multipart_file_upload() {
+async fn flask_500_page_and_its_traceback_in_the_log() {
+    let _ = logs();
     bounded(async {
-        let (addr, _server) = flask().await;
-        let file: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 199) as u8).collect();
-        let digest = sha256_of(&file);
-        let mut body = Vec::new();
-        body.extend_from_slice(
-            b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n\
-              Content-Type: application/octet-stream\r\n\r\n",
-        );
-        body.extend_from_slice(&file);
-        body.extend_from_slice(b"\r\n--XyZ--\r\n");
-        let request = Request::post(format!("http://{addr}/files"))
-            .header("content-type", "multipart/form-data; boundary=XyZ")
-            .body(full(body))
-            .unwrap();
-        let (parts, body) = send(request).await;
-        assert_eq!(parts.status, StatusCode::OK);
-        assert_eq!(body, format!("big.bin {} {digest}", file.len()));
-    })
-    .await;
-}
-
-// ---- Django -----------------------------------------------------------------------------
-
-async fn django() -> (SocketAddr, Server) {
-    serve_app(import("djangosite.wsgi:application"), "").await
-}
-
-#[tokio::test]
-async fn django_routes_non_ascii_paths_and_404() {
-    bounded(async {
-        let (addr, _server) = django().await;
-        let (parts, body) = get(addr, "/").await;
-        assert_eq!(parts.status, StatusCode::OK);
-        assert_eq!(parts.headers["content-type"], "text/plain");
-        assert_eq!(parts.headers["content-length"], "17");
-        assert_eq!(body, "hello from django");
-
-        let (parts, body) = get(addr, "/hello/caf%C3%A9").await;
-        assert_eq!(parts.status, StatusCode::OK);
-        assert_eq!(std::str::from_utf8(&body).unwrap(), "hello café");
-
-        let (parts, body) = get(addr, "/no/such/page").await;
-        assert_eq!(parts.status, StatusCode::NOT_FOUND);
-        assert!(
-            std::str::from_utf8(&body)
-                .unwrap()
-                .contains("<h1>Not Found</h1>"),
-            "{body:?}"
-        );
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn django_form_and_json_posts() {
-    bounded(async {
-        let (addr, _server) = django().await;
-        let request = Request::post(format!("http://{addr}/form"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(full("b=2&a=%C3%A9t%C3%A9"))
-            .unwrap();
-        let (parts, body) = send(request).await;
-        assert_eq!(parts.status, StatusCode::OK);
-        assert_eq!(std::str::from_utf8(&body).unwrap(), "a=été,b=2");
-
-        let request = Request::post(format!("http://{addr}/json"))
-            .header("content-type", "application/json")
-            .body(full(r#"{"numbers": [1, 2, 39], "name": "towergate"}"#))
-            .unwrap();
-        let (parts, body) = send(request).await;
-        assert_eq!(parts.status, StatusCode::OK);
-        assert_eq!(parts.headers["content-type"], "application/json");
-        assert_eq!(body, r#"{"sum": 42, "name": "towergate"}"#);
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn django_cookies_sessions_and_redirects() {
-    bounded(async {
-        let (addr, _server) = django().await;
-        let (parts, _) = get(addr, "/cookie/set").await;
-        let cookies: Vec<_> = parts.headers.get_all("set-cookie").iter().collect();
-        assert_eq!(cookies, ["flavour=oatmeal; Path=/", "size=large; Path=/"]);
-
-        let request = Request::get(format!("http://{addr}/cookie/get"))
-            .header("cookie", "flavour=oatmeal; size=large")
-            .body(full(""))
-            .unwrap();
-        let (_, body) = send(request).await;
-        assert_eq!(body, "flavour=oatmeal,size=large");
-
-        let (parts, body) = get(addr, "/session").await;
-        assert_eq!(body, "1");
-        let session = parts.headers["set-cookie"].to_str().unwrap();
-        let session = session.split(';').next().unwrap().to_owned();
-        assert!(session.starts_with("sessionid="), "{session}");
-        let request = Request::get(format!("http://{addr}/session"))
-            .header("cookie", session)
-            .body(full(""))
-            .unwrap();
-        let (_, body) = send(request).await;
-        assert_eq!(body, "2");
-
-        let (parts, _) = get(addr, "/redirect").await;
-        assert_eq!(parts.status, StatusCode::FOUND);
-        assert_eq!(parts.headers["location"], "/hello/there");
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn django_streaming_and_file_responses() {
-    bounded(async {
-        let (addr, _server) = django().await;
-        let (parts, body) = get(addr, "/stream?n=3").await;
-        assert_eq!(parts.status, StatusCode::OK);
-        assert!(parts.headers.get("content-length").is_none());
-        assert_eq!(body, "chunk 0\nchunk 1\nchunk 2\n");
-
-        let path =
-            std::env::temp_dir().join(format!("towergate-django-{}.bin", std::process::id()));
-        let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 239) as u8).collect();
-        std::fs::write(&path, &data).unwrap();
-        let (parts, body) = get(addr, &format!("/download?path={}", path.display())).await;
-        std::fs::remove_file(&path).unwrap();
-        assert_eq!(parts.status, StatusCode::OK);
-        assert_eq!(parts.headers["content-length"], "2000000");
-        assert!(body == data, "the downloaded bytes differ");
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn django_uploads_of_several_mib() {
-    bounded(async {
-        let (addr, _server) = django().await;
-        let data: Vec<u8> = (0..5 * 1024 * 1024u32).map(|i| (i % 233) as u8).collect();
-        let digest = sha256_of(&data);
-        let request = Request::post(format!("http://{addr}/upload"))
-            .header("content-type", "application/octet-stream")
-            .body(full(data.clone()))
-            .unwrap();
-        let (parts, body) = send(request).await;
-        assert_eq!(parts.status, StatusCode::OK);
-        assert_eq!(body, format!("{} {digest}", data.len()));
-
-        let mut form = Vec::new();
-        form.extend_from_slice(
-            b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n\
-              Content-Type: application/octet-stream\r\n\r\n",
-        );
-        form.extend_from_slice(&data);
-        form.extend_from_slice(b"\r\n--XyZ--\r\n");
-        let request = Request::post(format!("http://{addr}/files"))
-            .header("content-type", "multipart/form-data; boundary=XyZ")
-            .body(full(form))
-            .unwrap();
-        let (parts, body) = send(request).await;
-        assert_eq!(parts.status, StatusCode::OK);
-        assert_eq!(body, format!("big.bin {} {digest}", data.len()));
+        let (addr, _server) = serve_app(import(FLASK.target), "").await;
+        let (parts, body) = get(addr, "/boom").await;
+        assert_eq!(parts.status, StatusCode::INTERNAL_SERVER_ERROR);
+        let body = std::str::from_utf8(&body).unwrap();
+        assert!(body.contains("<h1>Internal Server Error</h1>"), "{body}");
+        // Flask catches the exception and logs it to wsgi.errors, which goes to the log.
+        let log = logged("ZeroDivisionError: division by zero").await;
+        assert!(log.contains("Exception on /boom [GET]"), "{log}");
+        assert!(log.contains("Traceback (most recent call last)"), "{log}");
+        assert!(log.contains("return 1 / 0"), "{log}");
     })
     .await;
 }
@@ -828,7 +694,8 @@ async fn django_uploads_of_several_mib() {
 async fn django_exception_is_a_500_with_the_traceback_logged() {
     let _ = logs();
     bounded(async {
-        let (addr, _server) = django().await;
+        // DEBUG_PROPAGATE_EXCEPTIONS: the exception leaves Django, towergate answers.
+        let (addr, _server) = serve_app(import(DJANGO.target), "").await;
         let (parts, body) = get(addr, "/boom").await;
         assert_eq!(parts.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(
