@@ -95,12 +95,14 @@ async fn send(request: Request<ReqBody>) -> (Parts, Bytes) {
 }
 
 async fn get(addr: SocketAddr, path: &str) -> (Parts, Bytes) {
-    send(
-        Request::get(format!("http://{addr}{path}"))
-            .body(full(""))
-            .unwrap(),
-    )
-    .await
+    let (parts, body) = open(addr, path).await.into_parts();
+    (parts, body.collect().await.unwrap().to_bytes())
+}
+
+/// A GET whose body is left to the caller.
+async fn open(addr: SocketAddr, path: &str) -> http::Response<hyper::body::Incoming> {
+    let request = Request::get(format!("http://{addr}{path}")).body(full(""));
+    client().request(request.unwrap()).await.unwrap()
 }
 
 /// Everything logged through `tracing` by this test process.
@@ -225,14 +227,7 @@ async fn exception_after_the_first_chunk_cuts_the_response() {
     let _ = logs();
     bounded(async {
         let (addr, _server) = serve_app(import("wsgi_apps:raise_after"), "").await;
-        let response = client()
-            .request(
-                Request::get(format!("http://{addr}/"))
-                    .body(full(""))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
+        let response = open(addr, "/").await;
         assert_eq!(response.status(), StatusCode::OK);
         assert!(response.headers().get("content-length").is_none());
         let mut body = response.into_body();
@@ -272,14 +267,7 @@ async fn start_response_with_exc_info_after_output_reraises_and_cuts() {
     let _ = logs();
     bounded(async {
         let (addr, _server) = serve_app(import("wsgi_apps:exc_info_after_output"), "").await;
-        let response = client()
-            .request(
-                Request::get(format!("http://{addr}/"))
-                    .body(full(""))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
+        let response = open(addr, "/").await;
         assert_eq!(response.status(), StatusCode::OK);
         assert!(response.into_body().collect().await.is_err());
         logged("ValueError: too late").await;
@@ -314,14 +302,7 @@ async fn close_is_called_after_the_response_and_when_the_client_goes_away() {
 
         let endless = import("wsgi_apps:endless");
         let (endless_addr, _endless_server) = serve_app(endless, "").await;
-        let response = client()
-            .request(
-                Request::get(format!("http://{endless_addr}/?gone"))
-                    .body(full(""))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
+        let response = open(endless_addr, "/?gone").await;
         let mut body = response.into_body();
         let first = body.frame().await.unwrap().unwrap();
         assert!(first.is_data());
@@ -575,14 +556,7 @@ async fn cookies_sessions_and_redirects(site: &Site) {
 
 async fn streaming_and_downloads(site: &Site) {
     let (addr, _server) = serve_app(import(site.target), "").await;
-    let response = client()
-        .request(
-            Request::get(format!("http://{addr}/stream?n=4"))
-                .body(full(""))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let response = open(addr, "/stream?n=4").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers().get("content-length").is_none());
     assert_eq!(response.headers()["transfer-encoding"], "chunked");
