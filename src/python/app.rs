@@ -372,17 +372,14 @@ fn run(inner: &Arc<Inner>, environ: Environ, start_response: StartResponse, done
             .is_ok()
         {
             if let Err(e) = stream(py, &result, &tx, &shared) {
-                let _ = py.detach(|| tx.blocking_send(Err(e)));
+                let _ = send(py, &tx, Err(e));
             }
         }
         // PEP 3333: close() is called whatever happened, client gone included.
         if let Err(e) = close(&result) {
             let error = python_error(py, &e);
-            let sent = py.detach(|| tx.blocking_send(Err(error)));
-            if let Err(e) = sent {
-                if let Err(error) = e.0 {
-                    crate::panic::log(format_args!("app failed in close(): {error}"));
-                }
+            if let Err(Err(error)) = send(py, &tx, Err(error)) {
+                crate::panic::log(format_args!("app failed in close(): {error}"));
             }
         }
         flush_errors(&dict);
@@ -394,7 +391,7 @@ fn run(inner: &Arc<Inner>, environ: Environ, start_response: StartResponse, done
 fn stream(
     py: Python<'_>,
     result: &Bound<'_, PyAny>,
-    tx: &mpsc::Sender<Result<(Bytes, bool), BoxError>>,
+    tx: &mpsc::Sender<Msg>,
     shared: &crate::gateway::Shared,
 ) -> Result<(), BoxError> {
     let iter = result.try_iter().map_err(|e| python_error(py, &e))?;
@@ -420,12 +417,28 @@ fn stream(
             // Output is on its way: start_response re-raises from now on.
             shared.mark_output();
         }
-        let sent = py.detach(|| tx.blocking_send(Ok((chunk, last))).is_ok());
+        let sent = send(py, tx, Ok((chunk, last))).is_ok();
         if !sent || last {
             break;
         }
     }
     Ok(())
+}
+
+/// A message from a Python thread to the response body.
+type Msg = Result<(Bytes, bool), BoxError>;
+
+/// Sends `msg` to the body; gives it back when the body is gone (the client went away).
+/// The GIL is released only when the channel is full and the thread must wait: a free slot
+/// takes the message at once, sparing the other threads a GIL hand-over per chunk.
+fn send(py: Python<'_>, tx: &mpsc::Sender<Msg>, msg: Msg) -> Result<(), Msg> {
+    match tx.try_send(msg) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Closed(msg)) => Err(msg),
+        Err(mpsc::error::TrySendError::Full(msg)) => {
+            py.detach(|| tx.blocking_send(msg)).map_err(|e| e.0)
+        }
+    }
 }
 
 fn close(result: &Bound<'_, PyAny>) -> PyResult<()> {
