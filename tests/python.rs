@@ -8,6 +8,9 @@
 
 #[path = "support/gateway.rs"]
 mod gateway_support;
+#[cfg(feature = "cli")]
+#[allow(dead_code)]
+mod support;
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -913,6 +916,46 @@ mod cli {
             stderr.contains("\"GET /flask/hello/caf%C3%A9 HTTP/1.1\" 200"),
             "{stderr}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_wsgi_flask_example_mounts_flask_beside_rust_routes() {
+        let port = free_port();
+        let child = Command::new(crate::support::example_bin("wsgi_flask"))
+            .env_clear()
+            .env("VIRTUAL_ENV", venv())
+            .args(["--addr", &format!("127.0.0.1:{port}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut running = Running(child);
+        let started = Instant::now();
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            assert!(started.elapsed() < LIMIT, "the example did not start");
+            assert!(
+                running.0.try_wait().unwrap().is_none(),
+                "the example exited"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bounded(async {
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            let (parts, body) = get(addr, "/").await;
+            assert_eq!(parts.status, StatusCode::OK);
+            assert!(body.starts_with(b"an axum route"), "{body:?}");
+            let (_, body) = get(addr, "/flask/").await;
+            assert_eq!(body, "hello from Flask, mounted at /flask\n");
+            let (_, body) = get(addr, "/flask/hello/you").await;
+            assert_eq!(body, "hello you, from Flask\n");
+            let (_, body) = get(addr, "/flask/stream?n=2").await;
+            assert_eq!(body, "line 0\nline 1\n");
+            let (_, body) = get(addr, "/gateway/hello").await;
+            assert_eq!(body, "Hello, world!");
+        })
+        .await;
+        running.terminate();
     }
 
     #[test]
