@@ -9,7 +9,6 @@
 #[path = "support/gateway.rs"]
 mod gateway_support;
 #[cfg(feature = "cli")]
-#[allow(dead_code)]
 mod support;
 
 use std::convert::Infallible;
