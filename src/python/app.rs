@@ -344,19 +344,20 @@ fn run(inner: &Arc<Inner>, environ: Environ, start_response: StartResponse, done
     let shared = start_response.shared().clone();
     shared.set_sink(Some(tx.clone()));
     Python::attach(|py| {
-        let called = (|| {
-            let dict = environ_dict(py, &environ)?;
-            let start = Bound::new(py, StartResponseFn { start_response })?;
-            inner
-                .app
-                .bind(py)
-                .call1((dict.clone(), start))
-                .map(|r| (r, dict))
-        })();
-        let (result, dict) = match called {
-            Ok(called) => called,
+        let dict = match environ_dict(py, &environ) {
+            Ok(dict) => dict,
             Err(e) => {
                 let _ = done.send(Err(python_error(py, &e)));
+                return;
+            }
+        };
+        let called = Bound::new(py, StartResponseFn { start_response })
+            .and_then(|start| inner.app.bind(py).call1((dict.clone(), start)));
+        let result = match called {
+            Ok(result) => result,
+            Err(e) => {
+                let _ = done.send(Err(python_error(py, &e)));
+                flush_errors(&dict);
                 return;
             }
         };
