@@ -413,7 +413,7 @@ fn stream(
         if chunk.as_bytes().is_empty() && !last {
             continue;
         }
-        let chunk = Bytes::copy_from_slice(chunk.as_bytes());
+        let chunk = to_bytes(chunk);
         if !chunk.is_empty() {
             // Output is on its way: start_response re-raises from now on.
             shared.mark_output();
@@ -424,6 +424,19 @@ fn stream(
         }
     }
     Ok(())
+}
+
+/// From this size on, a chunk is not copied: the `Bytes` holds the Python object itself
+/// (released under the GIL later). Smaller chunks are copied, which costs less.
+const SHARE_FROM: usize = 16 * 1024;
+
+/// The bytes of a Python `bytes` object, for the response body.
+pub(crate) fn to_bytes(chunk: &Bound<'_, PyBytes>) -> Bytes {
+    if chunk.as_bytes().len() >= SHARE_FROM {
+        Bytes::from_owner(pyo3::pybacked::PyBackedBytes::from(chunk.clone()))
+    } else {
+        Bytes::copy_from_slice(chunk.as_bytes())
+    }
 }
 
 /// A message from a Python thread to the response body.

@@ -95,7 +95,7 @@ impl WriteFn {
         let data = data
             .cast::<PyBytes>()
             .map_err(|_| PyTypeError::new_err("write() argument must be a bytes instance"))?;
-        let chunk = bytes::Bytes::copy_from_slice(data.as_bytes());
+        let chunk = super::app::to_bytes(data);
         let writer = self.writer.clone();
         py.detach(move || writer.write(chunk))
             .map_err(|e| PyOSError::new_err(e.to_string()))
