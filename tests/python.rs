@@ -379,6 +379,29 @@ async fn file_wrapper_is_served_from_the_file_with_its_length() {
 }
 
 #[tokio::test]
+async fn a_long_stream_of_new_chunks_keeps_memory_flat() {
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:distinct_chunks"), "").await;
+        // Warm up, then 192 MiB of distinct 64 KiB chunks, read as they come.
+        let mut body = open(addr, "/?16").await.into_body();
+        while body.frame().await.is_some() {}
+        let before = rss_kib();
+        let mut body = open(addr, "/?3072").await.into_body();
+        let mut total = 0usize;
+        while let Some(frame) = body.frame().await {
+            total += frame.unwrap().into_data().map_or(0, |d| d.len());
+        }
+        assert_eq!(total, 3072 * 65536);
+        let growth = rss_kib().saturating_sub(before);
+        assert!(
+            growth < 24 * 1024,
+            "RSS grew by {growth} KiB over 192 MiB streamed"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn errors_stream_goes_to_the_log_line_by_line() {
     let _ = logs();
     bounded(async {

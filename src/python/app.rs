@@ -398,6 +398,7 @@ fn stream(
     let iter = result.try_iter().map_err(|e| python_error(py, &e))?;
     // PEP 3333: when len(result) works it is accurate, so the last chunk is known.
     let mut left = result.len().ok();
+    let mut shared_chunks = 0usize;
     for item in iter {
         let item = item.map_err(|e| python_error(py, &e))?;
         left = left.map(|n| n.saturating_sub(1));
@@ -414,6 +415,14 @@ fn stream(
             continue;
         }
         let chunk = to_bytes(chunk);
+        if chunk.len() >= SHARE_FROM {
+            // Python objects the body has finished with are released when this thread
+            // next re-attaches: make sure it does, so they never pile up.
+            shared_chunks += 1;
+            if shared_chunks % RELEASE_EVERY == 0 {
+                py.detach(|| ());
+            }
+        }
         if !chunk.is_empty() {
             // Output is on its way: start_response re-raises from now on.
             shared.mark_output();
@@ -429,6 +438,11 @@ fn stream(
 /// From this size on, a chunk is not copied: the `Bytes` holds the Python object itself
 /// (released under the GIL later). Smaller chunks are copied, which costs less.
 const SHARE_FROM: usize = 16 * 1024;
+
+/// How many uncopied chunks a thread sends before it lets go of the GIL once, so that the
+/// Python objects of sent chunks are released (PyO3 releases objects dropped without the
+/// GIL when a thread attaches again).
+const RELEASE_EVERY: usize = 8;
 
 /// The bytes of a Python `bytes` object, for the response body.
 pub(crate) fn to_bytes(chunk: &Bound<'_, PyBytes>) -> Bytes {

@@ -171,3 +171,10 @@ def generator(environ, start_response):
     start_response("200 OK", [("Content-Type", "application/octet-stream")])
     block = b"y" * 65536
     return (block for _ in range(n))
+
+
+def distinct_chunks(environ, start_response):
+    """QUERY_STRING chunks of 64 KiB, each a new bytes object."""
+    n = int(environ.get("QUERY_STRING") or "0")
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return (bytes([i % 256]) * 65536 for i in range(n))
