@@ -20,6 +20,9 @@ use towergate::host::{CgiBin, CgiProgram};
 use crate::ServeArgs;
 use crate::server::{self, text_response};
 
+/// How long a program has between SIGTERM and SIGKILL (timeout, client gone, shutdown).
+const KILL_GRACE: Duration = Duration::from_secs(3);
+
 pub(crate) fn main(args: ServeArgs) -> ExitCode {
     init_tracing();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -58,6 +61,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     }
     let mut template = CgiProgram::default()
         .timeout(Duration::from_secs(args.timeout))
+        .grace(KILL_GRACE)
         .max_processes(args.max_processes)
         .max_body(args.max_body)
         .pass_authorization(args.pass_authorization);
@@ -74,7 +78,10 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         args.dir.display(),
         args.dir.join("cgi-bin").display(),
     );
-    server::run_with(&args.server, app, async {}).await
+    // When the shutdown grace ends, the requests still running are dropped, and each
+    // drop ends its program's process group (SIGTERM, KILL_GRACE, SIGKILL): wait for that.
+    let programs_ended = tokio::time::sleep(KILL_GRACE + Duration::from_millis(500));
+    server::run_with(&args.server, app, programs_ended).await
 }
 
 /// The whole server: programs under `/cgi-bin/`, static files elsewhere. A service for any

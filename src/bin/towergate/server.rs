@@ -613,7 +613,10 @@ where
                     access,
                     status: parts.status,
                     bytes: 0,
-                    length: http_body::Body::size_hint(&body).exact(),
+                    length: http_body::Body::size_hint(&body).exact().or_else(|| {
+                        let length = parts.headers.get(http::header::CONTENT_LENGTH)?;
+                        length.to_str().ok()?.parse().ok()
+                    }),
                     _in_flight: in_flight,
                 }),
                 inner: body,
@@ -640,18 +643,22 @@ pub(crate) fn text_response(status: StatusCode) -> Response<Body> {
 
 /// For an absolute-form request target (`GET http://example.com:8080/x HTTP/1.1`), the
 /// server ignores `Host` and uses the target's authority (RFC 9112 §3.2.2): `Host` is
-/// replaced by it (without user information), so `SERVER_NAME`, `SERVER_PORT` and
-/// `HTTP_HOST` come from the target. Under HTTP/2, `:authority` wins over `Host` the same
-/// way (RFC 9113 §8.3.1).
+/// replaced by it, without user information and with the scheme's default port when it has
+/// none, so that `SERVER_NAME`, `SERVER_PORT` and `HTTP_HOST` come from the target. (Under
+/// HTTP/2 the URI always carries `:authority`; the environ already prefers it.)
 fn host_from_authority<B>(request: &mut Request<B>) {
+    if request.version() > Version::HTTP_11 {
+        return;
+    }
     let Some(authority) = request.uri().authority() else {
         return;
     };
-    let host = match authority.port() {
-        Some(port) => format!("{}:{}", authority.host(), port.as_str()),
-        None => authority.host().to_owned(),
+    let port = match (authority.port_u16(), request.uri().scheme_str()) {
+        (Some(port), _) => port,
+        (None, Some("https")) => 443,
+        (None, _) => 80,
     };
-    if let Ok(value) = HeaderValue::from_str(&host) {
+    if let Ok(value) = HeaderValue::from_str(&format!("{}:{port}", authority.host())) {
         request.headers_mut().insert(HOST, value);
     }
 }
