@@ -7,6 +7,7 @@ mod host_support;
 #[path = "support/towergate.rs"]
 mod towergate_support;
 #[path = "support/wire.rs"]
+#[allow(dead_code, unreachable_pub)]
 mod wire;
 
 use std::io::Write;
