@@ -524,7 +524,7 @@ fn server_options_are_checked() {
         "--max-connections",
         "--grace",
         "--max-body",
-        "[default: 100M]",
+        "[default: 1G]",
     ] {
         assert!(help.contains(option), "{option}: {help}");
     }

@@ -29,6 +29,16 @@ struct Cli {
 enum Command {
     /// Serve static files from DIR and the programs of DIR/cgi-bin/ at
     /// /cgi-bin/NAME/PATH_INFO (the successor of `python -m http.server --cgi`).
+    ///
+    /// Dotfiles and dot-directories are never served (404). A program's local redirect
+    /// (`Location: /path`) is served by the whole server, static files included. One
+    /// access-log line per response, written when it ends (bytes sent, and `incomplete:
+    /// REASON` when it did not finish); RUST_LOG filters the log (default `info`).
+    ///
+    /// Past --max-connections, new clients wait in the listen queue until a connection
+    /// closes. On SIGTERM or Ctrl-C the listener closes and requests in flight get --grace
+    /// to finish; then requests with no response head yet get 503, every program still
+    /// running is ended (SIGTERM, 3 s, SIGKILL) and the server exits.
     Serve(ServeArgs),
     /// Run a CGI program once with a synthesized request and print the HTTP response.
     Call(CallArgs),
@@ -53,7 +63,7 @@ struct ServeArgs {
     max_processes: usize,
     /// The largest request body accepted, in bytes (suffixes K, M, G: binary multiples);
     /// a longer one gets 413 and a spooled body stops at the limit.
-    #[arg(long, value_name = "BYTES", default_value = "100M", value_parser = parse_bytes)]
+    #[arg(long, value_name = "BYTES", default_value = "1G", value_parser = parse_bytes)]
     max_body: u64,
     /// An extra variable for every program (repeatable).
     #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
