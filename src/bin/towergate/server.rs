@@ -95,31 +95,17 @@ pub(crate) fn parse_secs(value: &str) -> Result<Duration, String> {
     dead_code,
     reason = "the entry point of `towergate wsgi` and `serve --php`"
 )]
-pub(crate) async fn run<S, B>(args: &ServerArgs, service: S) -> Result<(), BoxError>
-where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+pub(crate) async fn run<S: HttpService>(args: &ServerArgs, service: S) -> Result<(), BoxError> {
     run_with(args, service, async {}).await
 }
 
 /// [`run`], with `on_grace_end` run when the shutdown grace ends with requests still running
 /// (to end what they started, such as CGI program groups), before the server returns.
-pub(crate) async fn run_with<S, B>(
+pub(crate) async fn run_with<S: HttpService>(
     args: &ServerArgs,
     service: S,
     on_grace_end: impl Future<Output = ()>,
-) -> Result<(), BoxError>
-where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+) -> Result<(), BoxError> {
     let listener = TcpListener::bind(args.addr)
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", args.addr))?;
@@ -128,20 +114,13 @@ where
 }
 
 /// Serves `service` on `listener` until `signal` completes, then shuts down gracefully.
-async fn serve<S, B>(
+async fn serve<S: HttpService>(
     args: &ServerArgs,
     listener: TcpListener,
     service: S,
     signal: impl Future<Output = ()>,
     on_grace_end: impl Future<Output = ()>,
-) -> Result<(), BoxError>
-where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+) -> Result<(), BoxError> {
     let local = listener.local_addr()?;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -232,6 +211,33 @@ where
         }
     }
     Ok(())
+}
+
+/// A service the server runs: any `Clone` tower service of `Request<Incoming>` whose
+/// response body yields [`Bytes`] (an axum `Router`, a `CgiBin`, …).
+pub(crate) trait HttpService: Clone + Send + 'static {
+    /// Waits until the service is ready, then calls it.
+    fn respond(
+        self,
+        request: Request<Incoming>,
+    ) -> impl Future<Output = Result<Response<Body>, BoxError>> + Send + 'static;
+}
+
+impl<S, B> HttpService for S
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    async fn respond(mut self, request: Request<Incoming>) -> Result<Response<Body>, BoxError> {
+        std::future::poll_fn(|cx| self.poll_ready(cx))
+            .await
+            .map_err(Into::into)?;
+        let response = self.call(request).await.map_err(Into::into)?;
+        Ok(response.map(Body::new))
+    }
 }
 
 /// Ctrl-C (SIGINT) or SIGTERM.
@@ -376,14 +382,7 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run<S, B>(mut self, stream: TcpStream, service: S)
-    where
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
-    {
+    async fn run<S: HttpService>(mut self, stream: TcpStream, service: S) {
         let io = TokioIo::new(Watched {
             inner: stream,
             state: self.state.clone(),
@@ -554,18 +553,11 @@ struct Handler<S> {
     phase: watch::Receiver<Phase>,
 }
 
-impl<S, B> Handler<S>
-where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+impl<S: HttpService> Handler<S> {
     fn handle(
         &self,
         mut request: Request<Incoming>,
-    ) -> impl Future<Output = Result<Response<LoggedBody>, Infallible>> + Send + use<S, B> {
+    ) -> impl Future<Output = Result<Response<LoggedBody>, Infallible>> + Send + use<S> {
         let in_flight = InFlight::new(self.state.clone(), self.shared.clone());
         let access = Access {
             remote: self.info.remote,
@@ -576,20 +568,15 @@ where
         };
         request.extensions_mut().insert(self.info);
         host_from_authority(&mut request);
-        let mut service = self.service.clone();
+        let answer = self.service.clone().respond(request);
         let mut phase = self.phase.clone();
         async move {
-            let answer = async {
-                std::future::poll_fn(|cx| service.poll_ready(cx)).await?;
-                service.call(request).await
-            };
             let aborted = phase.wait_for(|phase| *phase == Phase::Aborting);
             let response = tokio::select! {
                 biased;
                 answer = answer => match answer {
-                    Ok(response) => response.map(Body::new),
+                    Ok(response) => response,
                     Err(error) => {
-                        let error: BoxError = error.into();
                         tracing::warn!(target: "towergate::server", "{} {}: service failed: {error}", access.method, access.uri);
                         text_response(StatusCode::INTERNAL_SERVER_ERROR)
                     }
