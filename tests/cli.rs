@@ -524,6 +524,9 @@ fn server_options_are_checked() {
         "--max-connections",
         "--grace",
         "--max-body",
+        "--slot-wait",
+        "--body-timeout",
+        "--spool-limit",
         "[default: 1G]",
     ] {
         assert!(help.contains(option), "{option}: {help}");

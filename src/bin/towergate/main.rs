@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! towergate serve [DIR] [--addr HOST:PORT] [--timeout SECS] [--max-processes N]
-//!                 [--max-body BYTES] [--env K=V]... [--pass-env NAME]... [--pass-authorization]
+//!                 [--slot-wait SECS] [--body-timeout SECS] [--max-body BYTES]
+//!                 [--spool-limit BYTES] [--env K=V]... [--pass-env NAME]... [--pass-authorization]
 //!                 [--header-timeout SECS] [--idle-timeout SECS] [--max-connections N]
 //!                 [--grace SECS]
 //! towergate call PROGRAM [PATH] [-X METHOD] [-d DATA] [-H 'K: V']...
@@ -10,6 +11,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -57,14 +59,25 @@ struct ServeArgs {
     /// no header was sent yet).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     timeout: u64,
-    /// The most programs running at once; further requests wait for a slot (503 after the
-    /// timeout).
+    /// The most programs running at once; further requests wait for a slot, up to
+    /// --slot-wait.
     #[arg(long, value_name = "N", default_value_t = 64)]
     max_processes: usize,
+    /// How long a request waits for a process slot before it gets 503 with Retry-After
+    /// (not counted in --timeout). Decimals allowed.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = server::parse_secs)]
+    slot_wait: Duration,
+    /// The longest wait for the next piece of a request body; then 408. Decimals allowed.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = server::parse_secs)]
+    body_timeout: Duration,
     /// The largest request body accepted, in bytes (suffixes K, M, G: binary multiples);
     /// a longer one gets 413 and a spooled body stops at the limit.
     #[arg(long, value_name = "BYTES", default_value = "1G", value_parser = parse_bytes)]
     max_body: u64,
+    /// The most bytes all spooled request bodies (chunked, HTTP/2) may hold at once, in
+    /// memory and temporary files together; past it a request gets 503 with Retry-After.
+    #[arg(long, value_name = "BYTES", default_value = "2G", value_parser = parse_bytes)]
+    spool_limit: u64,
     /// An extra variable for every program (repeatable).
     #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
     env: Vec<(String, String)>,

@@ -15,7 +15,7 @@ use http::{Request, Response, StatusCode};
 use tower_http::services::ServeDir;
 use tower_service::Service;
 use towergate::BoxError;
-use towergate::host::{CgiBin, CgiProgram};
+use towergate::host::{CgiBin, ProgramOptions};
 
 use crate::ServeArgs;
 use crate::server::{self, text_response};
@@ -59,28 +59,37 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     if !args.dir.is_dir() {
         return Err(format!("{} is not a directory", args.dir.display()).into());
     }
-    let mut template = CgiProgram::default()
+    let mut options = ProgramOptions::new()
         .timeout(Duration::from_secs(args.timeout))
         .grace(KILL_GRACE)
         .max_processes(args.max_processes)
+        .slot_wait(args.slot_wait)
+        .body_timeout(args.body_timeout)
         .max_body(args.max_body)
+        .spool_limit(args.spool_limit)
         .pass_authorization(args.pass_authorization);
     for name in &args.pass_env {
-        template = template.inherit_env(name);
+        options = options.inherit_env(name);
     }
     for (key, value) in &args.env {
-        template = template.env(key, value);
+        options = options.env(key, value);
     }
-    let app = App::new(&args.dir, template);
+    let programs = options.shutdown_handle();
+    let app = App::new(&args.dir, options);
 
     println!(
         "towergate: serving {}, CGI programs of {} at /cgi-bin/NAME",
         args.dir.display(),
         args.dir.join("cgi-bin").display(),
     );
-    // When the shutdown grace ends, the requests still running are dropped, and each
-    // drop ends its program's process group (SIGTERM, KILL_GRACE, SIGKILL): wait for that.
-    let programs_ended = tokio::time::sleep(KILL_GRACE + Duration::from_millis(500));
+    // At the end of a shutdown, every program still running (a request past the grace, or
+    // one whose client went away) is ended and reaped before the process exits.
+    let programs_ended = async move {
+        let ended = tokio::time::timeout(KILL_GRACE * 2, programs.shutdown()).await;
+        if ended.is_err() {
+            tracing::warn!(target: "towergate::server", "programs still running at exit");
+        }
+    };
     server::run_with(&args.server, app, programs_ended).await
 }
 
@@ -96,13 +105,13 @@ struct Inner {
 }
 
 impl App {
-    fn new(dir: &Path, template: CgiProgram) -> Self {
+    fn new(dir: &Path, options: ProgramOptions) -> Self {
         App(Arc::new_cyclic(|app: &Weak<Inner>| {
-            let template = template.local_redirect(LocalRedirect(app.clone()));
+            let options = options.local_redirect(LocalRedirect(app.clone()));
             Inner {
                 cgi_bin: CgiBin::new(dir.join("cgi-bin"))
                     .mount("/cgi-bin")
-                    .options(template),
+                    .options(options),
                 files: ServeDir::new(dir),
             }
         }))

@@ -99,18 +99,19 @@ pub(crate) async fn run<S: HttpService>(args: &ServerArgs, service: S) -> Result
     run_with(args, service, async {}).await
 }
 
-/// [`run`], with `on_grace_end` run when the shutdown grace ends with requests still running
-/// (to end what they started, such as CGI program groups), before the server returns.
+/// [`run`], with `on_drained` run at the end of a shutdown, once the requests finished or
+/// the grace ended (the requests still running then answer 503 if they can), before the
+/// server returns: to end what the requests started, such as CGI program groups.
 pub(crate) async fn run_with<S: HttpService>(
     args: &ServerArgs,
     service: S,
-    on_grace_end: impl Future<Output = ()>,
+    on_drained: impl Future<Output = ()>,
 ) -> Result<(), BoxError> {
     let listener = TcpListener::bind(args.addr)
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", args.addr))?;
     println!("towergate: listening on http://{}/", listener.local_addr()?);
-    serve(args, listener, service, shutdown_signal(), on_grace_end).await
+    serve(args, listener, service, shutdown_signal(), on_drained).await
 }
 
 /// Serves `service` on `listener` until `signal` completes, then shuts down gracefully.
@@ -119,7 +120,7 @@ async fn serve<S: HttpService>(
     listener: TcpListener,
     service: S,
     signal: impl Future<Output = ()>,
-    on_grace_end: impl Future<Output = ()>,
+    on_drained: impl Future<Output = ()>,
 ) -> Result<(), BoxError> {
     let local = listener.local_addr()?;
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -191,24 +192,23 @@ async fn serve<S: HttpService>(
     phase.send_replace(Phase::Draining);
     let drained = connections.acquire_many(max);
     let mut drained = std::pin::pin!(drained);
-    if tokio::time::timeout(args.grace, &mut drained)
-        .await
-        .is_err()
-    {
+    let in_time = tokio::time::timeout(args.grace, &mut drained).await.is_ok();
+    if !in_time {
         tracing::warn!(
             target: "towergate::server",
             "requests still running after the {:?} grace: answering 503 where no head was sent",
             args.grace
         );
         phase.send_replace(Phase::Aborting);
-        on_grace_end.await;
-        if tokio::time::timeout(Duration::from_secs(1), &mut drained)
+    }
+    on_drained.await;
+    if !in_time
+        && tokio::time::timeout(Duration::from_secs(1), &mut drained)
             .await
             .is_err()
-        {
-            let open = max as usize - connections.available_permits();
-            tracing::warn!(target: "towergate::server", "closing {open} connection(s) still open");
-        }
+    {
+        let open = max as usize - connections.available_permits();
+        tracing::warn!(target: "towergate::server", "closing {open} connection(s) still open");
     }
     Ok(())
 }
@@ -588,13 +588,7 @@ impl<S: HttpService> Handler<S> {
                     response
                 }
             };
-            let (mut parts, body) = response.into_parts();
-            // A program's own reason phrase (RFC 3875 §6.3.3), sent by hyper's HTTP/1.
-            if let Some(reason) = parts.extensions.remove::<towergate::host::ReasonPhrase>() {
-                if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes()) {
-                    parts.extensions.insert(reason);
-                }
-            }
+            let (parts, body) = response.into_parts();
             let body = LoggedBody {
                 log: Some(AccessLine {
                     access,
