@@ -33,8 +33,8 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -340,6 +340,9 @@ struct ConnState {
     last_read: AtomicU64,
     /// When the connection last became idle: opened, or its last response ended.
     idle_since: AtomicU64,
+    /// The access lines of responses whose body ended, written once the connection has
+    /// handed what is left of them to the kernel (or failed to).
+    sent: Mutex<Vec<AccessLine>>,
 }
 
 impl ConnState {
@@ -348,6 +351,19 @@ impl ConnState {
             in_flight: AtomicUsize::new(0),
             last_read: AtomicU64::new(now),
             idle_since: AtomicU64::new(now),
+            sent: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Writes the waiting access lines: the responses finished, or, with `error`, the
+    /// connection failed before they were written out.
+    fn settle(&self, error: Option<&dyn std::fmt::Display>) {
+        let lines = std::mem::take(&mut *self.sent.lock().unwrap_or_else(PoisonError::into_inner));
+        for line in lines {
+            match error {
+                None => line.write(Outcome::Finished),
+                Some(error) => line.write(Outcome::Unsent(error)),
+            }
         }
     }
 }
@@ -411,8 +427,12 @@ impl Connection {
             };
             tokio::select! {
                 result = connection.as_mut() => {
-                    if let Err(error) = result {
-                        tracing::info!(target: "towergate::connection", "{remote}: {error}");
+                    match result {
+                        Ok(()) => self.state.settle(None),
+                        Err(error) => {
+                            tracing::info!(target: "towergate::connection", "{remote}: {error}");
+                            self.state.settle(Some(&error));
+                        }
                     }
                     return;
                 }
@@ -427,6 +447,7 @@ impl Connection {
                     if let Some(deadline) = closing {
                         if !busy && tokio::time::Instant::now() >= deadline {
                             tracing::debug!(target: "towergate::connection", "{remote}: dropped");
+                            self.state.settle(Some(&"the connection was dropped"));
                             return;
                         }
                         closing = Some(tokio::time::Instant::now() + Duration::from_secs(1));
@@ -519,7 +540,8 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write(cx, buf)
+        let this = self.project();
+        settle_on_error(this.state, this.inner.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -527,7 +549,8 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write_vectored(cx, bufs)
+        let this = self.project();
+        settle_on_error(this.state, this.inner.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -535,12 +558,26 @@ impl AsyncWrite for Watched {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
+        let this = self.project();
+        let flushed = settle_on_error(this.state, this.inner.poll_flush(cx));
+        if let Poll::Ready(Ok(())) = flushed {
+            // Everything hyper wrote, the ends of finished responses included, is out.
+            this.state.settle(None);
+        }
+        flushed
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.project().inner.poll_shutdown(cx)
     }
+}
+
+/// A failed write fails the responses waiting to be written out.
+fn settle_on_error<T>(state: &ConnState, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    if let Poll::Ready(Err(error)) = &polled {
+        state.settle(Some(error));
+    }
+    polled
 }
 
 /// The per-connection request handler around the subcommand's service.
@@ -558,6 +595,8 @@ impl<S: HttpService> Handler<S> {
         &self,
         mut request: Request<Incoming>,
     ) -> impl Future<Output = Result<Response<LoggedBody>, Infallible>> + Send + use<S> {
+        // A new request: what came before it on this connection was written out.
+        self.state.settle(None);
         let in_flight = InFlight::new(self.state.clone(), self.shared.clone());
         let access = Access {
             remote: self.info.remote,
@@ -598,7 +637,7 @@ impl<S: HttpService> Handler<S> {
                         let length = parts.headers.get(http::header::CONTENT_LENGTH)?;
                         length.to_str().ok()?.parse().ok()
                     }),
-                    _in_flight: in_flight,
+                    in_flight,
                 }),
                 inner: body,
             };
@@ -662,10 +701,20 @@ struct AccessLine {
     /// much is sent ended normally.
     length: Option<u64>,
     /// Holds the request in flight on its connection until the response has ended.
-    _in_flight: InFlight,
+    in_flight: InFlight,
 }
 
 impl AccessLine {
+    /// The body ended: the line waits until the connection has written it out.
+    fn ended(self) {
+        let state = self.in_flight.state.clone();
+        state
+            .sent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(self);
+    }
+
     /// Writes the line: INFO when the response finished, or when the client went away
     /// (a client's doing); WARN when the body failed (the server's or the program's).
     fn write(&self, outcome: Outcome<'_>) {
@@ -688,14 +737,22 @@ impl AccessLine {
             Outcome::Failed(error) => {
                 tracing::warn!(target: "towergate::access", "{line} incomplete: {error}")
             }
+            Outcome::Unsent(error) => {
+                tracing::info!(target: "towergate::access", "{line} incomplete: connection closed before the end: {error}")
+            }
         }
     }
 }
 
 enum Outcome<'a> {
+    /// The body ended and the connection wrote it out.
     Finished,
+    /// hyper dropped the body before its end: the connection closed.
     Dropped,
+    /// The body failed (the service's or the program's doing).
     Failed(&'a BoxError),
+    /// The body ended, but the connection failed before writing it out.
+    Unsent(&'a dyn std::fmt::Display),
 }
 
 pin_project_lite::pin_project! {
@@ -719,7 +776,7 @@ pin_project_lite::pin_project! {
                     || log.status == StatusCode::NOT_MODIFIED;
                 let whole = log.length.is_some_and(|length| length == log.bytes);
                 if bodiless || whole || http_body::Body::is_end_stream(&*this.inner) {
-                    log.write(Outcome::Finished);
+                    log.ended();
                 } else {
                     log.write(Outcome::Dropped);
                 }
@@ -752,7 +809,7 @@ impl http_body::Body for LoggedBody {
             }
             Poll::Ready(None) => {
                 if let Some(log) = this.log.take() {
-                    log.write(Outcome::Finished);
+                    log.ended();
                 }
             }
             Poll::Pending => {}
