@@ -199,8 +199,10 @@ pub(crate) fn supervise(mut child: Child, how: Supervision<'_>) -> Supervised {
                     }
                     break None;
                 }
-                true = fired(&mut kill_rx) => break Some(Ending::Abandoned),
-                true = fired(&mut stall_rx) => break Some(Ending::Stalled),
+                // A branch whose pattern fails is off for the rest of the select: `fired`
+                // always completes, and its value is checked in the branch.
+                sent = fired(&mut kill_rx) => if sent { break Some(Ending::Abandoned) },
+                sent = fired(&mut stall_rx) => if sent { break Some(Ending::Stalled) },
                 () = expired(deadline) => break Some(Ending::Timeout),
                 () = &mut stopping => break Some(Ending::Shutdown),
             }
@@ -231,8 +233,8 @@ pub(crate) fn supervise(mut child: Child, how: Supervision<'_>) -> Supervised {
                 break false;
             }
             tokio::select! {
-                true = fired(&mut kill_rx) => break true,
-                true = fired(&mut stderr_left_rx) => break true,
+                sent = fired(&mut kill_rx) => if sent { break true },
+                sent = fired(&mut stderr_left_rx) => if sent { break true },
                 () = expired(deadline) => {
                     task_state.set(Ending::Timeout);
                     break true;

@@ -335,6 +335,10 @@ where
             feed_later = Some((first, rest));
         }
     }
+    // Programs get standard input, output and error, nothing else (descriptors the server
+    // inherited without close-on-exec included): every descriptor from 3 up is marked
+    // close-on-exec first (one `close_range` call on Linux 5.11 and later).
+    close_fds::set_fds_cloexec_threadsafe(3, &[]);
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(error) => {
