@@ -53,8 +53,6 @@ struct ServeArgs {
     /// served (404).
     #[arg(default_value = ".")]
     dir: PathBuf,
-    #[command(flatten)]
-    server: server::ServerArgs,
     /// The run time limit of one program, in seconds (then SIGTERM, SIGKILL, and 504 when
     /// no header was sent yet).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
@@ -87,6 +85,8 @@ struct ServeArgs {
     /// Pass the Authorization header to programs as HTTP_AUTHORIZATION (RFC 3875 §9.2).
     #[arg(long)]
     pass_authorization: bool,
+    #[command(flatten, next_help_heading = "Server")]
+    server: server::ServerArgs,
 }
 
 /// `towergate call`.
