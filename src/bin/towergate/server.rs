@@ -19,14 +19,25 @@
 //!   accepting with a back-off from 10 ms to 1 s and logs one warning per episode, not one
 //!   per failure; errors of a single connection (`ECONNABORTED`, `ECONNRESET`) are skipped.
 //!
+//! # Access log
+//!
+//! One line per response under the `towergate::access` target, `IP "METHOD URI VERSION"
+//! STATUS BYTES TIME`, written once the response is over: INFO when the connection wrote it
+//! out; INFO ending `incomplete: connection closed before the end…` when the client went
+//! away first (its doing); WARN ending `incomplete: REASON` when the body failed (the
+//! service's or a program's doing). BYTES counts the body bytes handed to hyper.
+//! Connection events (timeouts, parse errors, resets) are INFO lines under
+//! `towergate::connection`; accept failures and shutdown under `towergate::server`.
+//!
 //! # Shutdown
 //!
 //! On SIGTERM or SIGINT the listener is closed, idle connections are closed, and requests in
-//! flight get `--grace` to finish (their connections close after the response). When the
-//! grace ends, every request whose response head was not produced yet is answered `503
-//! Service Unavailable` (its service future is dropped), the subcommand's shutdown hook runs
-//! (`towergate serve` ends every CGI program group there), and the responses still being
-//! sent get one more second; then the server returns.
+//! flight get `--grace` to finish (their connections close after the response). If the
+//! grace ends first, every request whose response head was not produced yet is answered
+//! `503 Service Unavailable` with `Connection: close` (its service future is dropped). Then
+//! the subcommand's hook runs (`towergate serve` ends and reaps every CGI program still
+//! running there), the responses still being sent get one more second, and the server
+//! returns.
 
 use std::convert::Infallible;
 use std::future::Future;
