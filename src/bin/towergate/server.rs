@@ -836,3 +836,57 @@ impl http_body::Body for LoggedBody {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_take_decimals_and_refuse_zero_negative_and_text() {
+        assert_eq!(parse_secs("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_secs("20"), Ok(Duration::from_secs(20)));
+        for bad in ["0", "-1", "soon", "NaN", "inf", "86401"] {
+            assert!(parse_secs(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn accept_back_off_doubles_up_to_a_second_and_resets() {
+        let mut backoff = Backoff::default();
+        let error = io::Error::from_raw_os_error(24);
+        let pauses: Vec<_> = (0..10).map(|_| backoff.failed(&error)).collect();
+        assert_eq!(pauses[0], Duration::from_millis(10));
+        assert_eq!(pauses[1], Duration::from_millis(20));
+        assert_eq!(pauses[6], Duration::from_millis(640));
+        assert_eq!(pauses[7], Duration::from_secs(1));
+        assert_eq!(pauses[9], Duration::from_secs(1));
+        backoff.succeeded();
+        assert_eq!(backoff.failed(&error), Duration::from_millis(10));
+        assert!(!is_connection_error(&error));
+        assert!(is_connection_error(
+            &io::ErrorKind::ConnectionAborted.into()
+        ));
+    }
+
+    #[test]
+    fn an_absolute_form_target_replaces_host() {
+        let host = |uri: &str, version: Version| {
+            let mut request = Request::get(uri)
+                .version(version)
+                .header(HOST, "other:9")
+                .body(())
+                .unwrap();
+            host_from_authority(&mut request);
+            request.headers()[HOST].to_str().unwrap().to_owned()
+        };
+        assert_eq!(
+            host("http://a.test:8080/x", Version::HTTP_11),
+            "a.test:8080"
+        );
+        assert_eq!(host("http://u:p@a.test/x", Version::HTTP_11), "a.test:80");
+        assert_eq!(host("https://a.test/x", Version::HTTP_10), "a.test:443");
+        assert_eq!(host("http://[::1]/x", Version::HTTP_11), "[::1]:80");
+        assert_eq!(host("/x", Version::HTTP_11), "other:9");
+        assert_eq!(host("http://a.test/x", Version::HTTP_2), "other:9");
+    }
+}
