@@ -729,17 +729,8 @@ impl AccessLine {
     /// Writes the line: INFO when the response finished, or when the client went away
     /// (a client's doing); WARN when the body failed (the server's or the program's).
     fn write(&self, outcome: Outcome<'_>) {
-        let a = &self.access;
-        let ms = a.start.elapsed().as_secs_f64() * 1000.0;
-        let line = format!(
-            "{} \"{} {} {:?}\" {} {} {ms:.1}ms",
-            a.remote.ip(),
-            a.method,
-            a.uri,
-            a.version,
-            self.status.as_u16(),
-            self.bytes,
-        );
+        // Formatted only when the level is enabled.
+        let line = self;
         match outcome {
             Outcome::Finished => tracing::info!(target: "towergate::access", "{line}"),
             Outcome::Dropped => {
@@ -752,6 +743,23 @@ impl AccessLine {
                 tracing::info!(target: "towergate::access", "{line} incomplete: connection closed before the end: {error}")
             }
         }
+    }
+}
+
+impl std::fmt::Display for AccessLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let a = &self.access;
+        write!(
+            f,
+            "{} \"{} {} {:?}\" {} {} {:.1}ms",
+            a.remote.ip(),
+            a.method,
+            a.uri,
+            a.version,
+            self.status.as_u16(),
+            self.bytes,
+            a.start.elapsed().as_secs_f64() * 1000.0,
+        )
     }
 }
 
