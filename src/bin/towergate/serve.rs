@@ -188,7 +188,11 @@ impl Service<Request<String>> for LocalRedirect {
 /// - another spelling of `/cgi-bin/` (`/%63gi-bin/x`, `//cgi-bin/x`): 404, the programs'
 ///   source is never served.
 fn refuse_static(path: &str) -> Option<StatusCode> {
-    let decoded = percent_decode(path.as_bytes());
+    let decoded = if path.contains('%') {
+        std::borrow::Cow::Owned(percent_decode(path.as_bytes()))
+    } else {
+        std::borrow::Cow::Borrowed(path.as_bytes())
+    };
     let mut segments = decoded
         .split(|&b| b == b'/' || b == b'\\')
         .filter(|segment| !segment.is_empty());
