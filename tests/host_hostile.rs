@@ -350,6 +350,10 @@ async fn one_deadline_covers_every_redirect_hop_and_the_first_slot_is_freed() {
         "#!/bin/sh\necho $$ > group\nprintf 'Location: /cgi-bin/hello\\n\\n'\nexec sleep 300\n",
     );
     dir.script(
+        "closed",
+        "#!/bin/sh\necho $$ > group\nprintf 'Location: /cgi-bin/hello\\n\\n'\nexec >&-\nexec sleep 300\n",
+    );
+    dir.script(
         "hello",
         "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nhello'\n",
     );
@@ -365,14 +369,19 @@ async fn one_deadline_covers_every_redirect_hop_and_the_first_slot_is_freed() {
             .grace(Duration::from_millis(200))
             .timeout(Duration::from_millis(1000)),
     );
-    // The lingering first program is ended and reaped before its target needs the slot.
-    let answer = call(bin.clone(), get("/cgi-bin/linger")).await;
-    assert_eq!(
-        (answer.status, answer.text().as_str()),
-        (StatusCode::OK, "hello")
-    );
-    let group = pid_file(&dir, "group").await;
-    assert!(eventually(|| group_gone(group)).await);
+    // The lingering first program (holding its output, or having closed it) is ended and
+    // reaped before its target needs the slot.
+    for name in ["linger", "closed"] {
+        let _ = std::fs::remove_file(dir.path().join("group"));
+        let answer = call(bin.clone(), get(&format!("/cgi-bin/{name}"))).await;
+        assert_eq!(
+            (answer.status, answer.text().as_str()),
+            (StatusCode::OK, "hello"),
+            "{name}"
+        );
+        let group = pid_file(&dir, "group").await;
+        assert!(eventually(|| group_gone(group)).await, "{name}");
+    }
     // Ten hops of 0.3 s each do not fit in one 1 s limit.
     let answer = call(bin, get("/cgi-bin/loop")).await;
     assert_eq!(answer.status, StatusCode::GATEWAY_TIMEOUT);
