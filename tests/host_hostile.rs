@@ -562,15 +562,37 @@ async fn cgi_bin_answers_the_same_under_axum_route_service_and_nest_service() {
         "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n%s|%s|%s' \"$SCRIPT_NAME\" \"$PATH_INFO\" \"$REQUEST_URI\"\n",
     );
     let bin = CgiBin::new(dir.path()).mount("/cgi-bin");
-    let routed = axum::Router::new().route_service("/cgi-bin/{*program}", bin.clone());
-    let nested = axum::Router::new().nest_service("/cgi-bin", bin);
+    // A gateway app at the same place answers the same way: AppService's script_name takes
+    // a stripped or an unstripped path alike.
+    let app = towergate::gateway::app_fn(
+        |environ: towergate::Environ, start: towergate::gateway::StartResponse| async move {
+            start.start("200 OK", [("Content-Type", "text/plain")])?;
+            let var =
+                |k: &str| String::from_utf8_lossy(environ.get(k).unwrap_or_default()).into_owned();
+            let text = format!("{}|{}", var("SCRIPT_NAME"), var("PATH_INFO"));
+            Ok::<_, towergate::BoxError>(towergate::gateway::AppBody::from(text))
+        },
+    );
+    let service = towergate::service::AppService::new(app).script_name("/gw");
+    let routed = axum::Router::new()
+        .route_service("/cgi-bin/{*program}", bin.clone())
+        .route_service("/gw/{*rest}", service.clone());
+    let nested = axum::Router::new()
+        .nest_service("/cgi-bin", bin)
+        .nest_service("/gw", service);
     let before = open_fds();
     for (name, router) in [("route_service", routed), ("nest_service", nested)] {
-        let answer = call(router, get("/cgi-bin/where/a%20b/c?x=1")).await;
+        let answer = call(router.clone(), get("/cgi-bin/where/a%20b/c?x=1")).await;
         assert_eq!(answer.status, 200, "{name}");
         assert_eq!(
             answer.text(),
             "/cgi-bin/where|/a b/c|/cgi-bin/where/a%20b/c?x=1",
+            "{name}"
+        );
+        let answer = call(router, get("/gw/a%20b/c")).await;
+        assert_eq!(
+            (answer.status.as_u16(), answer.text().as_str()),
+            (200, "/gw|/a b/c"),
             "{name}"
         );
     }
