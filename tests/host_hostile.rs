@@ -350,6 +350,10 @@ async fn one_deadline_covers_every_redirect_hop_and_the_first_slot_is_freed() {
         "#!/bin/sh\necho $$ > group\nprintf 'Location: /cgi-bin/hello\\n\\n'\nexec sleep 300\n",
     );
     dir.script(
+        "closed",
+        "#!/bin/sh\necho $$ > group\nprintf 'Location: /cgi-bin/hello\\n\\n'\nexec >&-\nexec sleep 300\n",
+    );
+    dir.script(
         "hello",
         "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nhello'\n",
     );
@@ -365,14 +369,19 @@ async fn one_deadline_covers_every_redirect_hop_and_the_first_slot_is_freed() {
             .grace(Duration::from_millis(200))
             .timeout(Duration::from_millis(1000)),
     );
-    // The lingering first program is ended and reaped before its target needs the slot.
-    let answer = call(bin.clone(), get("/cgi-bin/linger")).await;
-    assert_eq!(
-        (answer.status, answer.text().as_str()),
-        (StatusCode::OK, "hello")
-    );
-    let group = pid_file(&dir, "group").await;
-    assert!(eventually(|| group_gone(group)).await);
+    // The lingering first program (holding its output, or having closed it) is ended and
+    // reaped before its target needs the slot.
+    for name in ["linger", "closed"] {
+        let _ = std::fs::remove_file(dir.path().join("group"));
+        let answer = call(bin.clone(), get(&format!("/cgi-bin/{name}"))).await;
+        assert_eq!(
+            (answer.status, answer.text().as_str()),
+            (StatusCode::OK, "hello"),
+            "{name}"
+        );
+        let group = pid_file(&dir, "group").await;
+        assert!(eventually(|| group_gone(group)).await, "{name}");
+    }
     // Ten hops of 0.3 s each do not fit in one 1 s limit.
     let answer = call(bin, get("/cgi-bin/loop")).await;
     assert_eq!(answer.status, StatusCode::GATEWAY_TIMEOUT);
@@ -553,15 +562,37 @@ async fn cgi_bin_answers_the_same_under_axum_route_service_and_nest_service() {
         "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n%s|%s|%s' \"$SCRIPT_NAME\" \"$PATH_INFO\" \"$REQUEST_URI\"\n",
     );
     let bin = CgiBin::new(dir.path()).mount("/cgi-bin");
-    let routed = axum::Router::new().route_service("/cgi-bin/{*program}", bin.clone());
-    let nested = axum::Router::new().nest_service("/cgi-bin", bin);
+    // A gateway app at the same place answers the same way: AppService's script_name takes
+    // a stripped or an unstripped path alike.
+    let app = towergate::gateway::app_fn(
+        |environ: towergate::Environ, start: towergate::gateway::StartResponse| async move {
+            start.start("200 OK", [("Content-Type", "text/plain")])?;
+            let var =
+                |k: &str| String::from_utf8_lossy(environ.get(k).unwrap_or_default()).into_owned();
+            let text = format!("{}|{}", var("SCRIPT_NAME"), var("PATH_INFO"));
+            Ok::<_, towergate::BoxError>(towergate::gateway::AppBody::from(text))
+        },
+    );
+    let service = towergate::service::AppService::new(app).script_name("/gw");
+    let routed = axum::Router::new()
+        .route_service("/cgi-bin/{*program}", bin.clone())
+        .route_service("/gw/{*rest}", service.clone());
+    let nested = axum::Router::new()
+        .nest_service("/cgi-bin", bin)
+        .nest_service("/gw", service);
     let before = open_fds();
     for (name, router) in [("route_service", routed), ("nest_service", nested)] {
-        let answer = call(router, get("/cgi-bin/where/a%20b/c?x=1")).await;
+        let answer = call(router.clone(), get("/cgi-bin/where/a%20b/c?x=1")).await;
         assert_eq!(answer.status, 200, "{name}");
         assert_eq!(
             answer.text(),
             "/cgi-bin/where|/a b/c|/cgi-bin/where/a%20b/c?x=1",
+            "{name}"
+        );
+        let answer = call(router, get("/gw/a%20b/c")).await;
+        assert_eq!(
+            (answer.status.as_u16(), answer.text().as_str()),
+            (200, "/gw|/a b/c"),
             "{name}"
         );
     }

@@ -503,6 +503,33 @@ where
     }
 }
 
+/// Ends a program whose output is not wanted any more (a local redirect, RFC 3875 §6.2.2):
+/// its output is read and discarded, and it has `grace` to exit; then it is ended. Returns
+/// once it is reaped (its process slot freed).
+pub(crate) async fn finish<P>(mut stdout: Output<P>, mut control: Control, grace: Duration)
+where
+    P: AsyncRead + AsFd + Unpin + Send + 'static,
+{
+    let end = Instant::now() + grace;
+    let mut sink = tokio::io::sink();
+    let drained = tokio::time::timeout_at(
+        end,
+        tokio::io::copy(&mut (&mut stdout).take(MAX_DISCARD), &mut sink),
+    )
+    .await;
+    let reaped = tokio::time::timeout_at(end, &mut control.reaped)
+        .await
+        .is_ok();
+    if reaped && matches!(drained, Ok(Ok(n)) if n < MAX_DISCARD) && !stdout.held() {
+        control.kill.disarm();
+    }
+    // Armed, the switch ends the program (or the rest of its group) when dropped.
+    drop(control.kill);
+    if !reaped {
+        let _ = control.reaped.await;
+    }
+}
+
 /// [`discard`] on a task of its own.
 pub(crate) fn spawn_discard<P>(stdout: Output<P>, kill: KillSwitch)
 where

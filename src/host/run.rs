@@ -425,9 +425,7 @@ where
         Ok(Head::LocalRedirect(location)) => {
             // The first program's output is discarded and it is reaped (its slot freed)
             // before the redirect is served; one that lingers is ended after the grace.
-            let finished = process::discard(stdout, control.kill);
-            let _ = tokio::time::timeout(options.grace, finished).await;
-            let _ = control.reaped.await;
+            process::finish(stdout, control, options.grace).await;
             return local_redirect(parts, location, &options, home, program, deadline).await;
         }
         Err(error) => return fail(program, StatusCode::BAD_GATEWAY, &error),
