@@ -51,7 +51,7 @@
 //!   io-util, time, sync, fs) and `rustix` (to send `SIGTERM`).
 //! - `cli`: the `towergate` command-line tool.
 
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
 #[cfg(feature = "cgi")]
@@ -66,16 +66,17 @@ pub mod handler;
 // The crate-private helpers of `headers` and `panic` serve several features; a build with
 // only some of them leaves the others' helpers unused.
 #[cfg_attr(
-    not(all(feature = "cgi", feature = "gateway", feature = "host")),
+    not(all(unix, feature = "cgi", feature = "gateway", feature = "host")),
     allow(dead_code, unused_imports)
 )]
 pub mod headers;
-#[cfg(feature = "host")]
+#[cfg(all(unix, feature = "host"))]
 pub mod host;
+pub mod layer;
 #[cfg(feature = "gateway")]
 pub mod lint;
 #[cfg_attr(
-    not(all(feature = "cgi", feature = "gateway", feature = "host")),
+    not(all(unix, feature = "cgi", feature = "gateway", feature = "host")),
     allow(dead_code, unused_imports)
 )]
 mod panic;

@@ -130,14 +130,17 @@ impl EnvironBuilder {
         self
     }
 
-    /// The client's address. Defaults to the [`ConnectInfo`] request extension, if any.
+    /// The client's address. Defaults to the [`ConnectInfo`] request extension, else (with the
+    /// `axum` feature) the address in axum's `ConnectInfo<SocketAddr>` extension, which a
+    /// server built with `into_make_service_with_connect_info::<SocketAddr>()` inserts.
     pub fn remote_addr(mut self, addr: SocketAddr) -> Self {
         self.remote_addr = Some(addr);
         self
     }
 
     /// The server's local address, the fallback for `SERVER_NAME` and `SERVER_PORT`.
-    /// Defaults to the [`ConnectInfo`] request extension, if any.
+    /// Defaults to the [`ConnectInfo`] request extension (or, with the `axum` feature, axum's
+    /// `ConnectInfo<towergate::ext::ConnectInfo>`), if any.
     pub fn local_addr(mut self, addr: SocketAddr) -> Self {
         self.local_addr = Some(addr);
         self
@@ -207,7 +210,7 @@ impl EnvironBuilder {
         headers: &HeaderMap,
         extensions: &http::Extensions,
     ) -> Environ {
-        let connect = extensions.get::<ConnectInfo>();
+        let connect = connect_info(extensions);
         let remote = self.remote_addr.or(connect.map(|c| c.remote));
         let local = self.local_addr.or(connect.and_then(|c| c.local));
         let https = self
@@ -417,6 +420,29 @@ impl EnvironBuilder {
         }
         name != "proxy" && !name.as_str().contains('_')
     }
+}
+
+/// The connection's addresses: the [`ConnectInfo`] extension, else (with the `axum` feature)
+/// axum's `ConnectInfo<ConnectInfo>` or `ConnectInfo<SocketAddr>`, which
+/// `into_make_service_with_connect_info` inserts.
+fn connect_info(extensions: &http::Extensions) -> Option<ConnectInfo> {
+    if let Some(connect) = extensions.get::<ConnectInfo>() {
+        return Some(*connect);
+    }
+    #[cfg(feature = "axum")]
+    {
+        use axum::extract::ConnectInfo as Axum;
+        if let Some(Axum(connect)) = extensions.get::<Axum<ConnectInfo>>() {
+            return Some(*connect);
+        }
+        if let Some(Axum(remote)) = extensions.get::<Axum<SocketAddr>>() {
+            return Some(ConnectInfo {
+                remote: *remote,
+                local: None,
+            });
+        }
+    }
+    None
 }
 
 /// `user-agent` → `HTTP_USER_AGENT` (RFC 3875 §4.1.18).
