@@ -232,7 +232,8 @@ pub struct ConnectInfo {
 /// `axum::serve(listener, router.into_make_service_with_connect_info::<ConnectInfo>())`: both
 /// addresses of each TCP connection.
 #[cfg(feature = "axum")]
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
     for ConnectInfo
 {
     fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
