@@ -25,6 +25,9 @@
 //!   `axum` feature, axum's `ConnectInfo`. Without either, they are unset.
 //! - The environ's gateway keys tell the truth about the process: `multithread` true,
 //!   `multiprocess` and `run_once` false (a CGI program has `run_once` true).
+//! - In an axum router, mount it with `route_service` or with `nest_service` at the same
+//!   prefix: axum strips a nest's prefix from the URI, and with the `axum` feature the layer
+//!   reads the full path from axum's `OriginalUri` extension.
 //! - A request outside the prefix (the decoded path is neither the prefix nor below it:
 //!   `/cgi-bin/application` is outside `/cgi-bin/app`) is answered `404 Not Found` with an
 //!   empty body, without calling the service.

@@ -78,10 +78,15 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        if !self.contains(request.uri().path()) {
+        let (mut parts, body) = request.into_parts();
+        // Nested in an axum router, the URI has lost the nest's prefix: the original has it.
+        #[cfg(feature = "axum")]
+        if let Some(axum::extract::OriginalUri(original)) = parts.extensions.get() {
+            parts.uri = original.clone();
+        }
+        if !self.contains(parts.uri.path()) {
             return ResponseFuture::status(StatusCode::NOT_FOUND);
         }
-        let (mut parts, body) = request.into_parts();
         let mut environ = self.layer.environ.build_from_parts(&parts);
         // The truth about this process, where a CGI program says run_once (PEP 3333).
         environ.set_multithread(true);
