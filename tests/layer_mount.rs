@@ -14,12 +14,9 @@ use towergate::ext::{
 use towergate::layer::MountLayer;
 
 /// A service that returns the request it was given as the response's extension.
-fn echo_request() -> impl tower::Service<
-    Request<()>,
-    Response = Response<String>,
-    Error = Infallible,
-    Future = impl Send,
-> + Clone {
+fn echo_request()
+-> impl tower::Service<Request<()>, Response = Response<String>, Error = Infallible, Future = impl Send>
++ Clone {
     tower::service_fn(|request: Request<()>| async move {
         let (parts, ()) = request.into_parts();
         let mut response = Response::new(String::new());
@@ -97,7 +94,11 @@ async fn the_service_sees_what_a_cgi_program_sees() {
 #[tokio::test]
 async fn the_mount_point_itself_is_the_apps_root() {
     for target in ["/app", "/app/", "/app?q=1", "/%61pp/"] {
-        let parts = seen(MountLayer::new("/app"), Request::get(target).body(()).unwrap()).await;
+        let parts = seen(
+            MountLayer::new("/app"),
+            Request::get(target).body(()).unwrap(),
+        )
+        .await;
         assert_eq!(parts.uri.path(), "/", "{target}");
         assert_eq!(parts.script_name(), "/app");
     }

@@ -1,10 +1,16 @@
-//! A lint layer for gateway apps, like Python's `wsgiref.validate`.
+//! A lint layer for gateway apps, like Python's `wsgiref.validate`, and for the responses of
+//! any tower service.
 //!
-//! [`Lint`] wraps an [`App`] and checks the environ it is given and what it does with
-//! [`StartResponse`] and its body. Each broken rule is an error, a [`Violation`] whose
-//! message names the rule (`lint: environ.script-name: …`): before the head, the client gets
-//! the error response and the log says why. Use it in tests and during development; the
-//! stricter rules (a `Content-Type` on every response but 204 and 304, header names of
+//! [`LintLayer`] makes a [`Lint`]: over a gateway [`App`], an app whose environ,
+//! [`StartResponse`] calls and body are checked; over any tower `Service`, a service whose
+//! responses are checked against HTTP's rules. Use it in tests (in a
+//! `tower::ServiceBuilder`) and during development. Each broken rule is a [`Violation`]
+//! whose message names the rule (`lint: environ.script-name: …`) and a log line; before the
+//! head, the client gets an error response (`500`), after it the body ends with an error.
+//!
+//! # Gateway apps
+//!
+//! The stricter rules (a `Content-Type` on every response but 204 and 304, header names of
 //! letters, digits, `-` and `_`) are `wsgiref.validate`'s, stricter than the contract.
 //!
 //! | rule | checks (REFERENCE: `wsgiref.validate`) |
@@ -51,6 +57,44 @@
 //! assert!(handler.transport().starts_with(b"Status: 500 Internal Server Error\r\n"));
 //! # }
 //! ```
+//!
+//! # Responses of any tower service
+//!
+//! | rule | checks |
+//! |---|---|
+//! | `response.status` | the status is from 100 to 599 (RFC 9110 §15) and not informational, except `101 Switching Protocols` (§15.2: 1xx is never a final status) |
+//! | `response.hop-by-hop` | no `Connection`, `Keep-Alive`, `Proxy-Authenticate`, `Proxy-Authorization`, `TE`, `Trailers`, `Transfer-Encoding`, `Upgrade` ([`is_hop_by_hop`](crate::headers::is_hop_by_hop)): the server sets those (§7.6.1); a 101 may have `Connection` and `Upgrade` |
+//! | `response.content-length` | every `Content-Length` value is a number and they agree; none on 1xx and 204 (§8.6); the body is exactly that long, except for HEAD and 304, where it is the length the body would have had |
+//! | `response.no-body` | no body data on a response to HEAD, or with 1xx, 204 or 304 (§6.4.1) |
+//!
+//! Rules that the head and the body's size hint show are checked before the head: the
+//! response is replaced by `500 Internal Server Error` whose body is the violation's text,
+//! with the [`Violation`] as a response extension. Rules only the body shows (a streamed
+//! body longer or shorter than its `Content-Length`, data on a HEAD response) end the body
+//! with the violation as its error. Either way a log line says why.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use towergate::lint::{LintLayer, Violation};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let service = ServiceBuilder::new()
+//!     .layer(LintLayer::new())
+//!     .service_fn(|_request: http::Request<()>| async {
+//!         let response = http::Response::builder()
+//!             .header("content-length", "10")
+//!             .body(Full::new(Bytes::from("too short")))
+//!             .unwrap();
+//!         Ok::<_, std::convert::Infallible>(response)
+//!     });
+//! let response = service.oneshot(http::Request::new(())).await.unwrap();
+//! assert_eq!(response.status(), 500);
+//! let violation = response.extensions().get::<Violation>().unwrap();
+//! assert_eq!(violation.rule(), "response.content-length");
+//! # }
+//! ```
 
 use std::fmt;
 use std::future::Future;
@@ -61,12 +105,20 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
+pub use body::ResponseBody;
+pub use layer::LintLayer;
+pub use service::ResponseFuture;
+
 use crate::gateway::{App, StartResponse};
 use crate::panic::log;
 use crate::{BoxError, Environ};
 
+mod body;
+mod layer;
+mod service;
+
 /// A broken lint rule: [`rule`](Self::rule) names it.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Violation {
     rule: &'static str,
     message: String,
@@ -94,8 +146,8 @@ impl fmt::Display for Violation {
 
 impl std::error::Error for Violation {}
 
-/// An app whose environ, `start_response` calls and body are checked (see the
-/// [module](self) docs).
+/// An app whose environ, `start_response` calls and body are checked, or a service whose
+/// responses are checked (see the [module](self) docs).
 #[derive(Clone, Debug)]
 pub struct Lint<A> {
     inner: A,
