@@ -13,20 +13,19 @@
 #[path = "common/gateway_app.rs"]
 mod gateway_app;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tower::ServiceExt;
+use hyper_util::service::TowerToHyperService;
+use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
-use towergate::ext::ConnectInfo;
 use towergate::host::{CgiBin, CgiProgram, ReasonPhrase};
+use towergate::layer::ConnectInfoLayer;
 use towergate::service::AppService;
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8000";
@@ -51,6 +50,18 @@ fn app() -> Router {
             Duration::from_secs(30),
         ))
         .layer(TraceLayer::new_for_http())
+}
+
+/// Sends a CGI program's own reason phrase (`Status: 299 Fine Thanks`).
+fn reason_phrase(
+    mut response: http::Response<axum::body::Body>,
+) -> http::Response<axum::body::Body> {
+    if let Some(reason) = response.extensions_mut().remove::<ReasonPhrase>() {
+        if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes()) {
+            response.extensions_mut().insert(reason);
+        }
+    }
+    response
 }
 
 async fn index() -> &'static str {
@@ -102,28 +113,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             accepted = listener.accept() => accepted?,
             _ = tokio::signal::ctrl_c() => break,
         };
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo {
-                remote,
-                local: Some(local),
-            });
-            let app = app.clone();
-            async move {
-                let mut response = app.oneshot(request).await.unwrap_or_else(|e| match e {});
-                // Send a CGI program's own reason phrase (`Status: 299 Fine Thanks`).
-                if let Some(reason) = response.extensions_mut().remove::<ReasonPhrase>() {
-                    if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes()) {
-                        response.extensions_mut().insert(reason);
-                    }
-                }
-                Ok::<_, Infallible>(response)
-            }
-        });
+        let service = ServiceBuilder::new()
+            .layer(ConnectInfoLayer::new(remote, Some(local)))
+            .map_response(reason_phrase)
+            .service(app.clone());
         tokio::spawn(async move {
             let builder = auto::Builder::new(TokioExecutor::new());
             if let Err(error) = builder
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
                 .await
             {
                 tracing::debug!("connection from {remote}: {error}");
