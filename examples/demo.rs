@@ -10,10 +10,11 @@
 //! curl http://127.0.0.1:8000/gateway/hello
 //! ```
 
+#[path = "common/addr.rs"]
+mod addr;
 #[path = "common/gateway_app.rs"]
 mod gateway_app;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -69,26 +70,6 @@ async fn index() -> &'static str {
      CGI programs under /cgi-bin/ (hello, printenv)\n"
 }
 
-fn addr() -> Result<SocketAddr, String> {
-    let mut args = std::env::args().skip(1);
-    let mut addr = DEFAULT_ADDR.to_owned();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
-            other => match other.strip_prefix("--addr=") {
-                Some(value) => addr = value.to_owned(),
-                None => {
-                    return Err(format!(
-                        "unknown argument {other:?} (usage: demo [--addr HOST:PORT])"
-                    ));
-                }
-            },
-        }
-    }
-    addr.parse()
-        .map_err(|e| format!("bad address {addr:?}: {e}"))
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     tracing_subscriber::fmt()
@@ -97,7 +78,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 .unwrap_or_else(|_| "info,tower_http=debug".into()),
         )
         .init();
-    let addr = addr()?;
+    let addr = addr::from_args("demo", DEFAULT_ADDR)?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     println!("towergate demo listening on http://{local}/");

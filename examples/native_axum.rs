@@ -13,10 +13,10 @@
 //! (`ConnectInfoLayer`), the CGI view of the request (`MountLayer`) and, since a panicking
 //! handler under CGI gets towergate's error response, the same response for a panic here.
 
+#[path = "common/addr.rs"]
+mod addr;
 #[path = "common/axum_app.rs"]
 mod axum_app;
-
-use std::net::SocketAddr;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -29,26 +29,6 @@ use towergate::layer::{ConnectInfoLayer, MountLayer};
 const DEFAULT_ADDR: &str = "127.0.0.1:8001";
 const MOUNT: &str = "/cgi-bin/app";
 
-fn addr() -> Result<SocketAddr, String> {
-    let mut args = std::env::args().skip(1);
-    let mut addr = DEFAULT_ADDR.to_owned();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
-            other => match other.strip_prefix("--addr=") {
-                Some(value) => addr = value.to_owned(),
-                None => {
-                    return Err(format!(
-                        "unknown argument {other:?} (usage: native_axum [--addr HOST:PORT])"
-                    ));
-                }
-            },
-        }
-    }
-    addr.parse()
-        .map_err(|e| format!("bad address {addr:?}: {e}"))
-}
-
 /// What `cgi::run` answers when the handler panics: towergate's default error response.
 fn panic_response(_panic: Box<dyn std::any::Any + Send>) -> http::Response<axum::body::Body> {
     let error = towergate::BoxError::from("the handler panicked");
@@ -59,7 +39,8 @@ fn panic_response(_panic: Box<dyn std::any::Any + Send>) -> http::Response<axum:
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let listener = tokio::net::TcpListener::bind(addr()?).await?;
+    let listener =
+        tokio::net::TcpListener::bind(addr::from_args("native_axum", DEFAULT_ADDR)?).await?;
     let local = listener.local_addr()?;
     println!("native_axum listening on http://{local}{MOUNT}/ (try {MOUNT}/info?x=1)");
 

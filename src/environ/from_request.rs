@@ -940,6 +940,34 @@ mod tests {
         assert_eq!(get(&environ, "REMOTE_ADDR"), Some("192.0.2.4"));
     }
 
+    #[cfg(feature = "axum")]
+    #[test]
+    fn axum_connect_info_gives_the_addresses_and_towergates_own_wins() {
+        use axum::extract::ConnectInfo as Axum;
+        let remote: SocketAddr = "192.0.2.5:4321".parse().unwrap();
+        let mut request = Request::get("/").body(()).unwrap();
+        request.extensions_mut().insert(Axum(remote));
+        let environ = environ_of(request.clone());
+        assert_eq!(get(&environ, "REMOTE_ADDR"), Some("192.0.2.5"));
+        assert_eq!(get(&environ, "REMOTE_PORT"), Some("4321"));
+        assert_eq!(get(&environ, "SERVER_PORT"), Some("80"));
+
+        let mut both = request.clone();
+        both.extensions_mut().insert(Axum(ConnectInfo {
+            remote: "192.0.2.6:1".parse().unwrap(),
+            local: Some("198.51.100.2:8002".parse().unwrap()),
+        }));
+        let environ = environ_of(both);
+        assert_eq!(get(&environ, "REMOTE_ADDR"), Some("192.0.2.6"));
+        assert_eq!(get(&environ, "SERVER_PORT"), Some("8002"));
+
+        request.extensions_mut().insert(ConnectInfo {
+            remote: "192.0.2.7:2".parse().unwrap(),
+            local: None,
+        });
+        assert_eq!(get(&environ_of(request), "REMOTE_ADDR"), Some("192.0.2.7"));
+    }
+
     #[test]
     fn an_invalid_host_header_falls_back_to_the_uri_authority() {
         let environ = environ_of(
