@@ -54,7 +54,7 @@ impl Both {
             "native_axum",
             self.native_port,
             &make(self.native_port),
-            || String::new(),
+            String::new,
         );
         (cgi, native)
     }
