@@ -8,6 +8,10 @@
 //!                 [--grace SECS]
 //! towergate call PROGRAM [PATH] [-X METHOD] [-d DATA] [-H 'K: V']...
 //! ```
+//!
+//! Unix only: it runs CGI programs as Unix processes (process groups, signals). Elsewhere the
+//! binary builds and says so.
+#![cfg_attr(not(unix), allow(dead_code, unused_imports))]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,7 +19,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+#[cfg(unix)]
 mod call;
+#[cfg(unix)]
 mod serve;
 mod server;
 
@@ -130,6 +136,13 @@ fn parse_bytes(value: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("expected a byte count such as 1048576 or 100M, got {value:?}"))
 }
 
+#[cfg(not(unix))]
+fn main() -> ExitCode {
+    eprintln!("towergate: the command-line tool runs on Unix only");
+    ExitCode::FAILURE
+}
+
+#[cfg(unix)]
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

@@ -252,6 +252,7 @@ where
 }
 
 /// Ctrl-C (SIGINT) or SIGTERM.
+#[cfg(unix)]
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let wait = |kind| async move {
@@ -268,6 +269,14 @@ async fn shutdown_signal() {
     tokio::select! {
         () = wait(SignalKind::interrupt()) => {}
         () = wait(SignalKind::terminate()) => {}
+    }
+}
+
+/// Ctrl-C.
+#[cfg(not(unix))]
+async fn shutdown_signal() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
