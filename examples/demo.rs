@@ -82,8 +82,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             accepted = listener.accept() => accepted?,
             _ = tokio::signal::ctrl_c() => break,
         };
-        // A CGI program's own reason phrase (`Status: 299 Fine Thanks`) reaches the wire:
-        // the host puts it in hyper's extension (feature `hyper`).
+        // A CGI program's own reason phrase (`Status: 299 Fine Thanks`) reaches the wire: the
+        // host puts it in hyper's extension itself (feature `hyper`).
         let service = ServiceBuilder::new()
             .layer(ConnectInfoLayer::new(remote, Some(local)))
             .service(app.clone());
