@@ -59,6 +59,8 @@ pub mod cgi;
 pub mod environ;
 pub mod error_response;
 pub mod ext;
+#[cfg(feature = "fastcgi")]
+pub mod fastcgi;
 #[cfg(feature = "gateway")]
 pub mod gateway;
 #[cfg(feature = "gateway")]
