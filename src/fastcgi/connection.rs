@@ -639,8 +639,14 @@ where
     respond::encode_cgi_head(&mut head, status, &headers);
     let first = first.unwrap_or_default();
     let mut buf = BytesMut::with_capacity(head.len() + first.len() + 64);
-    record::encode_stream(&mut buf, RecordType::Stdout, id, &head);
-    record::encode_stream(&mut buf, RecordType::Stdout, id, &first);
+    // A small first chunk shares the head's record.
+    if head.len() + first.len() <= record::MAX_CONTENT_LEN {
+        head.extend_from_slice(&first);
+        record::encode_stream(&mut buf, RecordType::Stdout, id, &head);
+    } else {
+        record::encode_stream(&mut buf, RecordType::Stdout, id, &head);
+        record::encode_stream(&mut buf, RecordType::Stdout, id, &first);
+    }
     let mut app_status = 0;
     // A whole response goes out in one write with its END_REQUEST; a longer one as it is
     // produced, the head with the first chunk.

@@ -1,6 +1,276 @@
 //! Run a tower service as a FastCGI application (FastCGI 1.0 specification).
 //!
-//! DOCS
+//! A CGI program starts once per request; a FastCGI application starts once and serves
+//! request after request over sockets from the web server (nginx `fastcgi_pass`, Apache
+//! `mod_proxy_fcgi` and `mod_fcgid`, lighttpd `mod_fastcgi`). [`serve`] serves a listener
+//! the program bound itself; [`run`] serves the listening socket a process manager
+//! (spawn-fcgi, `mod_fcgid`, lighttpd `bin-path`, systemd) put on descriptor 0. And
+//! [`crate::run`] picks CGI or FastCGI by itself, so one binary serves either way:
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//!
+//! fn main() -> std::process::ExitCode {
+//!     let app = Router::new().route("/", get(|| async { "Hello, world!" }));
+//!     towergate::run(app)
+//! }
+//! ```
+//!
+//! A service can also be served on a listener of its own, with options:
+//!
+//! ```no_run
+//! use std::convert::Infallible;
+//! use towergate::fastcgi;
+//!
+//! # #[tokio::main] async fn main() -> std::io::Result<()> {
+//! let service = tower::service_fn(|request: http::Request<fastcgi::RequestBody>| async move {
+//!     Ok::<_, Infallible>(http::Response::new(format!("you asked for {}", request.uri())))
+//! });
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9000").await?;
+//! fastcgi::Builder::new()
+//!     .max_connections(256)
+//!     .serve(listener, service)
+//!     .await
+//! # }
+//! ```
+//!
+//! and one connection over any byte stream, which is how it is tested without a web server:
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//! use towergate::fastcgi;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let service = tower::service_fn(|request: http::Request<fastcgi::RequestBody>| async move {
+//!     Ok::<_, Infallible>(http::Response::new(format!("you asked for {}", request.uri())))
+//! });
+//! let (mut web_server, app) = tokio::io::duplex(64 * 1024);
+//! tokio::spawn(fastcgi::Builder::new().serve_connection(app, service));
+//!
+//! // BEGIN_REQUEST (Responder, no FCGI_KEEP_CONN), PARAMS, their end, STDIN's end.
+//! let mut wire = vec![1, 1, 0, 1, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+//! let params = b"\x0e\x03REQUEST_METHODGET\x09\x02PATH_INFO/a";
+//! wire.extend([1, 4, 0, 1, 0, params.len() as u8, 0, 0]);
+//! wire.extend(params);
+//! wire.extend([1, 4, 0, 1, 0, 0, 0, 0, 1, 5, 0, 1, 0, 0, 0, 0]);
+//! web_server.write_all(&wire).await.unwrap();
+//!
+//! let mut answer = Vec::new();
+//! web_server.read_to_end(&mut answer).await.unwrap();
+//! let text = String::from_utf8_lossy(&answer);
+//! assert!(text.contains(
+//!     "Status: 200 OK\r\nContent-Length: 16\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nyou asked for /a"
+//! ));
+//! // The application's END_REQUEST ends the answer, then it closes the connection.
+//! assert!(answer.ends_with(&[1, 3, 0, 1, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
+//! # }
+//! ```
+//!
+//! # The protocol
+//!
+//! - BEGIN_REQUEST with the Responder role (§6.2) runs the service; the Authorizer role
+//!   (§6.3) too, with no body and [`Role::Authorizer`] in the request's extensions; the
+//!   Filter role is answered `FCGI_UNKNOWN_ROLE` (§5.5).
+//! - PARAMS become the request's [`Environ`](crate::Environ), as bytes, and the request is
+//!   built from it exactly as under CGI ([`Environ::into_request`](crate::Environ::into_request),
+//!   the same typed extensions in [`crate::ext`]). The environ says `multithread` true,
+//!   `multiprocess` and `run_once` false.
+//! - STDIN streams into the [`RequestBody`]: exactly `CONTENT_LENGTH` bytes (RFC 3875
+//!   §4.2); with no `CONTENT_LENGTH`, the stream to its end (Apache `mod_proxy_fcgi` sends a
+//!   chunked body that way); with an empty one (nginx on `GET`), no body. Each request holds
+//!   at most [`Builder::request_buffer`] unread bytes: while its buffer is full the
+//!   connection waits, for at most [`Builder::stdin_timeout`].
+//! - The response is written as STDOUT records (at most 65535 bytes each, padded to 8) as
+//!   the service produces it: a CGI header block (`Status: NNN Reason`, RFC 3875 §6.3), then
+//!   the body. The rules are those of [`crate::cgi`]: the head waits for the first non-empty
+//!   chunk; `Content-Length` when the length is known; no body for `HEAD`, 1xx, 204 and 304;
+//!   a `Content-Type` sniffed from the first bytes when the service gave none (RFC 3875
+//!   §6.3.1 requires one); the [`ErrorResponse`] (500) when the service fails or panics
+//!   before the head, and a cut response (END_REQUEST with application status 1) after.
+//! - END_REQUEST ends each request with `FCGI_REQUEST_COMPLETE`; ABORT_REQUEST cancels the
+//!   request's future and body and ends it. Without `FCGI_KEEP_CONN` the connection closes
+//!   after its request (§3.5).
+//! - Requests are multiplexed: each runs as its own task, so a slow request never holds up
+//!   the others on its connection, up to [`Builder::max_requests`] per connection.
+//! - GET_VALUES is answered with the truth: `FCGI_MAX_CONNS` ([`Builder::max_connections`]),
+//!   `FCGI_MAX_REQS` (connections × requests per connection), `FCGI_MPXS_CONNS` (§4.1). An
+//!   unknown management record is answered with UNKNOWN_TYPE (§4.2).
+//!
+//! # Errors
+//!
+//! | what | outcome |
+//! |---|---|
+//! | a record of another version, a BEGIN_REQUEST body that is not 8 bytes, a record cut short by the end of the connection | a log line; the connection closes and its requests are cancelled |
+//! | a record for a request id that is not in flight (or a second BEGIN_REQUEST for one) | a log line; the record is ignored |
+//! | PARAMS over [`Builder::max_params`] | `431 Request Header Fields Too Large` |
+//! | name-value pairs whose lengths run past their stream, a malformed `REQUEST_METHOD` or `CONTENT_LENGTH` | `400 Bad Request` |
+//! | STDIN ends before `CONTENT_LENGTH` bytes | `400 Bad Request` if the head is not written yet |
+//! | more requests on a connection than [`Builder::max_requests`] | END_REQUEST `FCGI_OVERLOADED` (`FCGI_CANT_MPX_CONN` when the limit is 1) |
+//! | more connections than [`Builder::max_connections`] | they wait in the listener's backlog |
+//! | a request that does not read its full buffer within [`Builder::stdin_timeout`] | a log line; the request is ended |
+//! | a web server that reads nothing for [`Builder::write_timeout`] | a log line; the connection closes |
+//!
+//! Log lines go to `tracing` when a subscriber is installed, else to standard error (which
+//! `mod_fcgid` and spawn-fcgi leave to the web server's error log or the terminal).
+//!
+//! # Deploying
+//!
+//! Each configuration below is, byte for byte, what the integration tests run (they put
+//! temporary directories in place of `/srv`, `/var/log/…` and `/run/…`, free ports in place
+//! of 8080 and 9000, and `cgi_axum`, the example, as the app).
+//!
+//! ## nginx, with a keep-alive upstream
+//!
+//! The app listens on 127.0.0.1:9000 (or a Unix socket: `server unix:/run/app.sock;`),
+//! started by systemd or spawn-fcgi (below). nginx keeps up to 8 idle connections open to
+//! it (`keepalive`), and `fastcgi_keep_conn on` asks the app to keep them:
+//!
+//! ```text
+//! upstream app {
+//!     server 127.0.0.1:9000;
+//!     keepalive 8;
+//! }
+//! server {
+//!     listen 127.0.0.1:8080;
+//!     server_name example.com;
+//!     location /app/ {
+//!         # /app/rest is the app's /rest, with SCRIPT_NAME=/app:
+//!         fastcgi_split_path_info ^(/app)(/.*)$;
+//!         include /etc/nginx/fastcgi_params;
+//!         fastcgi_param PATH_INFO $fastcgi_path_info;
+//!         fastcgi_keep_conn on;
+//!         # Send a streamed response as the app writes it:
+//!         fastcgi_buffering off;
+//!         fastcgi_pass app;
+//!     }
+//! }
+//! ```
+//!
+//! nginx reads the whole request body before it passes the request on (its default
+//! `fastcgi_request_buffering on`), so a chunked upload arrives with an exact
+//! `CONTENT_LENGTH`; `client_max_body_size` (1 MiB by default) bounds it.
+//!
+//! **Spreading load over machines:** list several backends in the upstream, each a
+//! machine running the app on its own address; nginx balances requests over them and,
+//! when one stops (a refused or reset connection), sends the requests it can retry (those
+//! not sent yet, and idempotent ones: `fastcgi_next_upstream error timeout`, the default)
+//! to another. The tests run two backends on 127.0.0.2 and 127.0.0.3 and stop one mid-run:
+//!
+//! ```text
+//! upstream app {
+//!     server 127.0.0.2:9000;
+//!     server 127.0.0.3:9000;
+//!     keepalive 8;
+//! }
+//! ```
+//!
+//! ## systemd socket activation
+//!
+//! systemd binds the socket and starts the app with it on descriptor 0 at the first
+//! connection (the tests bind the socket themselves and start the app the same way):
+//!
+//! ```text
+//! # /etc/systemd/system/app.socket
+//! [Socket]
+//! ListenStream=127.0.0.1:9000
+//!
+//! [Install]
+//! WantedBy=sockets.target
+//!
+//! # /etc/systemd/system/app.service
+//! [Service]
+//! ExecStart=/srv/app
+//! StandardInput=socket
+//! StandardOutput=journal
+//! StandardError=journal
+//! ```
+//!
+//! `systemctl stop app` sends `SIGTERM`: the app stops accepting, finishes the requests in
+//! flight within the [`Builder::grace`] (30 seconds; systemd's `TimeoutStopSec` is 90 by
+//! default), and exits.
+//!
+//! ## spawn-fcgi
+//!
+//! spawn-fcgi binds the socket, puts it on descriptor 0 and execs the app (`-n`: in the
+//! foreground, for a supervisor). The tests put nginx, as above, in front of:
+//!
+//! ```text
+//! spawn-fcgi -n -s /run/app.sock -- /srv/app
+//! ```
+//!
+//! ## lighttpd (`mod_fastcgi`)
+//!
+//! lighttpd starts the app itself (`bin-path`) with its socket on descriptor 0, and serves
+//! `/app/rest` as the app's `/rest` with `SCRIPT_NAME=/app`. lighttpd does not set
+//! `FCGI_KEEP_CONN`, so each request has a connection of its own:
+//!
+//! ```text
+//! server.document-root = "/srv/htdocs"
+//! server.bind = "127.0.0.1"
+//! server.port = 8080
+//! server.errorlog = "/var/log/lighttpd/error.log"
+//! server.upload-dirs = ( "/var/tmp" )
+//! # Send a streamed response as the app writes it, with backpressure:
+//! server.stream-response-body = 2
+//! server.modules += ( "mod_fastcgi" )
+//! fastcgi.server = ( "/app" => ((
+//!     "bin-path" => "/srv/app",
+//!     "socket" => "/run/lighttpd/app.sock",
+//!     "check-local" => "disable",
+//!     "max-procs" => 1,
+//! )))
+//! ```
+//!
+//! ## Apache 2.4 (`mod_proxy_fcgi`)
+//!
+//! Apache passes `/app/` to the app listening on 127.0.0.1:9000 (started as for nginx),
+//! reusing connections (`enablereuse=on` sets `FCGI_KEEP_CONN`). `mod_proxy_fcgi` sets
+//! `SCRIPT_NAME` to the whole path and no `PATH_INFO`; the two `ProxyFCGISetEnvIf` lines set
+//! them as CGI has them. A chunked request body is streamed with no `CONTENT_LENGTH`:
+//!
+//! ```text
+//! Listen 127.0.0.1:8080
+//! ServerName localhost
+//! LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
+//! LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
+//! LoadModule proxy_module /usr/lib/apache2/modules/mod_proxy.so
+//! LoadModule proxy_fcgi_module /usr/lib/apache2/modules/mod_proxy_fcgi.so
+//! ErrorLog "/var/log/apache2/error.log"
+//! PidFile "/run/apache2/httpd.pid"
+//! ProxyPass "/app/" "fcgi://127.0.0.1:9000/" enablereuse=on
+//! <Location "/app/">
+//!     ProxyFCGISetEnvIf "%{REQUEST_URI} =~ m#^/app(/.*)#" PATH_INFO "$1"
+//!     ProxyFCGISetEnvIf "true" SCRIPT_NAME "/app"
+//! </Location>
+//! ```
+//!
+//! ## Apache 2.4 (`mod_fcgid`)
+//!
+//! `mod_fcgid` (Debian's `libapache2-mod-fcgid`) starts the app itself, as `User`, with a
+//! Unix socket on descriptor 0, and sends it one request at a time. The app's standard
+//! error goes to the `ErrorLog`:
+//!
+//! ```text
+//! Listen 127.0.0.1:8080
+//! ServerName localhost
+//! User www-data
+//! Group www-data
+//! LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
+//! LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
+//! LoadModule alias_module /usr/lib/apache2/modules/mod_alias.so
+//! LoadModule fcgid_module /usr/lib/apache2/modules/mod_fcgid.so
+//! ErrorLog "/var/log/apache2/error.log"
+//! PidFile "/run/apache2/httpd.pid"
+//! FcgidIPCDir "/run/apache2/fcgid"
+//! FcgidProcessTableFile "/run/apache2/fcgid_shm"
+//! Alias "/app" "/srv/fcgi-bin/app"
+//! <Directory "/srv/fcgi-bin">
+//!     SetHandler fcgid-script
+//!     Options +ExecCGI
+//!     Require all granted
+//! </Directory>
+//! ```
 
 mod body;
 mod connection;
