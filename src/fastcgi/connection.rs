@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::future::poll_fn;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -40,6 +41,9 @@ struct Done {
 /// A request between its BEGIN_REQUEST and its END_REQUEST.
 struct Active {
     generation: u64,
+    /// Set by the request's task just before its END_REQUEST goes out: from then on the web
+    /// server may reuse the id (FastCGI §3.3) before the task's end is seen here.
+    ended: Arc<AtomicBool>,
     keep_conn: bool,
     role: Role,
     phase: Phase,
@@ -119,6 +123,7 @@ pub(super) async fn serve<R, W, S, B, E>(
             break;
         }
         tokio::select! {
+            biased;
             Some(done) = conn.tasks.join_next() => {
                 if let Ok(done) = done {
                     conn.finished(done);
@@ -158,10 +163,10 @@ pub(super) async fn serve<R, W, S, B, E>(
                     Ok(0) => {
                         if let Err(e) = decoder.decode_eof(&mut buf) {
                             log(format_args!("FastCGI: {e}: closing the connection"));
-                        } else if !conn.requests.is_empty() {
+                        } else if conn.unanswered() > 0 {
                             log(format_args!(
-                                "FastCGI: the web server closed the connection with {} requests in flight",
-                                conn.requests.len()
+                                "FastCGI: the web server closed the connection with {} requests unanswered",
+                                conn.unanswered()
                             ));
                         }
                         conn.close_now();
@@ -254,11 +259,14 @@ where
                 return;
             }
         };
-        if self.requests.contains_key(&id) {
-            log(format_args!(
-                "FastCGI: BEGIN_REQUEST for request {id}, which is in flight: ignored"
-            ));
-            return;
+        if let Some(active) = self.requests.get(&id) {
+            if !active.ended.load(Ordering::Acquire) {
+                log(format_args!(
+                    "FastCGI: BEGIN_REQUEST for request {id}, which is in flight: ignored"
+                ));
+                return;
+            }
+            self.requests.remove(&id);
         }
         let options = &self.options;
         let refusal = if !matches!(begin.role, Role::Responder | Role::Authorizer) {
@@ -294,6 +302,7 @@ where
             id,
             Active {
                 generation: self.generation,
+                ended: Arc::default(),
                 keep_conn: begin.keep_conn,
                 role: begin.role,
                 phase: Phase::Params(ParamsBuffer::new(options.max_params)),
@@ -303,9 +312,7 @@ where
 
     async fn params(&mut self, id: u16, content: Bytes) {
         let Some(active) = self.requests.get_mut(&id) else {
-            log(format_args!(
-                "FastCGI: PARAMS for request {id}, which is not in flight: ignored"
-            ));
+            tracing::debug!(id, "FastCGI: PARAMS for a request not in flight: ignored");
             return;
         };
         let Phase::Params(params) = &mut active.phase else {
@@ -357,6 +364,7 @@ where
         };
         let generation = active.generation;
         let role = active.role;
+        let ended = active.ended.clone();
         let head_only = environ.get("REQUEST_METHOD") == Some(b"HEAD");
         environ.set_run_once(false);
         environ.set_multithread(true);
@@ -406,6 +414,7 @@ where
             head_only,
             self.out.clone(),
             state.clone(),
+            ended,
         ));
         let stdin = (length != Some(0)).then_some(tx);
         if let Some(active) = self.requests.get_mut(&id) {
@@ -415,9 +424,7 @@ where
 
     fn stdin(&mut self, id: u16, content: Bytes) -> Option<Pending> {
         let Some(active) = self.requests.get_mut(&id) else {
-            log(format_args!(
-                "FastCGI: STDIN for request {id}, which is not in flight: ignored"
-            ));
+            tracing::debug!(id, "FastCGI: STDIN for a request not in flight: ignored");
             return None;
         };
         let Phase::Running { stdin, state, .. } = &mut active.phase else {
@@ -566,6 +573,14 @@ where
         }
     }
 
+    /// The requests in flight whose END_REQUEST is not written yet.
+    fn unanswered(&self) -> usize {
+        self.requests
+            .values()
+            .filter(|a| !a.ended.load(Ordering::Acquire))
+            .count()
+    }
+
     /// Stops reading and cancels every request.
     fn close_now(&mut self) {
         self.reading = false;
@@ -586,6 +601,7 @@ async fn run_request<S, B, E>(
     head_only: bool,
     out: mpsc::Sender<Bytes>,
     state: Arc<StdinState>,
+    ended: Arc<AtomicBool>,
 ) -> Done
 where
     S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
@@ -676,6 +692,7 @@ where
         protocol_status: ProtocolStatus::RequestComplete,
     }
     .encode(&mut buf, id);
+    ended.store(true, Ordering::Release);
     let _ = out.send(buf.freeze()).await;
     done
 }
