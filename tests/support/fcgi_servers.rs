@@ -32,7 +32,7 @@ pub fn doc_block(marker: &str) -> String {
 /// `cgi_axum` started as systemd does with socket activation: a listening socket the
 /// test bound, on descriptor 0.
 pub struct Backend {
-    process: Process,
+    process: std::sync::Mutex<Process>,
     /// `HOST:PORT`, for an nginx `server` line.
     pub addr: String,
     log: PathBuf,
@@ -54,7 +54,7 @@ impl Backend {
             .spawn()
             .expect("start cgi_axum");
         Backend {
-            process: Process::new(child, STOP_LIMIT),
+            process: std::sync::Mutex::new(Process::new(child, STOP_LIMIT)),
             addr,
             log,
         }
@@ -66,8 +66,11 @@ impl Backend {
     }
 
     /// Stops the app (SIGTERM: it finishes what is in flight, then exits) and reaps it.
-    pub fn stop(&mut self) {
-        self.process.stop();
+    pub fn stop(&self) {
+        self.process
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stop();
     }
 }
 
@@ -175,7 +178,7 @@ impl Drop for Gateway {
         for process in &mut self.processes {
             process.stop();
         }
-        for backend in &mut self.backends {
+        for backend in &self.backends {
             backend.stop();
         }
         server::remove_dir(&self.dir);
