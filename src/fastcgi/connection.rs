@@ -2,6 +2,7 @@
 //! as tasks, their output written by one writer task.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +24,7 @@ use super::record::{
 };
 use super::respond;
 use super::{Builder, Role as RequestRole};
+use crate::environ::guess_scheme;
 use crate::error_response::ErrorResponse;
 use crate::panic::{catch_unwind, log};
 use crate::{BoxError, Environ};
@@ -132,7 +134,8 @@ pub(super) async fn serve<R, W, S, B, E>(
             // The writer ends early only when the connection failed.
             _ = &mut write_task => {
                 conn.close_now();
-                break;
+                // Cancelled requests are dropped with the connection.
+                return;
             }
             sent = {
                 let waiting = pending.as_ref().map(|p| (p.tx.clone(), p.deadline));
@@ -341,19 +344,15 @@ where
         };
         let generation = active.generation;
         let pairs = params.finish();
-        let mut vars = Vec::with_capacity(32);
-        for pair in record::decode_pairs(&pairs) {
-            match pair {
-                Ok(pair) => vars.push(pair),
-                Err(e) => {
-                    log(format_args!("FastCGI: request {id}: {e}"));
-                    let answer = respond::simple(StatusCode::BAD_REQUEST, "Bad Request\n", false);
-                    self.answer(id, generation, answer).await;
-                    return;
-                }
+        let environ = match environ_from_pairs(&pairs) {
+            Ok(environ) => environ,
+            Err(e) => {
+                log(format_args!("FastCGI: request {id}: {e}"));
+                let answer = respond::simple(StatusCode::BAD_REQUEST, "Bad Request\n", false);
+                self.answer(id, generation, answer).await;
+                return;
             }
-        }
-        let environ = Environ::from_vars(vars);
+        };
         self.start(id, environ).await;
     }
 
@@ -589,6 +588,38 @@ where
     }
 }
 
+/// The environ of a PARAMS stream: a repeated name keeps its first place and its last value,
+/// as [`Environ::from_vars`] has it, in linear time however many pairs the web server sends.
+fn environ_from_pairs(pairs: &Bytes) -> Result<Environ, record::PairsError> {
+    let mut index: HashMap<Bytes, usize> = HashMap::with_capacity(64);
+    let mut vars: Vec<(Bytes, Bytes)> = Vec::with_capacity(64);
+    for pair in record::decode_pairs(pairs) {
+        let (name, value) = pair?;
+        match index.entry(name) {
+            Entry::Occupied(seen) => {
+                if let Some(slot) = vars.get_mut(*seen.get()) {
+                    slot.1 = value;
+                }
+            }
+            Entry::Vacant(new) => {
+                let name = new.key().clone();
+                new.insert(vars.len());
+                vars.push((name, value));
+            }
+        }
+    }
+    let mut environ = Environ::with_capacity(vars.len());
+    for (name, value) in vars {
+        environ.push_unchecked(name, value);
+    }
+    environ.set_url_scheme(if guess_scheme(&environ) == "https" {
+        http::uri::Scheme::HTTPS
+    } else {
+        http::uri::Scheme::HTTP
+    });
+    Ok(environ)
+}
+
 /// Runs one request: the service called, its response written as STDOUT records, then
 /// END_REQUEST.
 #[allow(clippy::too_many_arguments)]
@@ -721,4 +752,23 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         }
     }
     let _ = timeout(deadline, writer.shutdown()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+
+    use super::*;
+
+    #[test]
+    fn a_repeated_param_keeps_its_first_place_and_its_last_value() {
+        let mut buf = BytesMut::new();
+        for (name, value) in [("A", "1"), ("HTTPS", "on"), ("A", "3")] {
+            record::encode_pair(&mut buf, name.as_bytes(), value.as_bytes());
+        }
+        let environ = environ_from_pairs(&buf.freeze()).unwrap();
+        let pairs: Vec<_> = environ.iter().collect();
+        assert_eq!(pairs, [(&b"A"[..], &b"3"[..]), (b"HTTPS", b"on")]);
+        assert_eq!(environ.url_scheme(), &http::uri::Scheme::HTTPS);
+    }
 }
