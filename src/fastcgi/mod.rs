@@ -404,7 +404,7 @@ impl Builder {
 
 impl<E> Builder<E>
 where
-    E: ErrorResponse + Clone + Send + Sync + 'static,
+    E: ErrorResponse + Send + Sync + 'static,
 {
     /// The most connections served at once; more wait in the listener's backlog until one
     /// ends. Announced as `FCGI_MAX_CONNS` (FastCGI §4.1). Defaults to 1024.
@@ -465,7 +465,7 @@ where
     /// (a 500 like wsgiref's by default; see [`ErrorResponse`]).
     pub fn with_error_response<E2>(self, error_response: E2) -> Builder<E2>
     where
-        E2: ErrorResponse + Clone + Send + Sync + 'static,
+        E2: ErrorResponse + Send + Sync + 'static,
     {
         Builder {
             max_connections: self.max_connections,
