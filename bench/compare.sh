@@ -315,28 +315,32 @@ CONF
     APP_PORT=$(free_port)
     start spawn-fcgi -n -a 127.0.0.1 -p "$APP_PORT" -- "$1"; APP_PID=$LAST; wait_port "$APP_PORT"
   }
-  # through_nginx LOCATION UPSTREAM PATH -> "req/s p50 p99"; leaves NGINX_PORT, NGINX_PID
-  through_nginx() {
+  # start_nginx LOCATION UPSTREAM -> sets NGINX_PORT, NGINX_PID (not in a subshell: the
+  # cleanup must know the pid)
+  start_nginx() {
     NGINX_PORT=$(free_port)
-    start nginx -c "$(nginx_conf "$NGINX_PORT" "$1" "$2")"; NGINX_PID=$LAST; wait_port "$NGINX_PORT"
-    wrk_run "http://127.0.0.1:$NGINX_PORT$3" 64
+    local conf; conf=$(nginx_conf "$NGINX_PORT" "$1" "$2")
+    start nginx -c "$conf"; NGINX_PID=$LAST; wait_port "$NGINX_PORT"
   }
 
   fcgi_app "$STATIC/cgi_axum"
-  read -r ft_rps ft_p50 ft_p99 <<<"$(through_nginx "$fcgi_location" "server 127.0.0.1:$APP_PORT;" /app/)"
+  start_nginx "$fcgi_location" "server 127.0.0.1:$APP_PORT;"
+  read -r ft_rps ft_p50 ft_p99 <<<"$(wrk_run "http://127.0.0.1:$NGINX_PORT/app/" 64)"
   # 1 GiB up and down through the same nginx and app, then the app's peak RSS.
   read -r ft_gibs ft_rss ft_cpu _ <<<"$(upload "http://127.0.0.1:$NGINX_PORT/app/echo" "$APP_PID")"
   stop "$NGINX_PID"; stop "$APP_PID"
 
   fcgi_app "$WORK/hello_fcgi"
-  read -r fg_rps fg_p50 fg_p99 <<<"$(through_nginx "$fcgi_location" "server 127.0.0.1:$APP_PORT;" /app/)"
+  start_nginx "$fcgi_location" "server 127.0.0.1:$APP_PORT;"
+  read -r fg_rps fg_p50 fg_p99 <<<"$(wrk_run "http://127.0.0.1:$NGINX_PORT/app/" 64)"
   stop "$NGINX_PID"; stop "$APP_PID"
 
   local fp_rps="" fp_p99="" fp_gibs="" fp_rss=""
   if [ -n "$native" ]; then
     APP_PORT=$(free_port)
     start "$native" --addr "127.0.0.1:$APP_PORT"; APP_PID=$LAST; wait_port "$APP_PORT"
-    read -r fp_rps _ fp_p99 <<<"$(through_nginx "$proxy_location" "server 127.0.0.1:$APP_PORT;" /cgi-bin/app/)"
+    start_nginx "$proxy_location" "server 127.0.0.1:$APP_PORT;"
+    read -r fp_rps _ fp_p99 <<<"$(wrk_run "http://127.0.0.1:$NGINX_PORT/cgi-bin/app/" 64)"
     read -r fp_gibs fp_rss _ _ <<<"$(upload "http://127.0.0.1:$NGINX_PORT/cgi-bin/app/echo" "$APP_PID")"
     stop "$NGINX_PID"; stop "$APP_PID"
   fi
@@ -349,7 +353,8 @@ CONF
   local cgi_location="      include /etc/nginx/fastcgi_params;
       fastcgi_param SCRIPT_FILENAME $WORK/fdoc\$fastcgi_script_name;
       fastcgi_pass unix:$fsock;"
-  read -r fc_rps _ fc_p99 <<<"$(through_nginx "$cgi_location" "server 127.0.0.1:1;" /cgi-bin/hello)"
+  start_nginx "$cgi_location" "server 127.0.0.1:1;"
+  read -r fc_rps _ fc_p99 <<<"$(wrk_run "http://127.0.0.1:$NGINX_PORT/cgi-bin/hello" 64)"
   stop "$NGINX_PID"; kill -- "-$fpid" 2>/dev/null || true; stop "$fpid"; fpid=""
 
   row "FastCGI: nginx → Go net/http/fcgi hello, keep-alive upstream, c=64 | ${fg_rps} req/s (p50 ${fg_p50} ms, p99 ${fg_p99} ms) | 1.00 | —"
