@@ -149,7 +149,11 @@
 //!
 //! nginx reads the whole request body before it passes the request on (its default
 //! `fastcgi_request_buffering on`), so a chunked upload arrives with an exact
-//! `CONTENT_LENGTH`; `client_max_body_size` (1 MiB by default) bounds it.
+//! `CONTENT_LENGTH`; `client_max_body_size` (1 MiB by default) bounds it. nginx stops
+//! sending the request body once the app's response head has arrived (it closes the body it
+//! spooled), so a service that answers while it is still reading (an echo that streams the
+//! body back) gets only what was in flight: past a few megabytes the request stalls until
+//! `fastcgi_read_timeout`. Read the whole body before answering behind nginx.
 //!
 //! **Spreading load over machines:** list several backends in the upstream, each a
 //! machine running the app on its own address; nginx balances requests over them and,
