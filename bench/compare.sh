@@ -283,6 +283,9 @@ http {
   scgi_temp_path $WORK/nginx-scgi;
   keepalive_requests 100000;
   client_max_body_size 0;
+  # Unbuffered responses are read from the app a buffer at a time: 64 KiB, not 4 KiB.
+  fastcgi_buffer_size 64k;
+  proxy_buffer_size 64k;
   upstream app {
     $3
     keepalive 32;

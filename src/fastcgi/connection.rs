@@ -32,7 +32,8 @@ use crate::{BoxError, Environ};
 
 /// How much is read from the connection at a time.
 const READ_SIZE: usize = 64 * 1024;
-/// Output buffers queued for the writer task, across the connection's requests.
+/// Output buffers queued for the writer task, across the connection's requests: each at
+/// most one record (64 KiB), so at most 1 MiB of output waits per connection.
 const WRITE_QUEUE: usize = 16;
 
 /// What a request task reports when it ends.
@@ -676,27 +677,33 @@ where
     let mut text = Vec::with_capacity(256);
     respond_fcgi::encode(&head, &mut text);
     let mut buf = BytesMut::with_capacity(text.len() + 64);
-    record::encode_stream(&mut buf, RecordType::Stdout, id, &text);
     let mut app_status = 0;
-    // A whole response goes out in one write with its END_REQUEST; a longer one as it is
-    // produced, the head with the first chunk.
-    if let Some(rest) = rest.as_mut().filter(|chunks| !chunks.is_end()) {
-        loop {
-            if out.send(buf.split().freeze()).await.is_err() {
-                return done;
-            }
-            match rest.next_chunk().await {
-                Some(Ok(chunk)) => {
-                    record::encode_stream(&mut buf, RecordType::Stdout, id, &chunk);
+    let whole = rest.as_ref().is_none_or(|chunks| chunks.is_end());
+    if whole && text.len() <= record::MAX_CONTENT_LEN {
+        // A whole small response goes out in one write with its END_REQUEST.
+        record::encode_record(&mut buf, RecordType::Stdout, id, &text);
+    } else {
+        // A longer one as it is produced, the head with the first chunk.
+        if send_stdout(&out, id, &text).await.is_err() {
+            return done;
+        }
+        if let Some(rest) = rest.as_mut() {
+            loop {
+                match rest.next_chunk().await {
+                    Some(Ok(chunk)) => {
+                        if send_stdout(&out, id, &chunk).await.is_err() {
+                            return done;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        log(format_args!(
+                            "FastCGI: request {id}: response body failed after the head was sent: {e}"
+                        ));
+                        app_status = 1;
+                        break;
+                    }
+                    None => break,
                 }
-                Some(Err(e)) => {
-                    log(format_args!(
-                        "FastCGI: request {id}: response body failed after the head was sent: {e}"
-                    ));
-                    app_status = 1;
-                    break;
-                }
-                None => break,
             }
         }
     }
@@ -709,6 +716,18 @@ where
     ended.store(true, Ordering::Release);
     let _ = out.send(buf.freeze()).await;
     done
+}
+
+/// Queues `data` as STDOUT records, one record (at most 64 KiB) per buffer, so that the
+/// writer's queue holds at most [`WRITE_QUEUE`] records whatever the size of the service's
+/// chunks.
+async fn send_stdout(out: &mpsc::Sender<Bytes>, id: u16, data: &[u8]) -> Result<(), ()> {
+    for piece in data.chunks(record::MAX_CONTENT_LEN) {
+        let mut buf = BytesMut::with_capacity(piece.len() + record::HEADER_LEN + 8);
+        record::encode_record(&mut buf, RecordType::Stdout, id, piece);
+        out.send(buf.freeze()).await.map_err(drop)?;
+    }
+    Ok(())
 }
 
 /// Writes the queued output, each buffer whole, so that a cancelled request never leaves
