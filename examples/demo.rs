@@ -10,23 +10,23 @@
 //! curl http://127.0.0.1:8000/gateway/hello
 //! ```
 
+#[path = "common/addr.rs"]
+mod addr;
 #[path = "common/gateway_app.rs"]
 mod gateway_app;
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tower::ServiceExt;
+use hyper_util::service::TowerToHyperService;
+use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
-use towergate::ext::ConnectInfo;
 use towergate::host::{CgiBin, CgiProgram, ReasonPhrase};
+use towergate::layer::ConnectInfoLayer;
 use towergate::service::AppService;
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8000";
@@ -53,29 +53,21 @@ fn app() -> Router {
         .layer(TraceLayer::new_for_http())
 }
 
+/// Sends a CGI program's own reason phrase (`Status: 299 Fine Thanks`).
+fn reason_phrase(
+    mut response: http::Response<axum::body::Body>,
+) -> http::Response<axum::body::Body> {
+    if let Some(reason) = response.extensions_mut().remove::<ReasonPhrase>() {
+        if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes()) {
+            response.extensions_mut().insert(reason);
+        }
+    }
+    response
+}
+
 async fn index() -> &'static str {
     "towergate demo: an axum route; a gateway app under /gateway/ (hello, chunks, environ); \
      CGI programs under /cgi-bin/ (hello, printenv)\n"
-}
-
-fn addr() -> Result<SocketAddr, String> {
-    let mut args = std::env::args().skip(1);
-    let mut addr = DEFAULT_ADDR.to_owned();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
-            other => match other.strip_prefix("--addr=") {
-                Some(value) => addr = value.to_owned(),
-                None => {
-                    return Err(format!(
-                        "unknown argument {other:?} (usage: demo [--addr HOST:PORT])"
-                    ));
-                }
-            },
-        }
-    }
-    addr.parse()
-        .map_err(|e| format!("bad address {addr:?}: {e}"))
 }
 
 #[tokio::main]
@@ -86,7 +78,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 .unwrap_or_else(|_| "info,tower_http=debug".into()),
         )
         .init();
-    let addr = addr()?;
+    let addr = addr::from_args("demo", DEFAULT_ADDR)?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     println!("towergate demo listening on http://{local}/");
@@ -102,28 +94,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             accepted = listener.accept() => accepted?,
             _ = tokio::signal::ctrl_c() => break,
         };
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo {
-                remote,
-                local: Some(local),
-            });
-            let app = app.clone();
-            async move {
-                let mut response = app.oneshot(request).await.unwrap_or_else(|e| match e {});
-                // Send a CGI program's own reason phrase (`Status: 299 Fine Thanks`).
-                if let Some(reason) = response.extensions_mut().remove::<ReasonPhrase>() {
-                    if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes()) {
-                        response.extensions_mut().insert(reason);
-                    }
-                }
-                Ok::<_, Infallible>(response)
-            }
-        });
+        let service = ServiceBuilder::new()
+            .layer(ConnectInfoLayer::new(remote, Some(local)))
+            .map_response(reason_phrase)
+            .service(app.clone());
         tokio::spawn(async move {
             let builder = auto::Builder::new(TokioExecutor::new());
             if let Err(error) = builder
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
                 .await
             {
                 tracing::debug!("connection from {remote}: {error}");

@@ -1,7 +1,7 @@
 //! The FastCGI application side at the protocol level, against a hand-written peer:
 //! multiplexing, ABORT_REQUEST, FCGI_KEEP_CONN, GET_VALUES, unknown types, roles, limits, and
 //! hostile input (truncated records, lying lengths, bogus ids).
-#![cfg(feature = "fastcgi")]
+#![cfg(all(unix, feature = "fastcgi"))]
 
 mod support;
 

@@ -5,6 +5,10 @@
 //!                 [--env K=V]... [--pass-env NAME]... [--pass-authorization]
 //! towergate call PROGRAM [PATH] [-X METHOD] [-d DATA] [-H 'K: V']...
 //! ```
+//!
+//! Unix only: it runs CGI programs as Unix processes (process groups, signals). Elsewhere the
+//! binary builds and says so.
+#![cfg_attr(not(unix), allow(dead_code, unused_imports))]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,7 +16,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+#[cfg(unix)]
 mod call;
+#[cfg(unix)]
 mod serve;
 
 /// Serve static files and CGI programs, or run one CGI program once.
@@ -86,6 +92,13 @@ fn parse_env(value: &str) -> Result<(String, String), String> {
     }
 }
 
+#[cfg(not(unix))]
+fn main() -> ExitCode {
+    eprintln!("towergate: the command-line tool runs on Unix only");
+    ExitCode::FAILURE
+}
+
+#[cfg(unix)]
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
