@@ -1,11 +1,12 @@
-//! An axum app run as a CGI program with `towergate::cgi::run`: the router of
-//! `examples/common/axum_app.rs` (its routes are listed there). `native_axum` serves the same
-//! router natively.
+//! An axum app run with `towergate::run`: a CGI program, or a FastCGI application when it is
+//! started with a listening socket on descriptor 0 (spawn-fcgi, Apache `mod_fcgid`, lighttpd
+//! `bin-path`, systemd socket activation). The router of `examples/common/axum_app.rs` (its
+//! routes are listed there). `native_axum` serves the same router natively.
 //!
 //! Run it under a web server, or by hand with a CGI environment:
 //!
 //! ```text
-//! cargo build --example cgi_axum
+//! cargo build --features fastcgi --example cgi_axum
 //! REQUEST_METHOD=GET PATH_INFO=/info target/debug/examples/cgi_axum
 //! ```
 
@@ -13,5 +14,5 @@
 mod axum_app;
 
 fn main() -> std::process::ExitCode {
-    towergate::cgi::run(axum_app::app())
+    towergate::run(axum_app::app())
 }

@@ -26,6 +26,9 @@
 //! - [`environ`]: [`Environ`], the ordered, lossless map of CGI meta-variables, its
 //!   conversions to and from `http::Request` (RFC 3875 §4.1), and the `wsgiref.util` helpers.
 //! - [`cgi`]: the CGI program side: [`cgi::run`], [`cgi::serve`] and [`cgi::Builder`].
+//! - `fastcgi` (feature `fastcgi`): a tower service as a persistent FastCGI application
+//!   behind nginx, Apache or lighttpd: `fastcgi::serve`, `fastcgi::run`, `fastcgi::Builder`;
+//!   and `run`, which picks CGI or FastCGI by itself.
 //! - [`ext`]: the typed request extensions and [`ext::RequestExt`].
 //! - [`layer`]: tower layers so one app sees the same request under every transport:
 //!   [`layer::MountLayer`] gives a natively served request what [`cgi::run`] gives it, and
@@ -54,6 +57,9 @@
 //!   `rt` and `sync` features only.
 //! - `host` (default, Unix only): [`host`], running external CGI programs. Pulls in `tokio`
 //!   (process, io-util, time, sync, fs) and `rustix` (to send `SIGTERM`).
+//! - `fastcgi` (Unix only): `fastcgi` and `run`, a tower service as a FastCGI application.
+//!   Pulls in `tokio` (multi-threaded runtime, net, io-util, sync, time, signal) and `rustix`
+//!   (to look at descriptor 0).
 //! - `cli`: the `towergate` command-line tool (Unix only).
 //! - `axum`: reads axum's `ConnectInfo` for the connection's addresses (an axum server built
 //!   with `into_make_service_with_connect_info::<SocketAddr>()` needs no glue), makes
@@ -63,10 +69,11 @@
 //!
 //! # Platforms
 //!
-//! Everything but the CGI host builds on every platform Rust and tokio support, Windows
-//! included. [`host`] and the `towergate` command run programs as Unix processes (process
-//! groups, signals) and are built on Unix only (Linux, macOS, the BSDs): on other targets
-//! the `host` feature builds nothing.
+//! Everything but the CGI host and the FastCGI application builds on every platform Rust and
+//! tokio support, Windows included. [`host`] and the `towergate` command run programs as Unix
+//! processes (process groups, signals), and `fastcgi` serves Unix listening sockets handed
+//! over on descriptor 0: they are built on Unix only (Linux, macOS, the BSDs); on other
+//! targets the `host` and `fastcgi` features build nothing.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -76,6 +83,8 @@ pub mod cgi;
 pub mod environ;
 pub mod error_response;
 pub mod ext;
+#[cfg(all(unix, feature = "fastcgi"))]
+pub mod fastcgi;
 #[cfg(feature = "gateway")]
 pub mod gateway;
 #[cfg(feature = "gateway")]
@@ -112,6 +121,40 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The value of `SERVER_SOFTWARE` that towergate announces by default: `towergate/VERSION`.
 pub const SERVER_SOFTWARE: &str = concat!("towergate/", env!("CARGO_PKG_VERSION"));
+
+/// Runs `service` under whichever gateway started the program: as a FastCGI application
+/// ([`fastcgi::run`]) when descriptor 0 is a listening socket (Apache `mod_fcgid`, lighttpd
+/// `bin-path`, spawn-fcgi, systemd socket activation), else as a CGI program
+/// ([`cgi::run`], its one-line message when run by hand included). One binary then serves
+/// any web server, either way.
+///
+/// ```no_run
+/// use axum::{Router, routing::get};
+///
+/// fn main() -> std::process::ExitCode {
+///     let app = Router::new().route("/", get(|| async { "hello over CGI or FastCGI" }));
+///     towergate::run(app)
+/// }
+/// ```
+#[cfg(all(unix, feature = "fastcgi"))]
+pub fn run<S, B>(service: S) -> std::process::ExitCode
+where
+    S: tower_service::Service<http::Request<fastcgi::RequestBody>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    if fastcgi::started_as_fastcgi() {
+        fastcgi::run(service)
+    } else {
+        cgi::run(fastcgi::FromCgi(service))
+    }
+}
 
 /// The README's Rust snippets, compiled as doctests.
 #[cfg(doctest)]
