@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need (lighttpd, nginx + fcgiwrap, apache2, Perl,
-# Python, cargo-nextest), builds the example and CLI binaries the integration tests execute,
-# and runs every test, doctests included.
+# The test command: installs what the tests need (lighttpd, nginx + fcgiwrap, apache2 with
+# mod_fcgid, spawn-fcgi, Perl, Python, cargo-nextest), builds the example and CLI binaries
+# the integration tests execute, and runs every test, doctests included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,10 @@ command -v fcgiwrap >/dev/null 2>&1 || [ -x /usr/sbin/fcgiwrap ] || need_apt+=(f
 [ -x /usr/sbin/apache2 ] || need_apt+=(apache2)
 command -v perl >/dev/null 2>&1 || need_apt+=(perl)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+# The FastCGI application tests: spawn-fcgi, and Apache's mod_fcgid (mod_proxy_fcgi comes
+# with apache2).
+command -v spawn-fcgi >/dev/null 2>&1 || need_apt+=(spawn-fcgi)
+[ -e /usr/lib/apache2/modules/mod_fcgid.so ] || need_apt+=(libapache2-mod-fcgid)
 # The `python` feature embeds Debian's Python: its headers and venv module.
 dpkg -s python3-dev >/dev/null 2>&1 || need_apt+=(python3-dev)
 dpkg -s python3-venv >/dev/null 2>&1 || need_apt+=(python3-venv)

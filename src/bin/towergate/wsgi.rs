@@ -10,7 +10,7 @@ use tower_http::services::ServeDir;
 use towergate::python::{DEFAULT_THREADS, WsgiApp};
 use towergate::service::AppService;
 
-use self::server::ServerArgs;
+use crate::server::{self, ServerArgs};
 
 /// `towergate wsgi`.
 #[derive(Debug, clap::Args)]
@@ -114,121 +114,6 @@ pub(crate) fn main(args: WsgiArgs) -> ExitCode {
         Err(error) => {
             eprintln!("towergate wsgi: {error}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-// replaced by server::run at merge
-mod server {
-    use std::net::SocketAddr;
-    use std::time::Duration;
-
-    use bytes::Bytes;
-    use http::{Request, Response};
-    use hyper::body::Incoming;
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto;
-    use hyper_util::server::graceful::GracefulShutdown;
-    use tower_service::Service;
-    use towergate::BoxError;
-    use towergate::ext::ConnectInfo;
-
-    /// The options of the HTTP server.
-    #[derive(Clone, Debug, clap::Args)]
-    pub(crate) struct ServerArgs {
-        /// The address to listen on.
-        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8000")]
-        pub(crate) addr: SocketAddr,
-        /// How long a client has to send a request head, in seconds.
-        #[arg(long, value_name = "SECS", default_value_t = 20)]
-        pub(crate) header_timeout: u64,
-        /// On SIGTERM or Ctrl-C, how long requests in flight get to finish, in seconds.
-        #[arg(long, value_name = "SECS", default_value_t = 10)]
-        pub(crate) grace: u64,
-    }
-
-    /// Serves `service` on `args.addr` until SIGTERM or Ctrl-C, then shuts down gracefully.
-    pub(crate) async fn run<S, B>(args: &ServerArgs, service: S) -> Result<(), BoxError>
-    where
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
-    {
-        let listener = tokio::net::TcpListener::bind(args.addr)
-            .await
-            .map_err(|error| format!("cannot listen on {}: {error}", args.addr))?;
-        let local = listener.local_addr()?;
-        println!("towergate: listening on http://{local}/");
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(args.header_timeout));
-        let graceful = GracefulShutdown::new();
-        let mut signal = std::pin::pin!(shutdown_signal());
-        loop {
-            let (stream, remote) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(_) => {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut signal => break,
-            };
-            let _ = stream.set_nodelay(true);
-            let service = service.clone();
-            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-                request.extensions_mut().insert(ConnectInfo {
-                    remote,
-                    local: Some(local),
-                });
-                let line = format!(
-                    "{} \"{} {} {:?}\"",
-                    remote.ip(),
-                    request.method(),
-                    request.uri(),
-                    request.version()
-                );
-                logged(service.clone().call(request), line)
-            });
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            let connection = graceful.watch(connection);
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-        }
-        let grace = Duration::from_secs(args.grace);
-        let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
-        Ok(())
-    }
-
-    async fn logged<F, B, E>(future: F, line: String) -> Result<Response<B>, E>
-    where
-        F: std::future::Future<Output = Result<Response<B>, E>>,
-    {
-        let response = future.await?;
-        tracing::info!(target: "towergate::access", "{line} {}", response.status().as_u16());
-        Ok(response)
-    }
-
-    async fn shutdown_signal() {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut term) => {
-                    term.recv().await;
-                }
-                Err(_) => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            () = term => {}
         }
     }
 }
