@@ -105,11 +105,11 @@
 mod body;
 mod cgi_bin;
 mod future;
-mod head;
+pub(crate) mod head;
 mod process;
 mod program;
-mod run;
-mod spool;
+pub(crate) mod run;
+pub(crate) mod spool;
 
 use std::fmt;
 
@@ -163,7 +163,7 @@ pub use program::{CgiProgram, Stderr};
 /// `hyper::ext::ReasonPhrase` extension; a server can convert with
 /// `hyper::ext::ReasonPhrase::try_from(reason.into_bytes())`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ReasonPhrase(Bytes);
+pub struct ReasonPhrase(pub(crate) Bytes);
 
 impl ReasonPhrase {
     /// The phrase's bytes.

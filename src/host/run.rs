@@ -482,7 +482,7 @@ async fn read_head(
 
 /// Serves a local redirect (RFC 3875 §6.2.2): a `GET` of `location` through the configured
 /// service, or this host.
-async fn local_redirect(
+pub(crate) async fn local_redirect(
     parts: http::request::Parts,
     location: Bytes,
     options: &Options,
