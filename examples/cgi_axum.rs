@@ -1,4 +1,6 @@
-//! An axum app run as a CGI program with `towergate::cgi::run`.
+//! An axum app run with `towergate::run`: a CGI program, or a FastCGI application when it is
+//! started with a listening socket on descriptor 0 (spawn-fcgi, Apache `mod_fcgid`,
+//! lighttpd `bin-path`).
 //!
 //! Routes (app-relative: the program can be mounted anywhere):
 //!
@@ -33,7 +35,7 @@ use futures_util::stream;
 use towergate::Environ;
 
 fn main() -> ExitCode {
-    towergate::cgi::run(app())
+    towergate::run(app())
 }
 
 fn app() -> Router {

@@ -59,6 +59,8 @@ pub mod cgi;
 pub mod environ;
 pub mod error_response;
 pub mod ext;
+#[cfg(feature = "fastcgi")]
+pub mod fastcgi;
 #[cfg(feature = "gateway")]
 pub mod gateway;
 #[cfg(feature = "gateway")]
@@ -90,6 +92,40 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The value of `SERVER_SOFTWARE` that towergate announces by default: `towergate/VERSION`.
 pub const SERVER_SOFTWARE: &str = concat!("towergate/", env!("CARGO_PKG_VERSION"));
+
+/// Runs `service` under whichever gateway started the program: as a FastCGI application
+/// ([`fastcgi::run`]) when descriptor 0 is a listening socket (Apache `mod_fcgid`, lighttpd
+/// `bin-path`, spawn-fcgi, systemd socket activation), else as a CGI program
+/// ([`cgi::run`], its one-line message when run by hand included). One binary then serves
+/// any web server, either way.
+///
+/// ```no_run
+/// use axum::{Router, routing::get};
+///
+/// fn main() -> std::process::ExitCode {
+///     let app = Router::new().route("/", get(|| async { "hello over CGI or FastCGI" }));
+///     towergate::run(app)
+/// }
+/// ```
+#[cfg(feature = "fastcgi")]
+pub fn run<S, B>(service: S) -> std::process::ExitCode
+where
+    S: tower_service::Service<http::Request<fastcgi::RequestBody>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    if fastcgi::started_as_fastcgi() {
+        fastcgi::run(service)
+    } else {
+        cgi::run(fastcgi::FromCgi(service))
+    }
+}
 
 /// The README's Rust snippets, compiled as doctests.
 #[cfg(doctest)]

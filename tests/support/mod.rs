@@ -2,6 +2,7 @@
 //! running a CGI program once with a cleared environment.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod fcgi;
 pub mod lighttpd;
 pub mod server;
 pub mod wire;

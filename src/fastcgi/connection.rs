@@ -1,0 +1,707 @@
+//! One connection from the web server: its records read and dispatched, its requests run
+//! as tasks, their output written by one writer task.
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::{Instant, timeout, timeout_at};
+use tower_service::Service;
+
+use super::body::{RequestBody, StdinState};
+use super::record::{
+    self, BeginRequest, Decoder, EndRequest, MAX_CONNS, MAX_REQS, MPXS_CONNS, NULL_REQUEST_ID,
+    ParamsBuffer, ProtocolStatus, Record, RecordType, Role,
+};
+use super::respond;
+use super::{Builder, Role as RequestRole};
+use crate::error_response::ErrorResponse;
+use crate::panic::{catch_unwind, log};
+use crate::{BoxError, Environ};
+
+/// How much is read from the connection at a time.
+const READ_SIZE: usize = 64 * 1024;
+/// Output buffers queued for the writer task, across the connection's requests.
+const WRITE_QUEUE: usize = 16;
+
+/// What a request task reports when it ends.
+struct Done {
+    id: u16,
+    generation: u64,
+}
+
+/// A request between its BEGIN_REQUEST and its END_REQUEST.
+struct Active {
+    generation: u64,
+    keep_conn: bool,
+    role: Role,
+    phase: Phase,
+}
+
+enum Phase {
+    /// Collecting PARAMS.
+    Params(ParamsBuffer),
+    /// Running: STDIN goes to the body (`None` once the body needs no more).
+    Running {
+        stdin: Option<mpsc::Sender<Bytes>>,
+        state: Arc<StdinState>,
+        task: AbortHandle,
+    },
+}
+
+/// STDIN content waiting for room in its request's buffer: the connection reads nothing
+/// more until it has room, or until the deadline ends the request.
+struct Pending {
+    id: u16,
+    generation: u64,
+    tx: mpsc::Sender<Bytes>,
+    content: Bytes,
+    deadline: Instant,
+}
+
+/// Serves one connection until the web server closes it, a request without FCGI_KEEP_CONN
+/// ends, a protocol error, or `shutdown` (then in-flight requests finish first).
+pub(super) async fn serve<R, W, S, B, E>(
+    mut reader: R,
+    writer: W,
+    service: S,
+    options: Arc<Builder<E>>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    E: ErrorResponse + Clone + Send + Sync + 'static,
+{
+    let (out, out_rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+    let mut write_task = tokio::spawn(write_loop(writer, out_rx, options.write_timeout));
+    let mut conn = Connection {
+        service,
+        options,
+        out,
+        requests: HashMap::new(),
+        tasks: JoinSet::new(),
+        generation: 0,
+        reading: true,
+        shutting_down: *shutdown.borrow(),
+    };
+    let mut buf = BytesMut::with_capacity(READ_SIZE);
+    let mut decoder = Decoder::new();
+    let mut pending: Option<Pending> = None;
+    loop {
+        // Dispatch every whole record already read, unless one waits for room.
+        while conn.reading && pending.is_none() {
+            match decoder.decode(&mut buf) {
+                Ok(Some(record)) => pending = conn.dispatch(record).await,
+                Ok(None) => break,
+                Err(e) => {
+                    log(format_args!("FastCGI: {e}: closing the connection"));
+                    conn.close_now();
+                }
+            }
+        }
+        if conn.shutting_down && conn.requests.is_empty() {
+            conn.reading = false;
+        }
+        if !conn.reading && conn.tasks.is_empty() {
+            break;
+        }
+        tokio::select! {
+            Some(done) = conn.tasks.join_next() => {
+                if let Ok(done) = done {
+                    conn.finished(done);
+                }
+            }
+            // The writer ends early only when the connection failed.
+            _ = &mut write_task => {
+                conn.close_now();
+                break;
+            }
+            sent = {
+                let waiting = pending.as_ref().map(|p| (p.tx.clone(), p.deadline));
+                async move {
+                    match waiting {
+                        Some((tx, deadline)) => timeout_at(deadline, tx.reserve_owned()).await,
+                        None => std::future::pending().await,
+                    }
+                }
+            } => {
+                if let Some(p) = pending.take() {
+                    match sent {
+                        Ok(Ok(permit)) => drop(permit.send(p.content)),
+                        // The body needs no more.
+                        Ok(Err(_)) => conn.stop_stdin(p.id),
+                        Err(_) => {
+                            log(format_args!(
+                                "FastCGI: request {} did not read its body for {:?}: ending it",
+                                p.id, conn.options.stdin_timeout
+                            ));
+                            conn.abort(p.id, p.generation).await;
+                        }
+                    }
+                }
+            }
+            read = reader.read_buf(&mut buf), if conn.reading && pending.is_none() => {
+                match read {
+                    Ok(0) => {
+                        if let Err(e) = decoder.decode_eof(&mut buf) {
+                            log(format_args!("FastCGI: {e}: closing the connection"));
+                        } else if !conn.requests.is_empty() {
+                            log(format_args!(
+                                "FastCGI: the web server closed the connection with {} requests in flight",
+                                conn.requests.len()
+                            ));
+                        }
+                        conn.close_now();
+                    }
+                    Ok(_) => {
+                        if buf.capacity() - buf.len() < HEADER_ROOM {
+                            buf.reserve(READ_SIZE);
+                        }
+                    }
+                    Err(e) => {
+                        log(format_args!("FastCGI: reading the connection failed: {e}"));
+                        conn.close_now();
+                    }
+                }
+            }
+            _ = shutdown.changed(), if !conn.shutting_down => {
+                conn.shutting_down = true;
+            }
+        }
+    }
+    drop(pending);
+    drop(conn);
+    // The writer ends once every sender is gone, after writing what they queued.
+    let _ = write_task.await;
+}
+
+/// The least room left for a read before the buffer grows.
+const HEADER_ROOM: usize = 4 * 1024;
+
+struct Connection<S, E> {
+    service: S,
+    options: Arc<Builder<E>>,
+    out: mpsc::Sender<Bytes>,
+    requests: HashMap<u16, Active>,
+    tasks: JoinSet<Done>,
+    generation: u64,
+    reading: bool,
+    shutting_down: bool,
+}
+
+impl<S, B, E> Connection<S, E>
+where
+    S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    E: ErrorResponse + Clone + Send + Sync + 'static,
+{
+    /// Handles one record; STDIN that finds its request's buffer full comes back to wait.
+    async fn dispatch(&mut self, record: Record) -> Option<Pending> {
+        let id = record.request_id;
+        match record.kind {
+            RecordType::GetValues if record.is_management() => {
+                self.get_values(&record.content).await;
+            }
+            RecordType::Other(kind) if record.is_management() => {
+                let mut buf = BytesMut::with_capacity(16);
+                record::encode_unknown_type(&mut buf, kind);
+                self.send(buf.freeze()).await;
+            }
+            RecordType::BeginRequest if id != NULL_REQUEST_ID => {
+                self.begin(id, &record.content).await;
+            }
+            RecordType::AbortRequest if id != NULL_REQUEST_ID => match self.requests.get(&id) {
+                Some(active) => {
+                    let generation = active.generation;
+                    self.abort(id, generation).await;
+                }
+                None => tracing::debug!(id, "ABORT_REQUEST for a request already ended"),
+            },
+            RecordType::Params if id != NULL_REQUEST_ID => self.params(id, record.content).await,
+            RecordType::Stdin if id != NULL_REQUEST_ID => return self.stdin(id, record.content),
+            // The Filter role's second stream: Filter is refused at BEGIN_REQUEST.
+            RecordType::Data if self.requests.contains_key(&id) => {}
+            kind => log(format_args!(
+                "FastCGI: ignoring a {kind:?} record for request {id}, which the web server does not send"
+            )),
+        }
+        None
+    }
+
+    async fn begin(&mut self, id: u16, content: &[u8]) {
+        let begin = match BeginRequest::parse(content) {
+            Ok(begin) => begin,
+            Err(e) => {
+                log(format_args!("FastCGI: {e}: closing the connection"));
+                self.close_now();
+                return;
+            }
+        };
+        if self.requests.contains_key(&id) {
+            log(format_args!(
+                "FastCGI: BEGIN_REQUEST for request {id}, which is in flight: ignored"
+            ));
+            return;
+        }
+        let options = &self.options;
+        let refusal = if !matches!(begin.role, Role::Responder | Role::Authorizer) {
+            log(format_args!(
+                "FastCGI: request {id} has role {:?}, which this application does not play",
+                begin.role
+            ));
+            Some(ProtocolStatus::UnknownRole)
+        } else if self.shutting_down {
+            Some(ProtocolStatus::Overloaded)
+        } else if self.requests.len() >= options.max_requests {
+            log(format_args!(
+                "FastCGI: request {id} is over the limit of {} requests on one connection",
+                options.max_requests
+            ));
+            Some(if options.max_requests == 1 {
+                ProtocolStatus::CantMpxConn
+            } else {
+                ProtocolStatus::Overloaded
+            })
+        } else {
+            None
+        };
+        if let Some(status) = refusal {
+            self.end(id, 0, status).await;
+            if !begin.keep_conn {
+                self.reading = false;
+            }
+            return;
+        }
+        self.generation += 1;
+        self.requests.insert(
+            id,
+            Active {
+                generation: self.generation,
+                keep_conn: begin.keep_conn,
+                role: begin.role,
+                phase: Phase::Params(ParamsBuffer::new(options.max_params)),
+            },
+        );
+    }
+
+    async fn params(&mut self, id: u16, content: Bytes) {
+        let Some(active) = self.requests.get_mut(&id) else {
+            log(format_args!(
+                "FastCGI: PARAMS for request {id}, which is not in flight: ignored"
+            ));
+            return;
+        };
+        let Phase::Params(params) = &mut active.phase else {
+            log(format_args!(
+                "FastCGI: PARAMS for request {id} after their end: ignored"
+            ));
+            return;
+        };
+        if !content.is_empty() {
+            if let Err(e) = params.push(&content) {
+                log(format_args!("FastCGI: request {id}: {e}"));
+                let generation = active.generation;
+                let answer = respond::simple(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "Request Header Fields Too Large\n",
+                    false,
+                );
+                self.answer(id, generation, answer).await;
+            }
+            return;
+        }
+        let Phase::Params(params) =
+            std::mem::replace(&mut active.phase, Phase::Params(ParamsBuffer::new(0)))
+        else {
+            return;
+        };
+        let generation = active.generation;
+        let pairs = params.finish();
+        let mut vars = Vec::with_capacity(32);
+        for pair in record::decode_pairs(&pairs) {
+            match pair {
+                Ok(pair) => vars.push(pair),
+                Err(e) => {
+                    log(format_args!("FastCGI: request {id}: {e}"));
+                    let answer = respond::simple(StatusCode::BAD_REQUEST, "Bad Request\n", false);
+                    self.answer(id, generation, answer).await;
+                    return;
+                }
+            }
+        }
+        let environ = Environ::from_vars(vars);
+        self.start(id, environ).await;
+    }
+
+    /// Builds the request from its environ and starts its task.
+    async fn start(&mut self, id: u16, mut environ: Environ) {
+        let Some(active) = self.requests.get(&id) else {
+            return;
+        };
+        let generation = active.generation;
+        let role = active.role;
+        let head_only = environ.get("REQUEST_METHOD") == Some(b"HEAD");
+        environ.set_run_once(false);
+        environ.set_multithread(true);
+        environ.set_multiprocess(false);
+        // RFC 3875 §4.1.2: exactly CONTENT_LENGTH bytes; none (Apache's chunked bodies):
+        // the STDIN stream to its end; empty (nginx on GET): no body. The Authorizer role
+        // has no STDIN stream (FastCGI §6.3).
+        let to_end = match environ.get("CONTENT_LENGTH") {
+            _ if role == Role::Authorizer => false,
+            None => true,
+            Some(_) => false,
+        };
+        let request = match environ.into_request() {
+            Ok(request) => request,
+            Err(e) => {
+                log(format_args!("FastCGI: request {id}: bad request: {e}"));
+                let answer = respond::simple(StatusCode::BAD_REQUEST, "Bad Request\n", head_only);
+                self.answer(id, generation, answer).await;
+                return;
+            }
+        };
+        let capacity = self
+            .options
+            .request_buffer
+            .div_ceil(record::MAX_CONTENT_LEN);
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let state = Arc::new(StdinState::default());
+        let (mut parts, ()) = request.into_parts();
+        parts.headers.remove(http::header::TRANSFER_ENCODING);
+        // `into_request` checked CONTENT_LENGTH and made it the header.
+        let length = match parts.headers.get(http::header::CONTENT_LENGTH) {
+            _ if to_end => None,
+            Some(v) => Some(v.to_str().ok().and_then(|v| v.parse().ok()).unwrap_or(0)),
+            None => Some(0),
+        };
+        parts.extensions.insert(match role {
+            Role::Authorizer => RequestRole::Authorizer,
+            _ => RequestRole::Responder,
+        });
+        let request = Request::from_parts(parts, RequestBody::stream(rx, length, state.clone()));
+        let task = self.tasks.spawn(run_request(
+            self.service.clone(),
+            self.options.clone(),
+            request,
+            id,
+            generation,
+            head_only,
+            self.out.clone(),
+            state.clone(),
+        ));
+        let stdin = (length != Some(0)).then_some(tx);
+        if let Some(active) = self.requests.get_mut(&id) {
+            active.phase = Phase::Running { stdin, state, task };
+        }
+    }
+
+    fn stdin(&mut self, id: u16, content: Bytes) -> Option<Pending> {
+        let Some(active) = self.requests.get_mut(&id) else {
+            log(format_args!(
+                "FastCGI: STDIN for request {id}, which is not in flight: ignored"
+            ));
+            return None;
+        };
+        let Phase::Running { stdin, state, .. } = &mut active.phase else {
+            log(format_args!(
+                "FastCGI: STDIN for request {id} before the end of its PARAMS: ignored"
+            ));
+            return None;
+        };
+        if content.is_empty() {
+            state.set_complete();
+            *stdin = None;
+            return None;
+        }
+        let tx = stdin.as_ref()?;
+        match tx.try_send(content) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(content)) => Some(Pending {
+                id,
+                generation: active.generation,
+                tx: tx.clone(),
+                content,
+                deadline: Instant::now() + self.options.stdin_timeout,
+            }),
+            // The body needs no more: the rest is dropped.
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                *stdin = None;
+                None
+            }
+        }
+    }
+
+    fn stop_stdin(&mut self, id: u16) {
+        if let Some(Active {
+            phase: Phase::Running { stdin, .. },
+            ..
+        }) = self.requests.get_mut(&id)
+        {
+            *stdin = None;
+        }
+    }
+
+    async fn get_values(&mut self, content: &Bytes) {
+        let options = &self.options;
+        let mut reply = BytesMut::new();
+        for pair in record::decode_pairs(content) {
+            let Ok((name, _)) = pair else {
+                log(format_args!(
+                    "FastCGI: a GET_VALUES record that does not decode: ignored"
+                ));
+                return;
+            };
+            let value = match &name[..] {
+                MAX_CONNS => options.max_connections,
+                MAX_REQS => options.max_connections.saturating_mul(options.max_requests),
+                MPXS_CONNS => usize::from(options.max_requests > 1),
+                // §4.1: names the application does not know are left out.
+                _ => continue,
+            };
+            record::encode_pair(&mut reply, &name, value.to_string().as_bytes());
+        }
+        let mut buf = BytesMut::with_capacity(reply.len() + 16);
+        record::encode_record(
+            &mut buf,
+            RecordType::GetValuesResult,
+            NULL_REQUEST_ID,
+            &reply,
+        );
+        self.send(buf.freeze()).await;
+    }
+
+    /// A request task ended (it wrote its END_REQUEST).
+    fn finished(&mut self, done: Done) {
+        if let Some(active) = self.requests.get(&done.id) {
+            if active.generation == done.generation {
+                if !active.keep_conn {
+                    self.reading = false;
+                }
+                self.requests.remove(&done.id);
+            }
+        }
+    }
+
+    /// Ends a request now: its task and body cancelled, END_REQUEST written (FastCGI §5.4).
+    async fn abort(&mut self, id: u16, generation: u64) {
+        let Some(active) = self.requests.get(&id) else {
+            return;
+        };
+        if active.generation != generation {
+            return;
+        }
+        let keep_conn = active.keep_conn;
+        if let Some(Active {
+            phase: Phase::Running { task, .. },
+            ..
+        }) = self.requests.remove(&id)
+        {
+            task.abort();
+        }
+        self.end(id, 1, ProtocolStatus::RequestComplete).await;
+        if !keep_conn {
+            self.reading = false;
+        }
+    }
+
+    /// Answers a request with a response of the transport's own (before its task starts).
+    async fn answer(
+        &mut self,
+        id: u16,
+        generation: u64,
+        (status, headers, body): (StatusCode, http::HeaderMap, Bytes),
+    ) {
+        let mut head = Vec::new();
+        respond::encode_cgi_head(&mut head, status, &headers);
+        let mut buf = BytesMut::with_capacity(head.len() + body.len() + 48);
+        record::encode_stream(&mut buf, RecordType::Stdout, id, &head);
+        record::encode_stream(&mut buf, RecordType::Stdout, id, &body);
+        record::encode_end_of_stream(&mut buf, RecordType::Stdout, id);
+        self.send(buf.freeze()).await;
+        let keep_conn = self.requests.get(&id).is_none_or(|a| a.keep_conn);
+        if self
+            .requests
+            .get(&id)
+            .is_some_and(|a| a.generation == generation)
+        {
+            self.requests.remove(&id);
+        }
+        self.end(id, 0, ProtocolStatus::RequestComplete).await;
+        if !keep_conn {
+            self.reading = false;
+        }
+    }
+
+    async fn end(&mut self, id: u16, app_status: u32, protocol_status: ProtocolStatus) {
+        let mut buf = BytesMut::with_capacity(16);
+        EndRequest {
+            app_status,
+            protocol_status,
+        }
+        .encode(&mut buf, id);
+        self.send(buf.freeze()).await;
+    }
+
+    async fn send(&mut self, bytes: Bytes) {
+        if self.out.send(bytes).await.is_err() {
+            self.close_now();
+        }
+    }
+
+    /// Stops reading and cancels every request.
+    fn close_now(&mut self) {
+        self.reading = false;
+        self.requests.clear();
+        self.tasks.abort_all();
+    }
+}
+
+/// Runs one request: the service called, its response written as STDOUT records, then
+/// END_REQUEST.
+#[allow(clippy::too_many_arguments)]
+async fn run_request<S, B, E>(
+    mut service: S,
+    options: Arc<Builder<E>>,
+    request: Request<RequestBody>,
+    id: u16,
+    generation: u64,
+    head_only: bool,
+    out: mpsc::Sender<Bytes>,
+    state: Arc<StdinState>,
+) -> Done
+where
+    S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    E: ErrorResponse + Clone + Send + Sync + 'static,
+{
+    let done = Done { id, generation };
+    // Errors become `BoxError` at once: the service's own error type need not be `Send`.
+    let ready = poll_fn(|cx| service.poll_ready(cx).map_err(Into::into));
+    let response = match catch_unwind(ready).await.and_then(|ready| ready) {
+        Ok(()) => {
+            let call = service.call(request);
+            catch_unwind(async { call.await.map_err(Into::into) })
+                .await
+                .and_then(|response| response)
+        }
+        Err(e) => Err(e),
+    };
+    let started = match response {
+        Ok(response) => respond::start(response, head_only).await,
+        Err(e) => Err(e),
+    };
+    let mut hook = options.error_response.clone();
+    let (status, headers, first, mut rest) = match started {
+        // A body shorter than CONTENT_LENGTH makes the request malformed (RFC 3875 §4.2).
+        _ if state.is_short() => {
+            log(format_args!(
+                "FastCGI: request {id}: the request body was malformed: answering 400"
+            ));
+            let (status, headers, body) =
+                respond::simple(StatusCode::BAD_REQUEST, "Bad Request\n", head_only);
+            (status, headers, Some(body), None)
+        }
+        Ok(mut head) => (
+            head.status,
+            std::mem::take(&mut head.headers),
+            head.first.take(),
+            Some(head),
+        ),
+        Err(e) => {
+            log(format_args!("FastCGI: request {id}: service error: {e}"));
+            let (status, headers, body) = respond::error_head(&mut hook, &e, head_only);
+            (status, headers, Some(body), None)
+        }
+    };
+    let mut head = Vec::with_capacity(256);
+    respond::encode_cgi_head(&mut head, status, &headers);
+    let first = first.unwrap_or_default();
+    let mut buf = BytesMut::with_capacity(head.len() + first.len() + 64);
+    // A small first chunk shares the head's record.
+    if head.len() + first.len() <= record::MAX_CONTENT_LEN {
+        head.extend_from_slice(&first);
+        record::encode_stream(&mut buf, RecordType::Stdout, id, &head);
+    } else {
+        record::encode_stream(&mut buf, RecordType::Stdout, id, &head);
+        record::encode_stream(&mut buf, RecordType::Stdout, id, &first);
+    }
+    let mut app_status = 0;
+    // A whole response goes out in one write with its END_REQUEST; a longer one as it is
+    // produced, the head with the first chunk.
+    if let Some(rest) = rest.as_mut().filter(|head| !head.is_end()) {
+        loop {
+            if out.send(buf.split().freeze()).await.is_err() {
+                return done;
+            }
+            match rest.next_chunk().await {
+                Some(Ok(chunk)) => {
+                    record::encode_stream(&mut buf, RecordType::Stdout, id, &chunk);
+                }
+                Some(Err(e)) => {
+                    log(format_args!(
+                        "FastCGI: request {id}: response body failed after the head was sent: {e}"
+                    ));
+                    app_status = 1;
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+    record::encode_end_of_stream(&mut buf, RecordType::Stdout, id);
+    EndRequest {
+        app_status,
+        protocol_status: ProtocolStatus::RequestComplete,
+    }
+    .encode(&mut buf, id);
+    let _ = out.send(buf.freeze()).await;
+    done
+}
+
+/// Writes the queued output, each buffer whole, so that a cancelled request never leaves
+/// half a record. A write that makes no progress for `deadline` (a web server that stopped
+/// reading) ends the connection.
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut rx: mpsc::Receiver<Bytes>,
+    deadline: Duration,
+) {
+    while let Some(bytes) = rx.recv().await {
+        match timeout(deadline, writer.write_all(&bytes)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!("FastCGI: writing to the web server failed: {e}");
+                return;
+            }
+            Err(_) => {
+                log(format_args!(
+                    "FastCGI: the web server read nothing for {deadline:?}: closing the connection"
+                ));
+                return;
+            }
+        }
+    }
+    let _ = timeout(deadline, writer.shutdown()).await;
+}
