@@ -27,8 +27,7 @@ struct Answer {
 
 async fn call<S, B>(service: &S, request: Request<B>) -> Answer
 where
-    S: tower::Service<Request<B>, Response = http::Response<towergate::host::ResponseBody>>
-        + Clone,
+    S: tower::Service<Request<B>, Response = http::Response<towergate::host::ResponseBody>> + Clone,
     S::Error: std::fmt::Debug,
 {
     let response = service.clone().oneshot(request).await.unwrap();
@@ -95,7 +94,9 @@ async fn php_fpm_gets_the_environ_the_cgi_host_builds() {
         .unwrap();
     let answer = call(&client, request).await;
     assert!(
-        answer.body.contains("\nhttp_authorization=Basic c2VjcmV0\n"),
+        answer
+            .body
+            .contains("\nhttp_authorization=Basic c2VjcmV0\n"),
         "{}",
         answer.body
     );
@@ -115,9 +116,21 @@ async fn request_bodies_reach_php_fpm_with_an_exact_content_length() {
         .unwrap();
     let answer = call(&client, request).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    assert!(answer.body.contains("\ncontent_length=11\n"), "{}", answer.body);
-    assert!(answer.body.contains("\nheader content-type: text/plain\n"), "{}", answer.body);
-    assert!(answer.body.ends_with("\nbody=hello world"), "{}", answer.body);
+    assert!(
+        answer.body.contains("\ncontent_length=11\n"),
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer.body.contains("\nheader content-type: text/plain\n"),
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer.body.ends_with("\nbody=hello world"),
+        "{}",
+        answer.body
+    );
 
     // No length (chunked): spooled, memory then a file, so CONTENT_LENGTH is exact.
     for (spool_memory, chunks) in [(1 << 20, 3), (100_000, 40)] {
@@ -132,11 +145,17 @@ async fn request_bodies_reach_php_fpm_with_an_exact_content_length() {
         assert_eq!(answer.status, 200, "{}", answer.body);
         let length = chunks * chunk.len();
         assert!(
-            answer.body.contains(&format!("\ncontent_length={length}\n")),
+            answer
+                .body
+                .contains(&format!("\ncontent_length={length}\n")),
             "{}",
             &answer.body[..200]
         );
-        assert!(answer.body.ends_with(&format!("\nbody={}", chunk.repeat(chunks))));
+        assert!(
+            answer
+                .body
+                .ends_with(&format!("\nbody={}", chunk.repeat(chunks)))
+        );
     }
 }
 
@@ -156,11 +175,18 @@ async fn php_responses_follow_the_cgi_rules() {
     assert_eq!(answer.body, "fine");
 
     // HEAD: no body (RFC 3875 §4.3.3), and the connection serves the next request.
-    let answer = call(&site, Request::head("/hello.php").body(String::new()).unwrap()).await;
+    let answer = call(
+        &site,
+        Request::head("/hello.php").body(String::new()).unwrap(),
+    )
+    .await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.body, "");
     let answer = call(&site, get("/hello.php")).await;
-    assert_eq!((answer.status, answer.body.as_str()), (200, "Hello, world!"));
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (200, "Hello, world!")
+    );
 
     // PHP turns a Location into a 302 itself.
     let answer = call(&site, get("/redirect.php")).await;
@@ -205,7 +231,13 @@ async fn recycled_php_fpm_workers_never_cause_a_502() {
                 .unwrap()
         };
         let answer = call(&client, request).await;
-        assert_eq!(answer.status, 200, "request {i}: {}\n{}", answer.body, fpm.log());
+        assert_eq!(
+            answer.status,
+            200,
+            "request {i}: {}\n{}",
+            answer.body,
+            fpm.log()
+        );
         pids.insert(answer.body);
     }
     // The workers were recycled: many processes served the 50 requests.
@@ -219,7 +251,11 @@ async fn kept_alive_connections_are_reused() {
     let client = client_for(&fpm.address, &root, "pid.php");
     let mut pids = BTreeSet::new();
     for _ in 0..10 {
-        let answer = call(&client, Request::get("/pid.php").body(String::new()).unwrap()).await;
+        let answer = call(
+            &client,
+            Request::get("/pid.php").body(String::new()).unwrap(),
+        )
+        .await;
         assert_eq!(answer.status, 200);
         pids.insert(answer.body);
     }
@@ -260,4 +296,103 @@ async fn an_unreachable_server_is_a_502() {
         .connect_timeout(Duration::from_secs(2));
     let answer = call(&client, Request::get("/").body(String::new()).unwrap()).await;
     assert_eq!(answer.status, 502);
+}
+
+/// towergate's own FastCGI server on 127.0.0.1: `/slow` answers once `release` is
+/// notified, `/echo` streams the request body back, anything else answers its path and the
+/// meta-variables it was given.
+async fn own_server(
+    release: std::sync::Arc<tokio::sync::Notify>,
+) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
+    use towergate::ext::RequestExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let service = tower::service_fn(move |request: Request<towergate::fastcgi::RequestBody>| {
+        let release = release.clone();
+        async move {
+            let response = match request.uri().path() {
+                "/slow" => {
+                    release.notified().await;
+                    http::Response::new(http_body_util::Either::Left(String::from("slow done")))
+                }
+                "/echo" => http::Response::new(http_body_util::Either::Right(request.into_body())),
+                path => {
+                    let text = format!(
+                        "path={path} script_name={} content_length={:?}",
+                        request.script_name(),
+                        request.headers().get("content-length"),
+                    );
+                    http::Response::new(http_body_util::Either::Left(text))
+                }
+            };
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    let server = tokio::spawn(towergate::fastcgi::serve(listener, service));
+    (address, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_share_a_connection_to_a_server_that_multiplexes() {
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (address, server) = own_server(release.clone()).await;
+    let client = Client::new(address.parse().unwrap()).script_name("/app");
+
+    // A slow request holds its place; the fast ones pass it on the same connection.
+    let slow = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            call(
+                &client,
+                Request::get("/app/slow").body(String::new()).unwrap(),
+            )
+            .await
+        })
+    };
+    for i in 0..10 {
+        let answer = call(
+            &client,
+            Request::get(format!("/app/fast/{i}"))
+                .body(String::new())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(
+            answer.body,
+            format!("path=/fast/{i} script_name=/app content_length=None")
+        );
+    }
+    assert!(!slow.is_finished());
+    assert!(client.requests_per_connection().unwrap() > 1);
+    assert_eq!(client.open_connections(), 1);
+    release.notify_one();
+    let answer = slow.await.unwrap();
+    assert_eq!((answer.status, answer.body.as_str()), (200, "slow done"));
+
+    // Bodies stream both ways: declared, spooled, and unspooled to the end of STDIN.
+    let data: String = (0..200_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let request = Request::post("/app/echo")
+        .header("content-type", "text/plain")
+        .body(data.clone())
+        .unwrap();
+    let answer = call(&client, request).await;
+    assert_eq!(answer.status, 200);
+    // The service set none: the server sniffed one (RFC 3875 §6.3.1).
+    assert_eq!(answer.headers["content-type"], "text/plain; charset=utf-8");
+    assert!(answer.body == data, "{} bytes back", answer.body.len());
+    for client in [client.clone(), client.clone().spool(false)] {
+        let frames: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> = data
+            .as_bytes()
+            .chunks(70_000)
+            .map(|c| Ok(http_body::Frame::data(Bytes::copy_from_slice(c))))
+            .collect();
+        let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+        let answer = call(&client, Request::post("/app/echo").body(body).unwrap()).await;
+        assert_eq!(answer.status, 200);
+        assert!(answer.body == data, "{} bytes back", answer.body.len());
+    }
+    server.abort();
 }

@@ -157,11 +157,7 @@ fn route(root: &Path, path: &str) -> Route {
     let mut segments = Vec::with_capacity(raw.len());
     for segment in &raw {
         let decoded = crate::percent::decode(segment);
-        if decoded == b".."
-            || decoded
-                .iter()
-                .any(|&b| b == b'/' || b == b'\\' || b == 0)
-        {
+        if decoded == b".." || decoded.iter().any(|&b| b == b'/' || b == b'\\' || b == 0) {
             return Route::NotFound;
         }
         segments.push(decoded);
@@ -306,15 +302,19 @@ mod tests {
 
     impl Dir {
         fn new(name: &str) -> Dir {
-            let dir = std::env::temp_dir().join(format!(
-                "towergate-php-route-{name}-{}",
-                std::process::id()
-            ));
+            let dir = std::env::temp_dir()
+                .join(format!("towergate-php-route-{name}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             for sub in ["d", "plain", ".hidden"] {
                 std::fs::create_dir_all(dir.join(sub)).unwrap();
             }
-            for file in ["a.php", "d/index.php", ".hidden/x.php", ".env.php", "plain/f.txt"] {
+            for file in [
+                "a.php",
+                "d/index.php",
+                ".hidden/x.php",
+                ".env.php",
+                "plain/f.txt",
+            ] {
                 std::fs::write(dir.join(file), "<?php\n").unwrap();
             }
             Dir(std::fs::canonicalize(&dir).unwrap())

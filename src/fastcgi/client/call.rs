@@ -88,8 +88,7 @@ where
     let (parts, body) = request.into_parts();
     let options = &client.host.options;
 
-    let permit = match tokio::time::timeout_at(deadline, client.slots.clone().acquire_owned())
-        .await
+    let permit = match tokio::time::timeout_at(deadline, client.slots.clone().acquire_owned()).await
     {
         Ok(Ok(permit)) => permit,
         _ => {
@@ -247,7 +246,13 @@ where
             }
         };
         let reused = exchange.reused;
-        let feeding = tokio::spawn(feed(exchange.conn.clone(), exchange.id, exchange.serial, params.clone(), input));
+        let feeding = tokio::spawn(feed(
+            exchange.conn.clone(),
+            exchange.id,
+            exchange.serial,
+            params.clone(),
+            input,
+        ));
         let mut exchange = exchange;
         let reading = read_head(&mut exchange, &options.limits);
         match tokio::time::timeout_at(deadline, reading).await {
@@ -276,7 +281,9 @@ where
             }
             Ok(Err(failure)) => {
                 let status = match failure {
-                    HeadFailure::Refused(ProtocolStatus::Overloaded) => StatusCode::SERVICE_UNAVAILABLE,
+                    HeadFailure::Refused(ProtocolStatus::Overloaded) => {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
                     _ => StatusCode::BAD_GATEWAY,
                 };
                 return fail(&client, status, &failure);

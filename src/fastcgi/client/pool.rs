@@ -16,8 +16,7 @@ use tokio::sync::{OnceCell, mpsc, watch};
 
 use super::Address;
 use crate::fastcgi::record::{
-    self, Decoder, EndRequest, MAX_CONNS, MAX_REQS, MPXS_CONNS, NULL_REQUEST_ID, Record,
-    RecordType,
+    self, Decoder, EndRequest, MAX_CONNS, MAX_REQS, MPXS_CONNS, NULL_REQUEST_ID, Record, RecordType,
 };
 
 type Reader = Box<dyn AsyncRead + Send + Unpin>;
@@ -53,6 +52,7 @@ pub(super) struct Pool {
     /// Requests per connection: 1, or more when the server multiplexes (probed once).
     capacity: OnceCell<u16>,
     serial: AtomicU64,
+    connecting: tokio::sync::Mutex<()>,
 }
 
 impl fmt::Debug for Pool {
@@ -82,7 +82,9 @@ impl fmt::Display for ConnectError {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Pool {
@@ -93,6 +95,7 @@ impl Pool {
             conns: Mutex::new(Vec::new()),
             capacity: OnceCell::new(),
             serial: AtomicU64::new(0),
+            connecting: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -182,7 +185,10 @@ impl Pool {
         }
         let capacity = if mpxs {
             let limit = self.settings.max_requests as u64;
-            max_reqs.unwrap_or(limit).min(limit).clamp(1, u64::from(u16::MAX)) as u16
+            max_reqs
+                .unwrap_or(limit)
+                .min(limit)
+                .clamp(1, u64::from(u16::MAX)) as u16
         } else {
             1
         };
@@ -198,14 +204,21 @@ impl Pool {
     pub(super) async fn checkout(self: &Arc<Self>) -> Result<Exchange, ConnectError> {
         let capacity = *self.capacity.get_or_try_init(|| self.probe()).await?;
         let serial = self.serial.fetch_add(1, Ordering::Relaxed);
-        {
-            let conns = lock(&self.conns);
-            for conn in conns.iter() {
-                if let Some(exchange) = conn.register(serial) {
+        if let Some(exchange) = self.find(serial) {
+            return Ok(exchange);
+        }
+        // Multiplexed connections are opened one at a time: the requests waiting meanwhile
+        // share the new one rather than each opening their own.
+        let _connecting = match capacity {
+            1 => None,
+            _ => {
+                let guard = self.connecting.lock().await;
+                if let Some(exchange) = self.find(serial) {
                     return Ok(exchange);
                 }
+                Some(guard)
             }
-        }
+        };
         let (reader, writer) = self.connect().await?;
         let (closed, _) = watch::channel(false);
         let conn = Arc::new(Conn {
@@ -225,6 +238,12 @@ impl Pool {
         lock(&self.conns).push(conn.clone());
         tokio::spawn(drive(conn.clone(), reader, self.settings.idle_timeout));
         exchange.ok_or_else(|| ConnectError::Io(io::Error::other("the new connection is full")))
+    }
+
+    fn find(&self, serial: u64) -> Option<Exchange> {
+        lock(&self.conns)
+            .iter()
+            .find_map(|conn| conn.register(serial))
     }
 
     fn remove(&self, conn: &Conn) {
