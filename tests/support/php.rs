@@ -44,10 +44,7 @@ pub const SCRIPTS: &[(&str, &str)] = &[
         "status.php",
         "<?php header('Status: 299 Fine'); header('Content-Type: text/plain'); echo 'fine';\n",
     ),
-    (
-        "redirect.php",
-        "<?php header('Location: /hello.php'); \n",
-    ),
+    ("redirect.php", "<?php header('Location: /hello.php'); \n"),
     (
         "big.php",
         "<?php header('Content-Type: application/octet-stream'); $n = (int)($_GET['n'] ?? 1); for ($i = 0; $i < $n; $i++) { echo str_repeat('x', 65536); flush(); }\n",
@@ -56,7 +53,10 @@ pub const SCRIPTS: &[(&str, &str)] = &[
         "stderr.php",
         "<?php error_log('a line for the log'); header('Content-Type: text/plain'); echo 'logged';\n",
     ),
-    ("pid.php", "<?php header('Content-Type: text/plain'); echo getmypid();\n"),
+    (
+        "pid.php",
+        "<?php header('Content-Type: text/plain'); echo getmypid();\n",
+    ),
 ];
 
 /// Writes [`SCRIPTS`] into `dir`.
@@ -110,7 +110,10 @@ impl PhpFpm {
                 Listen::Tcp => (format!("127.0.0.1:{port}"), format!("127.0.0.1:{port}")),
                 Listen::Unix => {
                     let socket = dir.join("fpm.sock");
-                    (socket.display().to_string(), format!("unix:{}", socket.display()))
+                    (
+                        socket.display().to_string(),
+                        format!("unix:{}", socket.display()),
+                    )
                 }
             };
             let config = format!(
@@ -129,7 +132,11 @@ impl PhpFpm {
                  php_admin_value[error_log] = {dir}/php-fpm.log\n\
                  php_admin_flag[log_errors] = on\n",
                 dir = dir.display(),
-                user = if root { "user = root\ngroup = root\n" } else { "" },
+                user = if root {
+                    "user = root\ngroup = root\n"
+                } else {
+                    ""
+                },
             );
             std::fs::write(dir.join("php-fpm.conf"), config).expect("write php-fpm.conf");
             let mut command = Command::new(&binary);
