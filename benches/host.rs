@@ -101,7 +101,7 @@ fn command_20_headers(bencher: Bencher) {
     let (program, parts) = (program(), parts());
     bencher.bench_local(|| {
         let environ = bench::environ(&program, black_box(&parts));
-        bench::command(&program, &environ)
+        bench::prepare_command(&program, &environ)
     });
 }
 
@@ -111,6 +111,6 @@ fn command_small(bencher: Bencher) {
     let (program, parts) = (program(), small_parts());
     bencher.bench_local(|| {
         let environ = bench::environ(&program, black_box(&parts));
-        bench::command(&program, &environ)
+        bench::prepare_command(&program, &environ)
     });
 }

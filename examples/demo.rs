@@ -26,7 +26,7 @@ use tower::ServiceExt;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use towergate::ext::ConnectInfo;
-use towergate::host::{CgiBin, CgiProgram, ReasonPhrase};
+use towergate::host::{CgiBin, ProgramOptions};
 use towergate::service::AppService;
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8000";
@@ -35,7 +35,7 @@ fn app() -> Router {
     let cgi_bin = CgiBin::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cgi-bin"))
         .mount("/cgi-bin")
         .options(
-            CgiProgram::default()
+            ProgramOptions::new()
                 .timeout(Duration::from_secs(20))
                 .max_processes(32),
         );
@@ -110,13 +110,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             });
             let app = app.clone();
             async move {
-                let mut response = app.oneshot(request).await.unwrap_or_else(|e| match e {});
-                // Send a CGI program's own reason phrase (`Status: 299 Fine Thanks`).
-                if let Some(reason) = response.extensions_mut().remove::<ReasonPhrase>() {
-                    if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes()) {
-                        response.extensions_mut().insert(reason);
-                    }
-                }
+                // A CGI program's own reason phrase (`Status: 299 Fine Thanks`) reaches the
+                // wire: the host puts it in hyper's extension (feature `hyper`).
+                let response = app.oneshot(request).await.unwrap_or_else(|e| match e {});
                 Ok::<_, Infallible>(response)
             }
         });

@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use php::{Listen, PhpCgi, PhpFpm};
 use tower::ServiceExt;
 use towergate::fastcgi::{Client, PhpFiles};
-use towergate::host::ReasonPhrase;
+use towergate::host::{ProgramOptions, ReasonPhrase};
 
 /// A response taken apart: status, headers, whole body.
 struct Answer {
@@ -87,7 +87,7 @@ async fn php_fpm_gets_the_environ_the_cgi_host_builds() {
     assert_eq!(answer.body, expected);
 
     // Authorization only when configured (RFC 3875 §9.2).
-    let client = client.pass_authorization(true);
+    let client = client.options(ProgramOptions::new().pass_authorization(true));
     let request = Request::get("/echo.php")
         .header("authorization", "Basic c2VjcmV0")
         .body(String::new())
@@ -134,7 +134,9 @@ async fn request_bodies_reach_php_fpm_with_an_exact_content_length() {
 
     // No length (chunked): spooled, memory then a file, so CONTENT_LENGTH is exact.
     for (spool_memory, chunks) in [(1 << 20, 3), (100_000, 40)] {
-        let client = client.clone().spool_memory(spool_memory);
+        let client = client
+            .clone()
+            .options(ProgramOptions::new().spool_memory(spool_memory));
         let chunk = "0123456789".repeat(1000);
         let frames: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> = (0..chunks)
             .map(|_| Ok(http_body::Frame::data(Bytes::from(chunk.clone()))))
@@ -383,7 +385,10 @@ async fn requests_share_a_connection_to_a_server_that_multiplexes() {
     // The service set none: the server sniffed one (RFC 3875 §6.3.1).
     assert_eq!(answer.headers["content-type"], "text/plain; charset=utf-8");
     assert!(answer.body == data, "{} bytes back", answer.body.len());
-    for client in [client.clone(), client.clone().spool(false)] {
+    for client in [
+        client.clone(),
+        client.clone().options(ProgramOptions::new().spool(false)),
+    ] {
         let frames: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> = data
             .as_bytes()
             .chunks(70_000)

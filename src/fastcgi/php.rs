@@ -124,7 +124,7 @@ impl<B> Service<Request<B>> for NotFound {
     }
 
     fn call(&mut self, _request: Request<B>) -> Self::Future {
-        std::future::ready(Ok(crate::host::run::error_response(StatusCode::NOT_FOUND)))
+        std::future::ready(Ok(crate::host::error_response(StatusCode::NOT_FOUND)))
     }
 }
 
@@ -249,7 +249,7 @@ where
                     "PHP root {} cannot be resolved",
                     root.given.display()
                 ));
-                return crate::host::run::error_response(StatusCode::NOT_FOUND);
+                return crate::host::error_response(StatusCode::NOT_FOUND);
             };
             let path = request.uri().path().to_owned();
             let resolved = resolved.to_path_buf();
@@ -272,7 +272,7 @@ where
                     }
                     response
                 }
-                Route::NotFound => crate::host::run::error_response(StatusCode::NOT_FOUND),
+                Route::NotFound => crate::host::error_response(StatusCode::NOT_FOUND),
                 Route::Fallback => {
                     let ready = std::future::poll_fn(|cx| fallback.poll_ready(cx))
                         .await
@@ -285,7 +285,7 @@ where
                         Ok(response) => response.map(ResponseBody::boxed),
                         Err(error) => {
                             log(format_args!("PHP fallback service failed: {error}"));
-                            crate::host::run::error_response(StatusCode::INTERNAL_SERVER_ERROR)
+                            crate::host::error_response(StatusCode::INTERNAL_SERVER_ERROR)
                         }
                     }
                 }

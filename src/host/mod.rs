@@ -106,62 +106,49 @@ mod body;
 mod cgi_bin;
 mod future;
 pub(crate) mod head;
+mod options;
 mod process;
 mod program;
+pub(crate) mod redirect;
 pub(crate) mod run;
+mod shutdown;
 pub(crate) mod spool;
+
+#[cfg(feature = "unstable-bench")]
+pub mod bench;
 
 use std::fmt;
 
 use bytes::Bytes;
 
-/// Entry points for `benches/host.rs` into the host's per-request steps. Not public API:
-/// hidden, unstable, and not covered by semver.
-#[doc(hidden)]
-pub mod bench {
-    use bytes::Bytes;
-    use http::{HeaderMap, StatusCode};
-
-    use super::CgiProgram;
-    use super::run::{self, TransferEncoding};
-    use crate::Environ;
-
-    /// Finds the end of a CGI response head (RFC 3875 §6) in `output` (what the first read
-    /// returned) and parses it with the default limits, as a response does; `None` when it
-    /// is incomplete or invalid.
-    pub fn parse_head(output: &Bytes) -> Option<(StatusCode, HeaderMap)> {
-        let limits = super::program::Options::default_limits();
-        let end = super::head::find_end(output, &limits).ok()??;
-        match super::head::parse_cgi(&output.slice(..end), &limits).ok()? {
-            super::head::Head::Response {
-                status, headers, ..
-            } => Some((status, headers)),
-            super::head::Head::LocalRedirect(_) => None,
-        }
-    }
-
-    /// The meta-variables `program` gets for a request (RFC 3875 §4.1).
-    pub fn environ(program: &CgiProgram, parts: &http::request::Parts) -> Environ {
-        run::environ(&program.target, parts, None, TransferEncoding::AsIs)
-    }
-
-    /// The command that would start `program` for `environ` (not started).
-    pub fn command(program: &CgiProgram, environ: &Environ) -> tokio::process::Command {
-        run::command(&program.target, &program.options, environ)
-    }
-}
-
 pub use body::ResponseBody;
+pub(crate) use body::error_response;
 pub use cgi_bin::CgiBin;
 pub use future::ResponseFuture;
-pub use program::{CgiProgram, Stderr};
+pub use options::{ProgramOptions, Stderr};
+pub use program::CgiProgram;
+pub use shutdown::ShutdownHandle;
+
+/// Puts a program's reason phrase in a response's extensions: as [`ReasonPhrase`], and,
+/// with the `hyper` feature, as `hyper::ext::ReasonPhrase`, which hyper's HTTP/1 server
+/// writes on the status line.
+pub(crate) fn insert_reason(extensions: &mut http::Extensions, reason: ReasonPhrase) {
+    #[cfg(feature = "hyper")]
+    if let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(reason.0.clone()) {
+        extensions.insert(phrase);
+    }
+    extensions.insert(reason);
+}
 
 /// The reason phrase of a program's `Status` field (RFC 3875 §6.3.3) or NPH status line,
 /// when it differs from the standard one for the code: a response extension.
 ///
+/// A status with no standard phrase (`Status: 299`, `Status: 999`) and none from the program
+/// gets an empty phrase (RFC 9112 §4 makes it optional), never a made-up one.
+///
 /// hyper's HTTP/1 server sends a custom reason phrase only from its own
-/// `hyper::ext::ReasonPhrase` extension; a server can convert with
-/// `hyper::ext::ReasonPhrase::try_from(reason.into_bytes())`.
+/// `hyper::ext::ReasonPhrase` extension: with towergate's `hyper` feature the host inserts
+/// that one too, so nothing is left to convert.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ReasonPhrase(pub(crate) Bytes);
 

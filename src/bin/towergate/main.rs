@@ -2,11 +2,12 @@
 //!
 //! ```text
 //! towergate serve [DIR] [--addr HOST:PORT] [--timeout SECS] [--max-processes N]
-//!                 [--env K=V]... [--pass-env NAME]... [--pass-authorization]
+//!                 [--max-body BYTES] [--env K=V]... [--pass-env NAME]... [--pass-authorization]
+//!                 [--header-timeout SECS] [--idle-timeout SECS] [--max-connections N]
+//!                 [--grace SECS]
 //! towergate call PROGRAM [PATH] [-X METHOD] [-d DATA] [-H 'K: V']...
 //! ```
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -14,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod call;
 mod serve;
+mod server;
 
 /// Serve static files and CGI programs, or run one CGI program once.
 #[derive(Debug, Parser)]
@@ -27,6 +29,16 @@ struct Cli {
 enum Command {
     /// Serve static files from DIR and the programs of DIR/cgi-bin/ at
     /// /cgi-bin/NAME/PATH_INFO (the successor of `python -m http.server --cgi`).
+    ///
+    /// Dotfiles and dot-directories are never served (404). A program's local redirect
+    /// (`Location: /path`) is served by the whole server, static files included. One
+    /// access-log line per response, written when it ends (bytes sent, and `incomplete:
+    /// REASON` when it did not finish); RUST_LOG filters the log (default `info`).
+    ///
+    /// Past --max-connections, new clients wait in the listen queue until a connection
+    /// closes. On SIGTERM or Ctrl-C the listener closes and requests in flight get --grace
+    /// to finish; then requests with no response head yet get 503, every program still
+    /// running is ended (SIGTERM, 3 s, SIGKILL) and the server exits.
     Serve(ServeArgs),
     /// Run a CGI program once with a synthesized request and print the HTTP response.
     Call(CallArgs),
@@ -35,12 +47,12 @@ enum Command {
 /// `towergate serve`.
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// The directory to serve.
+    /// The directory to serve. Dotfiles and dot-directories (`.env`, `.git/`) are never
+    /// served (404).
     #[arg(default_value = ".")]
     dir: PathBuf,
-    /// The address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8000")]
-    addr: SocketAddr,
+    #[command(flatten)]
+    server: server::ServerArgs,
     /// The run time limit of one program, in seconds (then SIGTERM, SIGKILL, and 504 when
     /// no header was sent yet).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
@@ -49,6 +61,10 @@ struct ServeArgs {
     /// timeout).
     #[arg(long, value_name = "N", default_value_t = 64)]
     max_processes: usize,
+    /// The largest request body accepted, in bytes (suffixes K, M, G: binary multiples);
+    /// a longer one gets 413 and a spooled body stops at the limit.
+    #[arg(long, value_name = "BYTES", default_value = "1G", value_parser = parse_bytes)]
+    max_body: u64,
     /// An extra variable for every program (repeatable).
     #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
     env: Vec<(String, String)>,
@@ -84,6 +100,21 @@ fn parse_env(value: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
         _ => Err(format!("expected K=V, got {value:?}")),
     }
+}
+
+/// A byte count: digits with an optional `K`, `M` or `G` suffix (powers of 1024).
+fn parse_bytes(value: &str) -> Result<u64, String> {
+    let (digits, shift) = match value.as_bytes().last() {
+        Some(b'K' | b'k') => (&value[..value.len() - 1], 10),
+        Some(b'M' | b'm') => (&value[..value.len() - 1], 20),
+        Some(b'G' | b'g') => (&value[..value.len() - 1], 30),
+        _ => (value, 0),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("expected a byte count such as 1048576 or 100M, got {value:?}"))
 }
 
 fn main() -> ExitCode {

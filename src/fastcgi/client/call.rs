@@ -19,10 +19,11 @@ use super::pool::{ConnectError, Event, Exchange};
 use super::{Client, Script};
 use crate::BoxError;
 use crate::fastcgi::record::{self, BeginRequest, ProtocolStatus, RecordType, Role};
-use crate::host::ResponseBody;
 use crate::host::head::{self, Head, HeadError};
-use crate::host::run::{self, TransferEncoding, error_response};
-use crate::host::spool::{self, SpoolError, Spooled};
+use crate::host::redirect::Redirect;
+use crate::host::run::{self, TransferEncoding};
+use crate::host::spool::{self, Reservation, SpoolError, SpoolLimits, SpooledData};
+use crate::host::{ReasonPhrase, ResponseBody, error_response, insert_reason};
 use crate::panic::log;
 
 /// How much of a streamed request body is kept so the request can be sent again when a
@@ -43,15 +44,20 @@ enum Input<B> {
         taken_len: usize,
         replayable: bool,
         rest: Option<Pin<Box<B>>>,
+        /// The spool space this body holds.
+        _reservation: Option<Reservation>,
     },
     /// A spooled body in a temporary file, read from its start each time.
-    File(tokio::fs::File),
+    File {
+        file: tokio::fs::File,
+        _reservation: Option<Reservation>,
+    },
 }
 
 impl<B> Input<B> {
     fn replayable(&self) -> bool {
         match self {
-            Input::None | Input::File(_) => true,
+            Input::None | Input::File { .. } => true,
             Input::Chunks { replayable, .. } => *replayable,
         }
     }
@@ -86,7 +92,7 @@ where
 {
     let deadline = Instant::now() + client.head_timeout;
     let (parts, body) = request.into_parts();
-    let options = &client.host.options;
+    let options = &client.options;
 
     let permit = match tokio::time::timeout_at(deadline, client.slots.clone().acquire_owned()).await
     {
@@ -133,6 +139,7 @@ where
                 taken_len: 0,
                 replayable: true,
                 rest: Some(Box::pin(body)),
+                _reservation: None,
             }
         }
     } else if !options.spool {
@@ -142,63 +149,69 @@ where
             taken_len: 0,
             replayable: true,
             rest: Some(Box::pin(body)),
+            _reservation: None,
         }
     } else {
         let dir = options.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
-        let spooling = spool::spool(body, options.spool_memory, options.max_body, &dir);
-        match tokio::time::timeout_at(deadline, spooling).await {
+        let limits = SpoolLimits {
+            memory: options.spool_memory,
+            max: options.max_body,
+            idle: options.body_timeout,
+            dir: &dir,
+            budget: &options.spool_budget,
+        };
+        let refused = |status, why: &str| fail(&client, status, &why);
+        match tokio::time::timeout_at(deadline, spool::spool(body, limits)).await {
             Ok(Ok(spooled)) => {
-                content_length = Some(spooled.len());
+                content_length = Some(spooled.len);
                 transfer_encoding = TransferEncoding::Remove;
-                match spooled {
-                    Spooled::Memory(chunks, _) => Input::Chunks {
+                let reservation = Some(spooled.reservation);
+                match spooled.data {
+                    SpooledData::Memory(chunks) => Input::Chunks {
                         taken: chunks,
                         taken_len: 0,
                         replayable: true,
                         rest: None,
+                        _reservation: reservation,
                     },
-                    Spooled::File(file, _) => Input::File(tokio::fs::File::from_std(file)),
+                    SpooledData::File(file) => Input::File {
+                        file: tokio::fs::File::from_std(file),
+                        _reservation: reservation,
+                    },
                 }
             }
             Ok(Err(SpoolError::TooLarge)) => {
-                return fail(
-                    &client,
+                return refused(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    &"the request body is over the limit",
+                    "the request body is over the limit",
+                );
+            }
+            Ok(Err(SpoolError::Budget)) => {
+                return refused(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the spool space shared by all requests is spent",
+                );
+            }
+            Ok(Err(SpoolError::Stalled)) | Err(_) => {
+                return refused(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body stopped arriving",
                 );
             }
             Ok(Err(SpoolError::Body(error))) => {
-                return fail(
-                    &client,
-                    StatusCode::BAD_REQUEST,
-                    &format_args!("the request body failed: {error}"),
-                );
+                let why = format!("the request body failed: {error}");
+                return refused(StatusCode::BAD_REQUEST, &why);
             }
             Ok(Err(SpoolError::Io(error))) => {
-                return fail(
-                    &client,
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &format_args!("cannot spool the request body: {error}"),
-                );
-            }
-            Err(_) => {
-                return fail(
-                    &client,
-                    StatusCode::REQUEST_TIMEOUT,
-                    &"the request body did not arrive within the head timeout",
-                );
+                let why = format!("cannot spool the request body: {error}");
+                return refused(StatusCode::INTERNAL_SERVER_ERROR, &why);
             }
         }
     };
 
     // The meta-variables, exactly as the CGI host builds them (RFC 3875 §4.1), then the
     // script's place and the configured extra parameters.
-    let mut environ = run::environ(
-        &client.host.target,
-        &parts,
-        content_length,
-        transfer_encoding,
-    );
+    let mut environ = run::environ(&client.target, &parts, content_length, transfer_encoding);
     if let Some(script) = &script {
         environ.insert("SCRIPT_NAME", script.name.clone());
         environ.insert("PATH_INFO", script.path_info.clone());
@@ -299,26 +312,24 @@ where
     };
 
     // The head (RFC 3875 §6), as the CGI host reads a program's.
-    let (status, reason, headers) = match head::parse_cgi(&head, &options.limits) {
+    let (status, reason, headers, content_length) = match head::parse_cgi(&head, &options.limits) {
         Ok(Head::Response {
             status,
             reason,
             headers,
-        }) => (status, reason, headers),
+            content_length,
+        }) => (status, reason, headers, content_length),
         Ok(Head::LocalRedirect(location)) => {
             drain(exchange, deadline).await;
             drop(permit);
-            let redirecting = match options.redirect {
-                Some(_) => client.host.clone(),
-                None => client.host.clone().local_redirect(client.clone()),
-            };
-            let path = Path::new("FastCGI");
+            let home = client.clone();
             return run::local_redirect(
                 parts,
                 location,
-                &redirecting.options,
-                run::Dispatch::Program(redirecting.clone()),
-                path,
+                options,
+                move || Redirect::new(home),
+                Path::new("FastCGI"),
+                Some(deadline),
             )
             .await;
         }
@@ -330,10 +341,11 @@ where
     let mut response = Response::new(ResponseBody::empty());
     *response.status_mut() = status;
     *response.headers_mut() = headers;
+    // A status with no standard phrase and none from the script: an empty phrase, never a
+    // made-up one (RFC 9112 §4), as the CGI host does.
+    let reason = reason.or_else(|| status.canonical_reason().is_none().then(Bytes::new));
     if let Some(reason) = reason {
-        response
-            .extensions_mut()
-            .insert(crate::host::ReasonPhrase(reason));
+        insert_reason(response.extensions_mut(), ReasonPhrase(reason));
     }
     // HEAD: the body is discarded (RFC 3875 §4.3.3); so is one the status forbids.
     if parts.method == Method::HEAD || crate::headers::status_forbids_body(status) {
@@ -344,6 +356,7 @@ where
         return response;
     }
     *response.body_mut() = ResponseBody::boxed(Stdout {
+        remaining: content_length,
         first: Some(rest).filter(|r| !r.is_empty()),
         exchange: Some(exchange),
         _permit: permit,
@@ -487,6 +500,7 @@ where
             taken_len,
             replayable,
             rest,
+            ..
         } => {
             for chunk in taken.iter() {
                 record::encode_stream(out, RecordType::Stdin, id, chunk);
@@ -529,7 +543,7 @@ where
                 *rest = None;
             }
         }
-        Input::File(file) => {
+        Input::File { file, .. } => {
             file.seek(SeekFrom::Start(0)).await?;
             loop {
                 if out.len() < 64 * 1024 {
@@ -553,11 +567,32 @@ where
     Ok(())
 }
 
-/// The response body: STDOUT records as they arrive, to END_REQUEST (§5.3, §5.5).
+/// The response body: STDOUT records as they arrive, to END_REQUEST (§5.3, §5.5). A body
+/// that ends before the end of the connection's records, or that differs from its
+/// `Content-Length`, ends with an error.
 struct Stdout {
+    /// What the `Content-Length` field says is left.
+    remaining: Option<u64>,
     first: Option<Bytes>,
     exchange: Option<Exchange>,
     _permit: OwnedSemaphorePermit,
+}
+
+impl Stdout {
+    fn data(&mut self, data: Bytes) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(remaining) = &mut self.remaining {
+            match remaining.checked_sub(data.len() as u64) {
+                Some(left) => *remaining = left,
+                None => {
+                    self.exchange = None;
+                    return Poll::Ready(Some(Err(
+                        "the FastCGI response is longer than its Content-Length".into(),
+                    )));
+                }
+            }
+        }
+        Poll::Ready(Some(Ok(Frame::data(data))))
+    }
 }
 
 impl Body for Stdout {
@@ -569,15 +604,20 @@ impl Body for Stdout {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if let Some(first) = self.first.take() {
-            return Poll::Ready(Some(Ok(Frame::data(first))));
+            return self.data(first);
         }
         let Some(exchange) = self.exchange.as_mut() else {
             return Poll::Ready(None);
         };
         match std::task::ready!(exchange.poll_next(cx)) {
-            Some(Event::Stdout(data)) => Poll::Ready(Some(Ok(Frame::data(data)))),
+            Some(Event::Stdout(data)) => self.data(data),
             Some(Event::End(_)) => {
                 self.exchange = None;
+                if self.remaining.is_some_and(|r| r > 0) {
+                    return Poll::Ready(Some(Err(
+                        "the FastCGI response is shorter than its Content-Length".into(),
+                    )));
+                }
                 Poll::Ready(None)
             }
             None => {
@@ -595,9 +635,13 @@ impl Body for Stdout {
 
     fn size_hint(&self) -> SizeHint {
         if self.is_end_stream() {
-            SizeHint::with_exact(0)
-        } else {
-            SizeHint::default()
+            return SizeHint::with_exact(0);
+        }
+        match self.remaining {
+            Some(remaining) => {
+                SizeHint::with_exact(remaining + self.first.as_ref().map_or(0, |f| f.len() as u64))
+            }
+            None => SizeHint::default(),
         }
     }
 }

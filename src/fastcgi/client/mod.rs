@@ -17,7 +17,8 @@ use tokio::sync::Semaphore;
 use tower_service::Service;
 
 use crate::BoxError;
-use crate::host::{CgiProgram, ResponseBody, ResponseFuture};
+use crate::host::run::Target;
+use crate::host::{ProgramOptions, ResponseBody, ResponseFuture};
 
 mod call;
 mod pool;
@@ -168,8 +169,10 @@ pub struct Client {
     settings: Settings,
     pool: Arc<Pool>,
     slots: Arc<Semaphore>,
-    /// The CGI host's options and prepared environ: limits, spooling, redirects.
-    host: CgiProgram,
+    /// The CGI host's options: limits, spooling, redirects.
+    options: Arc<ProgramOptions>,
+    /// The prepared environ, as the CGI host keeps it for a program.
+    target: Arc<Target>,
     script_filename: Option<Bytes>,
     document_root: Option<Bytes>,
     params: Arc<Vec<(Bytes, Bytes)>>,
@@ -192,6 +195,7 @@ impl fmt::Debug for Client {
 impl Client {
     /// A client of the server at `address`, with the defaults of every setter below.
     pub fn new(address: Address) -> Self {
+        let options = ProgramOptions::new();
         let settings = Settings {
             connect_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
@@ -203,7 +207,8 @@ impl Client {
             slots: Arc::new(Semaphore::new(settings.max_requests)),
             address: Arc::new(address),
             settings,
-            host: CgiProgram::default(),
+            target: Arc::new(Target::new(PathBuf::new(), Bytes::new(), false, &options)),
+            options: Arc::new(options),
             script_filename: None,
             document_root: None,
             params: Arc::new(Vec::new()),
@@ -235,7 +240,29 @@ impl Client {
     /// The mount point: `SCRIPT_NAME`, and the prefix removed from the path to give
     /// `PATH_INFO` (RFC 3875 §4.1.13, §4.1.5). Defaults to `""`.
     pub fn script_name(mut self, script_name: impl Into<Bytes>) -> Self {
-        self.host = self.host.script_name(script_name);
+        let target = Arc::make_mut(&mut self.target);
+        target.environ = target.environ.clone().script_name(script_name);
+        self
+    }
+
+    /// The options this client shares with the CGI host
+    /// ([`ProgramOptions`]), replacing those set so far. Those that apply to a FastCGI
+    /// server: [`pass_authorization`](ProgramOptions::pass_authorization) (default false),
+    /// [`server_software`](ProgramOptions::server_software),
+    /// [`body_timeout`](ProgramOptions::body_timeout),
+    /// [`max_body`](ProgramOptions::max_body) (default 1 GiB, then 413),
+    /// [`spool`](ProgramOptions::spool) (when false, a body of unknown length streams
+    /// with no `CONTENT_LENGTH` to the end of STDIN, which php-fpm does not read but
+    /// towergate's FastCGI server does), [`spool_memory`](ProgramOptions::spool_memory),
+    /// [`spool_dir`](ProgramOptions::spool_dir), [`spool_limit`](ProgramOptions::spool_limit),
+    /// [`max_line`](ProgramOptions::max_line), [`max_head`](ProgramOptions::max_head),
+    /// [`max_fields`](ProgramOptions::max_fields) (the response head's limits, 502 beyond),
+    /// [`local_redirect`](ProgramOptions::local_redirect) (default: this client) and
+    /// [`max_redirects`](ProgramOptions::max_redirects). Those about processes are not
+    /// used. Defaults to [`ProgramOptions::new`].
+    pub fn options(mut self, options: ProgramOptions) -> Self {
+        Arc::make_mut(&mut self.target).refresh(&options);
+        self.options = Arc::new(options);
         self
     }
 
@@ -256,7 +283,7 @@ impl Client {
         use std::os::unix::ffi::OsStrExt;
         let root = Bytes::copy_from_slice(root.as_ref().as_os_str().as_bytes());
         self.document_root = Some(root.clone());
-        let target = Arc::make_mut(&mut self.host.target);
+        let target = Arc::make_mut(&mut self.target);
         target.environ = target.environ.clone().document_root(root);
         self
     }
@@ -265,19 +292,6 @@ impl Client {
     /// override them). Repeatable. Defaults to none.
     pub fn param(mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
         Arc::make_mut(&mut self.params).push((name.into(), value.into()));
-        self
-    }
-
-    /// Whether the `Authorization` header is passed as `HTTP_AUTHORIZATION` (RFC 3875 §9.2).
-    /// Defaults to false.
-    pub fn pass_authorization(mut self, pass: bool) -> Self {
-        self.host = self.host.pass_authorization(pass);
-        self
-    }
-
-    /// `SERVER_SOFTWARE` (RFC 3875 §4.1.17). Defaults to `towergate/VERSION`.
-    pub fn server_software(mut self, software: impl Into<Bytes>) -> Self {
-        self.host = self.host.server_software(software);
         self
     }
 
@@ -319,60 +333,6 @@ impl Client {
     /// connection carries one request at a time. Defaults to true.
     pub fn multiplex(mut self, multiplex: bool) -> Self {
         self.settings_mut(|s| s.multiplex = multiplex);
-        self
-    }
-
-    /// The longest request body accepted, in bytes: 413 beyond. Defaults to 1 GiB.
-    pub fn max_body(mut self, max: u64) -> Self {
-        self.host = self.host.max_body(max);
-        self
-    }
-
-    /// Whether a request body of unknown length is spooled to learn its length. When
-    /// false it streams with no `CONTENT_LENGTH` to the end of STDIN, which php-fpm does
-    /// not read but towergate's FastCGI server does. Defaults to true.
-    pub fn spool(mut self, spool: bool) -> Self {
-        self.host = self.host.spool(spool);
-        self
-    }
-
-    /// How much of a spooled body stays in memory; the rest goes to an unlinked temporary
-    /// file. Defaults to 1 MiB.
-    pub fn spool_memory(mut self, bytes: usize) -> Self {
-        self.host = self.host.spool_memory(bytes);
-        self
-    }
-
-    /// Where spool files are created. Defaults to [`std::env::temp_dir`].
-    pub fn spool_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.host = self.host.spool_dir(dir);
-        self
-    }
-
-    /// The largest response header block, in bytes: 502 beyond. Defaults to 64 KiB.
-    pub fn max_head(mut self, bytes: usize) -> Self {
-        self.host = self.host.max_head(bytes);
-        self
-    }
-
-    /// The service a local redirect (`Location: /path` without `Status`, RFC 3875 §6.2.2)
-    /// is served by. Defaults to this client.
-    pub fn local_redirect<S, RB>(mut self, service: S) -> Self
-    where
-        S: Service<Request<String>, Response = Response<RB>> + Clone + Send + Sync + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        RB: Body<Data = Bytes> + Send + 'static,
-        RB::Error: Into<BoxError>,
-    {
-        self.host = self.host.local_redirect(service);
-        self
-    }
-
-    /// The most local redirects followed for one request; one more gets 500. Defaults to
-    /// 10.
-    pub fn max_redirects(mut self, max: u32) -> Self {
-        self.host = self.host.max_redirects(max);
         self
     }
 

@@ -226,6 +226,7 @@ impl Pool {
             state: Mutex::new(State {
                 slots: HashMap::new(),
                 served: 0,
+                next_id: 0,
                 reusable: true,
                 closed: false,
             }),
@@ -265,6 +266,8 @@ struct State {
     slots: HashMap<u16, Slot>,
     /// Requests that ended on this connection.
     served: u64,
+    /// Where the search for a free request id starts (0-based).
+    next_id: u16,
     /// False once a request ended before its STDIN was all sent: the server may still read
     /// its leftover records, so the connection takes no new request.
     reusable: bool,
@@ -296,7 +299,15 @@ impl Conn {
         if state.closed || !state.reusable || state.slots.len() >= usize::from(self.capacity) {
             return None;
         }
-        let id = (1..=self.capacity).find(|id| !state.slots.contains_key(id))?;
+        // Ids go round (1, 2, …, capacity, 1, …) rather than the lowest free one: an id
+        // is not sent again right after its END_REQUEST, while the server may still be
+        // tidying it up.
+        let capacity = self.capacity;
+        let start = state.next_id;
+        let id = (0..capacity)
+            .map(|i| ((u32::from(start) + u32::from(i)) % u32::from(capacity)) as u16 + 1)
+            .find(|id| !state.slots.contains_key(id))?;
+        state.next_id = id % capacity;
         let (tx, rx) = mpsc::channel(EVENTS);
         state.slots.insert(
             id,
