@@ -74,6 +74,11 @@ struct ServeArgs {
     /// Pass the Authorization header to programs as HTTP_AUTHORIZATION (RFC 3875 §9.2).
     #[arg(long)]
     pass_authorization: bool,
+    /// Send requests for *.php files under DIR to the FastCGI server at ADDR (php-fpm):
+    /// HOST:PORT or unix:PATH. /d/ runs /d/index.php when present, PATH_INFO follows
+    /// .php/, dotfiles and paths outside DIR get 404 (Caddy's php_fastcgi rules).
+    #[arg(long, value_name = "ADDR")]
+    php: Option<towergate::fastcgi::Address>,
 }
 
 /// `towergate call`.

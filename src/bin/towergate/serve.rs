@@ -15,6 +15,7 @@ use http::{Request, Response, StatusCode};
 use tower_http::services::ServeDir;
 use tower_service::Service;
 use towergate::BoxError;
+use towergate::fastcgi::{Address, Client, PhpFiles};
 use towergate::host::{CgiBin, ProgramOptions};
 
 use crate::ServeArgs;
@@ -71,7 +72,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     for (key, value) in &args.env {
         options = options.env(key, value);
     }
-    let app = App::new(&args.dir, options);
+    let app = App::new(&args.dir, options, args.php.clone());
 
     println!(
         "towergate: serving {}, CGI programs of {} at /cgi-bin/NAME",
@@ -93,13 +94,17 @@ struct App(Arc<Inner>);
 struct Inner {
     cgi_bin: CgiBin,
     files: ServeDir,
+    /// `--php ADDR`: `*.php` files through that FastCGI server, static files for the rest.
+    php: Option<PhpFiles<ServeDir>>,
 }
 
 impl App {
-    fn new(dir: &Path, options: ProgramOptions) -> Self {
+    fn new(dir: &Path, options: ProgramOptions, php: Option<Address>) -> Self {
         App(Arc::new_cyclic(|app: &Weak<Inner>| {
             let options = options.local_redirect(LocalRedirect(app.clone()));
+            let php = php.map(|address| Client::new(address).options(options.clone()));
             Inner {
+                php: php.map(|client| PhpFiles::new(dir, client).fallback(ServeDir::new(dir))),
                 cgi_bin: CgiBin::new(dir.join("cgi-bin"))
                     .mount("/cgi-bin")
                     .options(options),
@@ -133,6 +138,10 @@ where
         }
         if let Some(refused) = refuse_static(path) {
             return Box::pin(async move { Ok(text_response(refused)) });
+        }
+        if let Some(php) = &self.0.php {
+            let response = php.clone().call(request);
+            return Box::pin(async move { Ok(response.await?.map(Body::new)) });
         }
         let mut files = self.0.files.clone();
         let response = files.call(request);
