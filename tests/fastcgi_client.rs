@@ -401,3 +401,32 @@ async fn requests_share_a_connection_to_a_server_that_multiplexes() {
     }
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_concurrent_requests_than_php_fpm_workers_all_get_answers() {
+    // Two workers, eight requests at a time: kept-alive connections must not hold both
+    // workers while the other connections wait in php-fpm's listen queue.
+    let fpm = PhpFpm::start(Listen::Unix, 2, 0);
+    let client = Client::new(fpm.address.parse().unwrap()).head_timeout(Duration::from_secs(20));
+    let site = PhpFiles::new(fpm.root(), client);
+    for _ in 0..5 {
+        let mut calls = Vec::new();
+        for _ in 0..8 {
+            let site = site.clone();
+            calls.push(tokio::spawn(async move {
+                call(
+                    &site,
+                    Request::get("/hello.php").body(String::new()).unwrap(),
+                )
+                .await
+            }));
+        }
+        for answer in calls {
+            let answer = answer.await.unwrap();
+            assert_eq!(
+                (answer.status, answer.body.as_str()),
+                (200, "Hello, world!")
+            );
+        }
+    }
+}

@@ -226,6 +226,7 @@ impl Pool {
             state: Mutex::new(State {
                 slots: HashMap::new(),
                 served: 0,
+                answered: false,
                 next_id: 0,
                 reusable: true,
                 closed: false,
@@ -239,6 +240,18 @@ impl Pool {
         lock(&self.conns).push(conn.clone());
         tokio::spawn(drive(conn.clone(), reader, self.settings.idle_timeout));
         exchange.ok_or_else(|| ConnectError::Io(io::Error::other("the new connection is full")))
+    }
+
+    /// Whether another connection carries a request but has had no answer at all yet: a
+    /// connection the server has not taken up.
+    fn starving(&self, except: &Conn) -> bool {
+        lock(&self.conns).iter().any(|conn| {
+            if std::ptr::eq(Arc::as_ptr(conn), except) {
+                return false;
+            }
+            let state = lock(&conn.state);
+            !state.closed && !state.answered && !state.slots.is_empty()
+        })
     }
 
     fn find(&self, serial: u64) -> Option<Exchange> {
@@ -266,6 +279,8 @@ struct State {
     slots: HashMap<u16, Slot>,
     /// Requests that ended on this connection.
     served: u64,
+    /// Whether any answer (STDOUT, END_REQUEST) came on this connection.
+    answered: bool,
     /// Where the search for a free request id starts (0-based).
     next_id: u16,
     /// False once a request ended before its STDIN was all sent: the server may still read
@@ -408,7 +423,8 @@ impl Conn {
             RecordType::Stdout if record.content.is_empty() => {}
             RecordType::Stdout => {
                 let events = {
-                    let state = lock(&self.state);
+                    let mut state = lock(&self.state);
+                    state.answered = true;
                     state
                         .slots
                         .get(&record.request_id)
@@ -430,8 +446,15 @@ impl Conn {
                     self.close();
                     return;
                 };
+                // A server without multiplexing (php-fpm) gives each connection a worker
+                // of its own until the connection closes: while a new connection of this
+                // pool waits unanswered (in the listen queue, every worker held by a kept
+                // connection), this one is closed rather than kept, which frees a worker.
+                let starving = self.capacity == 1
+                    && self.pool.upgrade().is_some_and(|pool| pool.starving(self));
                 let events = {
                     let mut state = lock(&self.state);
+                    state.answered = true;
                     let id = record.request_id;
                     let Some(slot) = state.slots.get_mut(&id) else {
                         return;
@@ -440,6 +463,9 @@ impl Conn {
                     let events = slot.events.take();
                     let stdin_done = slot.stdin_done;
                     state.served += 1;
+                    if starving {
+                        state.reusable = false;
+                    }
                     if stdin_done {
                         state.slots.remove(&id);
                     } else {
