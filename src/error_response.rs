@@ -3,15 +3,16 @@
 //!
 //! [`DefaultErrorResponse`] answers `500 Internal Server Error`, `Content-Type: text/plain`
 //! and wsgiref's body, `A server error occurred.  Please contact the administrator.`; its
-//! setters change each part. Any `FnMut(&BoxError) -> http::Response<Bytes>` is an
-//! [`ErrorResponse`] too, for full control:
+//! setters change each part. Any `Fn(&BoxError) -> http::Response<Bytes>` is an
+//! [`ErrorResponse`] too, for full control. The hook takes `&self`: a service shares one hook
+//! between all its requests with no lock.
 //!
 //! ```
 //! use bytes::Bytes;
 //! use towergate::error_response::{DefaultErrorResponse, ErrorResponse};
 //! use towergate::BoxError;
 //!
-//! let mut default = DefaultErrorResponse::new();
+//! let default = DefaultErrorResponse::new();
 //! let response = default.error_response(&BoxError::from("boom"));
 //! assert_eq!(response.status(), 500);
 //! assert_eq!(response.headers()["content-type"], "text/plain");
@@ -20,12 +21,12 @@
 //!     &Bytes::from_static(b"A server error occurred.  Please contact the administrator.")
 //! );
 //!
-//! let mut custom = DefaultErrorResponse::new()
+//! let custom = DefaultErrorResponse::new()
 //!     .status(http::StatusCode::SERVICE_UNAVAILABLE)
 //!     .body("try again later\n");
 //! assert_eq!(custom.error_response(&BoxError::from("boom")).status(), 503);
 //!
-//! let mut closure = |err: &BoxError| {
+//! let closure = |err: &BoxError| {
 //!     http::Response::builder()
 //!         .status(502)
 //!         .body(Bytes::from(format!("upstream said: {err}")))
@@ -44,17 +45,21 @@ use crate::BoxError;
 ///
 /// The error has been logged already; the response should not reveal it to the client
 /// unless that is intended. Implemented by [`DefaultErrorResponse`] and by every
-/// `FnMut(&BoxError) -> http::Response<Bytes>`.
+/// `Fn(&BoxError) -> http::Response<Bytes>`.
+///
+/// The response's status must be final (not 1xx); `Content-Length` is added from the body,
+/// and 204 and 304 go without a body. A 1xx status is replaced by a plain
+/// `500 Internal Server Error`.
 pub trait ErrorResponse {
     /// The response for `error`.
-    fn error_response(&mut self, error: &BoxError) -> Response<Bytes>;
+    fn error_response(&self, error: &BoxError) -> Response<Bytes>;
 }
 
 impl<F> ErrorResponse for F
 where
-    F: FnMut(&BoxError) -> Response<Bytes>,
+    F: Fn(&BoxError) -> Response<Bytes>,
 {
-    fn error_response(&mut self, error: &BoxError) -> Response<Bytes> {
+    fn error_response(&self, error: &BoxError) -> Response<Bytes> {
         self(error)
     }
 }
@@ -111,7 +116,7 @@ impl DefaultErrorResponse {
 }
 
 impl ErrorResponse for DefaultErrorResponse {
-    fn error_response(&mut self, _error: &BoxError) -> Response<Bytes> {
+    fn error_response(&self, _error: &BoxError) -> Response<Bytes> {
         let mut response = Response::new(self.body.clone());
         *response.status_mut() = self.status;
         *response.headers_mut() = self.headers.clone();

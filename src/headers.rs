@@ -38,8 +38,11 @@ pub fn is_hop_by_hop(name: &str) -> bool {
 pub(crate) enum HeadStyle<'a> {
     /// A CGI header block: `Status: NNN Reason` first (RFC 3875 §6.3.3).
     Cgi,
+    /// No head at all: the body alone (an origin server answering an `HTTP/0.9` client).
+    Bare,
     /// A full HTTP response head (origin server / NPH): `HTTP/x.y NNN Reason`, then `Date`
-    /// and `Server` unless the headers have them.
+    /// and `Server` unless the headers have them, and `Connection: close` for an `HTTP/1.1`
+    /// body whose end only the closed connection can mark (no `Content-Length`).
     Origin {
         /// `1.0` or `1.1`.
         http_version: &'a str,
@@ -86,6 +89,7 @@ pub(crate) fn encode_head(
     }
     let reason = reason.or_else(|| status.canonical_reason().map(str::as_bytes));
     match style {
+        HeadStyle::Bare => return Ok(()),
         HeadStyle::Cgi => out.extend_from_slice(b"Status: "),
         HeadStyle::Origin { http_version, .. } => {
             out.extend_from_slice(b"HTTP/");
@@ -100,7 +104,8 @@ pub(crate) fn encode_head(
     }
     out.extend_from_slice(b"\r\n");
     if let HeadStyle::Origin {
-        server_software, ..
+        server_software,
+        http_version,
     } = style
     {
         if !headers.contains_key(http::header::DATE) {
@@ -117,6 +122,13 @@ pub(crate) fn encode_head(
             out.extend_from_slice(b"Server: ");
             out.extend_from_slice(server_software);
             out.extend_from_slice(b"\r\n");
+        }
+        if http_version == "1.1"
+            && !status_forbids_body(status)
+            && !headers.contains_key(http::header::CONTENT_LENGTH)
+            && !headers.contains_key(http::header::CONNECTION)
+        {
+            out.extend_from_slice(b"Connection: close\r\n");
         }
     }
     for (name, value) in headers {
@@ -211,7 +223,7 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 200 Fine\r\nDate: "), "{text}");
         assert!(
-            text.ends_with(" GMT\r\nServer: towergate/0\r\n\r\n"),
+            text.ends_with(" GMT\r\nServer: towergate/0\r\nConnection: close\r\n\r\n"),
             "{text}"
         );
     }

@@ -45,8 +45,9 @@
 //!
 //! - `cgi` (default): [`cgi`], the CGI program side. Pulls in `tokio` with the `rt` feature
 //!   only.
-//! - `gateway` (default): [`gateway`], [`handler`], [`service`] and [`lint`]. Pulls in
-//!   `tokio` with the `rt` and `sync` features only.
+//! - `gateway` (default): [`gateway`], [`handler`], [`service`] and [`lint`]. Implies `cgi`
+//!   (a gateway app runs as a CGI program through the same entry); pulls in `tokio` with the
+//!   `rt` and `sync` features only.
 //! - `host` (default): [`host`], running external CGI programs. Pulls in `tokio` (process,
 //!   io-util, time, sync, fs) and `rustix` (to send `SIGTERM`).
 //! - `cli`: the `towergate` command-line tool.
@@ -82,6 +83,10 @@ pub mod lint;
 )]
 mod panic;
 mod percent;
+// The handler family (feature `gateway`) uses the whole engine; the CGI program alone, part.
+#[cfg(feature = "cgi")]
+#[cfg_attr(not(feature = "gateway"), allow(dead_code, unreachable_pub))]
+mod respond;
 #[cfg(feature = "gateway")]
 pub mod service;
 

@@ -114,7 +114,7 @@ fn a_panic_is_a_500_with_a_line_in_the_error_log() {
     let mut log = String::new();
     for _ in 0..100 {
         log = server.error_log();
-        if log.contains("towergate: service panicked: panic: the /panic route panics on purpose") {
+        if log.contains("towergate: service failed: panic: the /panic route panics on purpose") {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));

@@ -56,6 +56,9 @@ fn assert_stdout(output: &Output, expected: &[u8]) {
     assert!(output.status.success(), "exit status {}", output.status);
 }
 
+const WSGIREF_500: &[u8] = b"Status: 500 Internal Server Error\r\nContent-Type: text/plain\r\n\
+    Content-Length: 59\r\n\r\nA server error occurred.  Please contact the administrator.";
+
 const TEXT_UTF8: &str = "Content-Type: text/plain; charset=utf-8\r\n";
 
 #[test]
@@ -161,6 +164,93 @@ fn status_route_answers_that_status() {
 }
 
 #[test]
+fn no_content_has_no_content_length() {
+    // axum adds `Content-Length: 0`; RFC 9110 §8.6 forbids it on 204.
+    assert_stdout(
+        &axum_get("/status/204", ""),
+        b"Status: 204 No Content\r\n\r\n",
+    );
+}
+
+#[test]
+fn an_interim_status_from_the_service_is_an_error() {
+    let output = axum_get("/status/103", "");
+    assert_stdout(&output, WSGIREF_500);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.lines().any(|l| l
+            == "towergate: service failed: 103 Early Hints is an interim status, not a final response (RFC 9110 §15.2)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_body_without_a_content_type_gets_a_sniffed_one() {
+    // RFC 3875 §6.3.1: a CGI response with a body must name its type.
+    let mut env = cgi_env("POST", "/echo", "");
+    env.push(("CONTENT_LENGTH", b"11"));
+    let output = run_cgi(&example_bin("cgi_axum"), &env, b"<html><p>hi");
+    assert_stdout(
+        &output,
+        b"Status: 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html><p>hi",
+    );
+    let mut env = cgi_env("POST", "/echo", "");
+    env.push(("CONTENT_LENGTH", b"3"));
+    let output = run_cgi(&example_bin("cgi_axum"), &env, b"\x00\x01\x02");
+    assert_stdout(
+        &output,
+        b"Status: 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n\x00\x01\x02",
+    );
+}
+
+#[test]
+fn a_huge_environment_gets_431_and_a_log_line_not_a_panic() {
+    // About 24,600 HTTP_* variables overflowed HeaderMap::with_capacity: exit 101, no output.
+    for (count, program) in [(25_000, "cgi_hello"), (1_025, "cgi_axum")] {
+        let names: Vec<String> = (0..count).map(|i| format!("HTTP_X_H{i}")).collect();
+        let mut env = cgi_env("GET", "/", "");
+        env.extend(names.iter().map(|n| (n.as_str(), &b"v"[..])));
+        let output = run_cgi(&example_bin(program), &env, b"");
+        assert_stdout(
+            &output,
+            b"Status: 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\n\
+              Content-Length: 32\r\n\r\nRequest Header Fields Too Large\n",
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            stderr,
+            format!("towergate: bad request: {count} request headers is more than allowed\n")
+        );
+    }
+}
+
+#[test]
+fn a_path_too_long_for_a_uri_is_414_not_another_route() {
+    // It became `/`, and the root route answered 200.
+    let path = format!("/{}", "%".repeat(30_000));
+    let output = axum_get(&path, "");
+    assert_stdout(
+        &output,
+        b"Status: 414 URI Too Long\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nURI Too Long\n",
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("more than a URI can hold"), "{stderr}");
+}
+
+#[test]
+fn the_query_is_recovered_from_request_uri_without_query_string() {
+    let env: Vec<(&str, &[u8])> = cgi_env("GET", "/info", "")
+        .into_iter()
+        .filter(|(k, _)| *k != "QUERY_STRING")
+        .chain([("REQUEST_URI", &b"/cgi-bin/cgi_axum/info?x=1"[..])])
+        .collect();
+    let output = run_cgi(&example_bin("cgi_axum"), &env, b"");
+    let body = String::from_utf8_lossy(&output.stdout);
+    assert!(body.contains("\npath=/info\nquery=x=1\n"), "{body}");
+    assert!(body.contains("\nQUERY_STRING=\n"), "{body}");
+}
+
+#[test]
 fn redirect_answers_302_with_a_location() {
     assert_stdout(
         &axum_get("/redirect", ""),
@@ -188,7 +278,7 @@ fn panic_gives_wsgirefs_500_and_a_log_line() {
     assert!(
         stderr
             .lines()
-            .any(|l| l == "towergate: service panicked: panic: the /panic route panics on purpose"),
+            .any(|l| l == "towergate: service failed: panic: the /panic route panics on purpose"),
         "{stderr}"
     );
 }
@@ -653,7 +743,14 @@ async fn a_streamed_response_is_flushed_chunk_by_chunk() {
         .iter()
         .map(|b| String::from_utf8_lossy(b).into_owned())
         .collect();
-    assert_eq!(flushed, ["Status: 200 OK\r\n\r\none", "two", "three"]);
+    assert_eq!(
+        flushed,
+        [
+            "Status: 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\r\none",
+            "two",
+            "three"
+        ]
+    );
     // Each chunk was out (flushed) before the next one was asked for.
     assert_eq!(*seen.lock().unwrap(), [0, 1, 2, 3]);
 }

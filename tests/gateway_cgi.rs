@@ -226,3 +226,63 @@ fn run_by_hand_explains_and_exits_1() {
         stderr(&output)
     );
 }
+
+fn post(path: &str, content_length: &[u8], stdin: &[u8]) -> Output {
+    let program = support::example_bin("gateway_cgi");
+    let env: Vec<(&str, &[u8])> = vec![
+        ("REQUEST_METHOD", b"POST"),
+        ("SERVER_PROTOCOL", b"HTTP/1.1"),
+        ("SCRIPT_NAME", b"/cgi-bin/gateway"),
+        ("PATH_INFO", path.as_bytes()),
+        ("CONTENT_LENGTH", content_length),
+    ];
+    support::run_cgi(&program, &env, stdin)
+}
+
+const BAD_REQUEST: &[u8] =
+    b"Status: 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nBad Request\n";
+
+#[test]
+fn an_app_that_awaits_a_timer_is_served() {
+    // The runtime of CgiHandler::run has its timer (it had none: 500).
+    let output = run("/sleep");
+    assert_ok(
+        &output,
+        b"Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nslept",
+    );
+    assert_eq!(stderr(&output), "");
+}
+
+#[test]
+fn the_body_is_exactly_content_length_bytes() {
+    assert_ok(
+        &post("/echo", b"5", b"hello, and more"),
+        b"Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello",
+    );
+}
+
+#[test]
+fn a_malformed_content_length_is_400_as_under_cgi_run() {
+    // CgiHandler read `abc` as 0 and `+5` as 5.
+    for bad in [&b"abc"[..], b"+5", b"-1", b"5x"] {
+        let output = post("/echo", bad, b"hello");
+        assert_ok(&output, BAD_REQUEST);
+        assert!(
+            stderr(&output).contains("invalid CONTENT_LENGTH"),
+            "{}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn a_body_shorter_than_content_length_is_400_as_under_cgi_run() {
+    // CgiHandler answered 500 (the app's read failed).
+    let output = post("/echo", b"5", b"hel");
+    assert_ok(&output, BAD_REQUEST);
+    assert!(
+        stderr(&output).contains("request body ended after 3 of CONTENT_LENGTH 5 bytes"),
+        "{}",
+        stderr(&output)
+    );
+}

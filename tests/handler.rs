@@ -83,7 +83,10 @@ async fn one_empty_chunk_gives_content_length_zero() {
 #[tokio::test]
 async fn two_chunks_get_no_length() {
     let (out, _) = cgi(chunks_app("200 OK", vec![], vec!["ab", "cd"]), environ()).await;
-    assert_eq!(out, "Status: 200 OK\r\n\r\nabcd");
+    assert_eq!(
+        out,
+        "Status: 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nabcd"
+    );
 }
 
 #[tokio::test]
@@ -106,7 +109,10 @@ async fn streamed_chunks_get_no_length() {
 async fn app_content_length_is_sent_as_is() {
     let app = chunks_app("200 OK", vec![("Content-Length", "10")], vec!["ab"]);
     let (out, _) = cgi(app, environ()).await;
-    assert_eq!(out, "Status: 200 OK\r\nContent-Length: 10\r\n\r\nab");
+    assert_eq!(
+        out,
+        "Status: 200 OK\r\nContent-Length: 10\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nab"
+    );
 }
 
 #[tokio::test]
@@ -185,7 +191,10 @@ async fn start_response_with_an_error_after_output_reraises_it() {
         })
     });
     let (out, result) = cgi(app, environ()).await;
-    assert_eq!(out, "Status: 200 OK\r\n\r\npartial");
+    assert_eq!(
+        out,
+        "Status: 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\r\npartial"
+    );
     let err = result.unwrap_err();
     assert!(err.is_app());
     assert_eq!(
@@ -332,7 +341,7 @@ async fn body_is_dropped_on_success_error_and_disconnect() {
                 Ok::<_, BoxError>(Tracked::new(body, flag))
             }
         });
-        let mut handler = Handler::base_cgi();
+        let handler = Handler::base_cgi();
         let result = if gone {
             handler.run(&app, environ(), Gone).await
         } else {
@@ -467,7 +476,7 @@ async fn lint_violation_names_its_rule() {
     let app = Lint::new(chunks_app("200 OK", TEXT.to_vec(), vec!["x"]));
     let mut environ = environ();
     environ.insert("SCRIPT_NAME", "/");
-    let mut handler = Handler::base_cgi().with_error_response(hook);
+    let handler = Handler::base_cgi().with_error_response(hook);
     handler.run(&app, environ, Vec::new()).await.unwrap();
     assert_eq!(
         *seen.lock().unwrap(),

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use http_body::Frame;
 use http_body_util::StreamBody;
-use towergate::gateway::{App, AppBody, FileWrapper, StartResponse, app_fn};
+use towergate::gateway::{App, AppBody, StartResponse, app_fn};
 use towergate::{BoxError, Environ};
 
 const TEXT: [(&str, &str); 1] = [("Content-Type", "text/plain")];
@@ -16,12 +16,12 @@ pub fn app() -> impl App<Body = AppBody, Future: Send + 'static> + Clone + Send 
     app_fn(
         |environ: Environ, start_response: StartResponse| async move {
             let path = environ.get("PATH_INFO").unwrap_or_default().to_vec();
-            route(&path, environ, start_response)
+            route(&path, environ, start_response).await
         },
     )
 }
 
-fn route(
+async fn route(
     path: &[u8],
     environ: Environ,
     start_response: StartResponse,
@@ -81,6 +81,17 @@ fn route(
             Ok(AppBody::from("Service Unavailable"))
         }
         b"/panic" => panic!("the app panicked"),
+        b"/sleep" => {
+            // Needs the runtime's timer.
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            start_response.start("200 OK", TEXT)?;
+            Ok(AppBody::from("slept"))
+        }
+        b"/echo" => {
+            let body = environ.input().read_to_end().await?;
+            start_response.start("200 OK", TEXT)?;
+            Ok(AppBody::from(body))
+        }
         b"/no-start" => Ok(AppBody::from("a body without start_response")),
         b"/environ" => {
             start_response.start("200 OK", TEXT)?;
@@ -111,7 +122,8 @@ fn route(
                 start_response.start("404 Not Found", TEXT)?;
                 return Ok(AppBody::from("no FILE meta-variable\n"));
             };
-            let file = FileWrapper::new(std::fs::File::open(name)?)?;
+            // The environ's file wrapper: a CGI handler sends the file whole (sendfile).
+            let file = environ.wrap_file(std::fs::File::open(name)?)?;
             start_response.start("200 OK", [("Content-Type", "application/octet-stream")])?;
             Ok(AppBody::from(file))
         }

@@ -1,12 +1,12 @@
 use std::fmt;
 use std::io::{self, Read};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
+
+use crate::respond::Failure;
 
 /// How much is read from standard input at a time.
 const READ_SIZE: usize = 64 * 1024;
@@ -31,28 +31,6 @@ pub struct RequestBody {
     buf: BytesMut,
     /// Shared with the program's output, which answers 400 or 413 for a malformed body.
     failure: Failure,
-}
-
-/// Records that the request body was malformed (shorter than `CONTENT_LENGTH`, or over the
-/// limit), so that the program answers `400 Bad Request` or `413 Content Too Large` instead
-/// of whatever the service made of the failed read, when the head is not yet written.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Failure(Arc<AtomicU16>);
-
-impl Failure {
-    fn set(&self, status: http::StatusCode) {
-        let _ = self
-            .0
-            .compare_exchange(0, status.as_u16(), Ordering::Relaxed, Ordering::Relaxed);
-    }
-
-    /// The status the request deserves, if its body was malformed.
-    pub(crate) fn status(&self) -> Option<http::StatusCode> {
-        match self.0.load(Ordering::Relaxed) {
-            0 => None,
-            code => http::StatusCode::from_u16(code).ok(),
-        }
-    }
 }
 
 impl fmt::Debug for RequestBody {
@@ -194,6 +172,7 @@ impl Body for RequestBody {
 
 /// An error reading a CGI program's request body.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum BodyError {
     /// Standard input ended before `CONTENT_LENGTH` bytes (RFC 3875 §4.2): the request is
     /// malformed, and the program answers `400 Bad Request` if its head is not written yet.

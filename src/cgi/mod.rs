@@ -33,7 +33,8 @@
 //!     .unwrap();
 //! assert_eq!(
 //!     String::from_utf8(stdout).unwrap(),
-//!     "Status: 200 OK\r\nContent-Length: 16\r\n\r\nyou asked for /a",
+//!     // No Content-Type from the service: one is sniffed (RFC 3875 §6.3.1).
+//!     "Status: 200 OK\r\nContent-Length: 16\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nyou asked for /a",
 //! );
 //! # }
 //! ```
@@ -55,20 +56,31 @@
 //! body frames, written as they come and flushed at each frame boundary so a streamed
 //! response reaches the client chunk by chunk (RFC 3875 §6). The head waits for the first
 //! non-empty frame (PEP 3333); `Content-Length` is added when the body's length is known
-//! exactly and the service did not set one. A `HEAD` request, and a 1xx, 204 or 304 status,
-//! send no body (RFC 3875 §4.3.3). With [`Builder::nph`] the program writes a complete HTTP
-//! response instead (RFC 3875 §5).
+//! exactly and the service did not set one. A `HEAD` request, and a 204 or 304 status, send
+//! no body (RFC 3875 §4.3.3), and 204 no `Content-Length` either (RFC 9110 §8.6: axum adds
+//! `Content-Length: 0` to every empty body; it is dropped there). With [`Builder::nph`] the
+//! program writes a complete HTTP response instead (RFC 3875 §5).
+//!
+//! RFC 3875 §6.3.1: "If an entity body is returned, the script MUST supply a Content-Type
+//! field". A service that returns a body without one (hyper does not require it) gets one
+//! named from the body's first bytes, by the WHATWG MIME Sniffing rules as Go's
+//! `http.DetectContentType` applies them: `text/html; charset=utf-8` for markup,
+//! `image/png`, `application/pdf`, … by signature, `text/plain; charset=utf-8` for text,
+//! `application/octet-stream` for anything else. Set the header to choose. An empty body
+//! needs none; an NPH response is plain HTTP and gets none.
 //!
 //! # Errors
 //!
 //! | what | outcome |
 //! |---|---|
 //! | no `REQUEST_METHOD` (run by hand) | one line on standard error saying so, nothing on standard output, exit status 1 |
-//! | malformed `REQUEST_METHOD` or `CONTENT_LENGTH` | `400 Bad Request` |
+//! | malformed `REQUEST_METHOD` or `CONTENT_LENGTH` (`abc`, `+5`, `-1`) | `400 Bad Request` and a log line |
+//! | more request headers (`HTTP_*` variables) than [`Builder::max_headers`], or more bytes of them than [`Builder::max_header_bytes`] | `431 Request Header Fields Too Large` and a log line, however large the environment |
+//! | a path and query that no URI can hold (64 KiB and more, encoded) | `414 URI Too Long` and a log line, never another route |
 //! | standard input ends before `CONTENT_LENGTH` bytes | `400 Bad Request` and a log line, whatever the service answered, if the head is not written yet (see below); else the output ends, exit status 1 |
 //! | `CONTENT_LENGTH` above [`Builder::max_body`] | `413 Content Too Large` |
 //! | a chunked body (read to end-of-file) over [`Builder::max_body`] | `413 Content Too Large`, as for a short body |
-//! | the service fails or panics before the head is written | the [`ErrorResponse`] (500 by default) and a log line |
+//! | the service fails or panics before the head is written, or answers with a 1xx status (not a final response, RFC 9110 §15.2) | the [`ErrorResponse`] (500 by default) and a log line |
 //! | the service's body fails or panics after the head | the output ends, a log line, exit status 1 |
 //! | standard output is closed (the client went away) | exit status 1 |
 //!
@@ -204,23 +216,33 @@
 //! until nginx's `fastcgi_read_timeout`.
 
 mod body;
+mod child;
 mod error;
-mod respond;
 
 use std::future::poll_fn;
-use std::io::{Read, Write};
+use std::io::{BufWriter, Read, Write};
+use std::pin::pin;
 use std::process::ExitCode;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response, Version};
 use tower_service::Service;
 
 pub use body::{BodyError, RequestBody};
 pub use error::Error;
 
+pub(crate) use child::Reject;
+#[cfg(feature = "gateway")]
+pub(crate) use child::{main as child_main, request_body};
+
+use crate::environ::HeaderLimits;
 use crate::error_response::{DefaultErrorResponse, ErrorResponse};
 use crate::ext::FullUri;
+use crate::headers::HeadStyle;
 use crate::panic::{catch_unwind, log};
+use crate::respond::{
+    Failure, Output, Responder, Rules, ServiceSource, WriteError, WriteTransport,
+};
 use crate::{BoxError, Environ};
 
 /// Runs `service` as a CGI program with the default options; see [`Builder::run`].
@@ -266,6 +288,7 @@ pub struct Builder<E = DefaultErrorResponse> {
     server_software: Bytes,
     full_path: bool,
     max_body: u64,
+    limits: HeaderLimits,
     error_response: E,
 }
 
@@ -283,6 +306,7 @@ impl Builder {
             server_software: Bytes::from_static(crate::SERVER_SOFTWARE.as_bytes()),
             full_path: false,
             max_body: u64::MAX,
+            limits: HeaderLimits::default(),
             error_response: DefaultErrorResponse::new(),
         }
     }
@@ -321,6 +345,22 @@ impl<E: ErrorResponse> Builder<E> {
         self
     }
 
+    /// The most request headers (`HTTP_*` meta-variables) accepted: more is answered with
+    /// `431 Request Header Fields Too Large` and a log line, without calling the service.
+    /// Defaults to [`MAX_HEADERS`](crate::environ::MAX_HEADERS) (1024).
+    pub fn max_headers(mut self, count: usize) -> Self {
+        self.limits.count = count;
+        self
+    }
+
+    /// The most bytes of request headers (names and values of the `HTTP_*` meta-variables)
+    /// accepted: more is answered with `431 Request Header Fields Too Large` and a log line.
+    /// Defaults to [`MAX_HEADER_BYTES`](crate::environ::MAX_HEADER_BYTES) (1 MiB).
+    pub fn max_header_bytes(mut self, bytes: usize) -> Self {
+        self.limits.bytes = bytes;
+        self
+    }
+
     /// The response sent when the service fails or panics before its head is written
     /// (wsgiref's `error_status`, `error_headers` and `error_body`). Defaults to
     /// [`DefaultErrorResponse`].
@@ -330,6 +370,7 @@ impl<E: ErrorResponse> Builder<E> {
             server_software: self.server_software,
             full_path: self.full_path,
             max_body: self.max_body,
+            limits: self.limits,
             error_response,
         }
     }
@@ -344,32 +385,10 @@ impl<E: ErrorResponse> Builder<E> {
         B: http_body::Body,
         B::Error: Into<BoxError>,
     {
-        let runtime = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(runtime) => runtime,
-            Err(e) => {
-                log(format_args!("cannot start the async runtime: {e}"));
-                return ExitCode::FAILURE;
-            }
-        };
-        match runtime.block_on(self.serve(service)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) if e.is_not_cgi() => {
-                let name = std::env::args_os()
-                    .next()
-                    .map(|a| a.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "this program".into());
-                // One line for the person who ran it by hand.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "{name}: this is a CGI program: a web server runs it with REQUEST_METHOD and the other CGI meta-variables (RFC 3875) in its environment, and none are set"
-                );
-                ExitCode::FAILURE
-            }
-            Err(_) => ExitCode::FAILURE,
-        }
+        child::main(|environ| {
+            let (stdin, stdout) = child::std_streams();
+            self.serve_with(service, environ, stdin, stdout)
+        })
     }
 
     /// Serves the one request of this CGI process on the caller's runtime: the environ from
@@ -381,7 +400,7 @@ impl<E: ErrorResponse> Builder<E> {
         B: http_body::Body,
         B::Error: Into<BoxError>,
     {
-        let (stdin, stdout) = respond::std_streams();
+        let (stdin, stdout) = child::std_streams();
         self.serve_with(service, Environ::from_env(), stdin, stdout)
             .await
     }
@@ -391,7 +410,7 @@ impl<E: ErrorResponse> Builder<E> {
     /// environ's gateway keys are set as for CGI: `run_once` and `multiprocess` true,
     /// `multithread` false.
     pub async fn serve_with<S, B, R, W>(
-        mut self,
+        self,
         mut service: S,
         mut environ: Environ,
         input: R,
@@ -408,46 +427,40 @@ impl<E: ErrorResponse> Builder<E> {
         environ.set_run_once(true);
         environ.set_multiprocess(true);
         environ.set_multithread(false);
-        let chunked = environ
-            .get("HTTP_TRANSFER_ENCODING")
-            .is_some_and(|te| te.to_ascii_lowercase().windows(7).any(|w| w == b"chunked"));
-        let failure = body::Failure::default();
-        let mut out =
-            respond::Output::new(output, self.nph, &self.server_software, failure.clone());
-
-        let request = match environ.into_request() {
+        let failure = Failure::default();
+        let mut out = Output {
+            transport: WriteTransport::new(BufWriter::with_capacity(16 * 1024, output)),
+            // Until the request's version is known.
+            style: self.style(Version::HTTP_11),
+            rules: Rules {
+                head_only: environ.get("REQUEST_METHOD") == Some(b"HEAD"),
+                // RFC 3875 §6.3.1: a body needs a Content-Type (an NPH response is HTTP).
+                content_type: !self.nph,
+            },
+            failure: None,
+            traceback_limit: None,
+            who: "service",
+        };
+        let request = match environ.into_request_limited(self.limits) {
             Ok(request) => request,
             Err(e) if e.is_missing_method() => return Err(Error::not_cgi()),
             Err(e) => {
                 log(format_args!("bad request: {e}"));
-                return out.simple(StatusCode::BAD_REQUEST, "Bad Request\n", false);
+                let head = Reject(e.status()).head(out.rules);
+                return write_result(out.write_head(head));
             }
         };
-        let head_only = request.method() == http::Method::HEAD;
-        out.set_version(request.version());
+        out.style = self.style(request.version());
         let (mut parts, ()) = request.into_parts();
-        parts.headers.remove(http::header::TRANSFER_ENCODING);
         let input: Box<dyn Read + Send> = Box::new(input);
-        let body = match parts
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        {
-            Some(length) if length > self.max_body => {
-                log(format_args!(
-                    "request body of {length} bytes is over the limit of {} bytes",
-                    self.max_body
-                ));
-                return out.simple(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "Content Too Large\n",
-                    head_only,
-                );
-            }
-            Some(length) => RequestBody::exact(input, length).with_failure(failure),
-            None if chunked => RequestBody::to_eof(input, self.max_body).with_failure(failure),
+        let environ = parts.extensions.get::<Environ>();
+        let body = match environ.map(|e| child::request_body(e, input, self.max_body, &failure)) {
+            Some(Ok(body)) => body,
             None => RequestBody::empty(),
+            Some(Err(reject)) => return write_result(out.write_head(reject.head(out.rules))),
         };
+        out.failure = Some(failure);
+        parts.headers.remove(http::header::TRANSFER_ENCODING);
         if self.full_path {
             if let Some(full) = parts.extensions.get::<FullUri>() {
                 parts.uri = full.0.clone();
@@ -462,19 +475,34 @@ impl<E: ErrorResponse> Builder<E> {
         };
         let response = match response {
             Ok(Ok(response)) => response,
-            Ok(Err(e)) => {
-                let e: BoxError = e.into();
-                log(format_args!("service error: {e}"));
-                return out.error(&mut self.error_response, &e, head_only);
-            }
-            Err(panic) => {
-                log(format_args!("service panicked: {panic}"));
-                return out.error(&mut self.error_response, &panic, head_only);
-            }
+            Ok(Err(e)) => return write_result(out.write_error(&self.error_response, &e.into())),
+            Err(panic) => return write_result(out.write_error(&self.error_response, &panic)),
         };
-        out.response(response, head_only, &mut self.error_response)
-            .await
+        let responder = pin!(Responder::new(ServiceSource::new(response), out.rules));
+        write_result(out.write(responder, &self.error_response).await)
     }
+
+    /// How the head is written for a request of `version`.
+    fn style(&self, version: Version) -> HeadStyle<'_> {
+        if !self.nph {
+            return HeadStyle::Cgi;
+        }
+        HeadStyle::Origin {
+            http_version: if version <= Version::HTTP_10 {
+                "1.0"
+            } else {
+                "1.1"
+            },
+            server_software: &self.server_software,
+        }
+    }
+}
+
+fn write_result(result: Result<(), WriteError>) -> Result<(), Error> {
+    result.map_err(|e| match e {
+        WriteError::Body(e) => Error::body(e),
+        WriteError::Io(e) => Error::io(e),
+    })
 }
 
 #[cfg(test)]
@@ -486,6 +514,7 @@ mod tests {
 
     use super::*;
     use crate::ext::RequestExt;
+    use http::StatusCode;
 
     fn get(path: &str) -> Environ {
         Environ::from_vars([
@@ -570,7 +599,10 @@ mod tests {
             .body(String::from("abc"))
             .unwrap();
         let (out, _) = serve_text(Builder::new(), respond_with(response), get("/")).await;
-        assert_eq!(out, "Status: 200 OK\r\nContent-Length: 3\r\n\r\nabc");
+        assert_eq!(
+            out,
+            "Status: 200 OK\r\nContent-Length: 3\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nabc"
+        );
     }
 
     #[tokio::test]
@@ -582,7 +614,10 @@ mod tests {
             Ok::<_, Infallible>(Response::new(StreamBody::new(frames)))
         });
         let (out, _) = serve_text(Builder::new(), service, get("/")).await;
-        assert_eq!(out, "Status: 200 OK\r\n\r\nabcd");
+        assert_eq!(
+            out,
+            "Status: 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nabcd"
+        );
     }
 
     #[tokio::test]
@@ -618,7 +653,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "Status: 503 Service Unavailable\r\nContent-Length: 11\r\n\r\nsorry: boom"
+            "Status: 503 Service Unavailable\r\nContent-Length: 11\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nsorry: boom"
         );
     }
 
@@ -652,7 +687,7 @@ mod tests {
         assert!(err.is_body());
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "Status: 200 OK\r\n\r\npartial"
+            "Status: 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\r\npartial"
         );
     }
 
@@ -720,7 +755,49 @@ mod tests {
             .unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "Status: 200 OK\r\nContent-Length: 20\r\n\r\ntrue true false data"
+            "Status: 200 OK\r\nContent-Length: 20\r\nContent-Type: text/plain; charset=utf-8\r\n\r\ntrue true false data"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_interim_status_is_a_service_error() {
+        for status in [100, 101, 103] {
+            let response = Response::builder()
+                .status(status)
+                .body(String::new())
+                .unwrap();
+            let (out, ok) = serve_text(Builder::new(), respond_with(response), get("/")).await;
+            assert!(ok);
+            assert_eq!(out, WSGIREF_500);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_without_a_type_gets_one_sniffed_and_nph_does_not() {
+        let response = Response::new(String::from("%PDF-1.7"));
+        let (out, _) = serve_text(Builder::new(), respond_with(response.clone()), get("/")).await;
+        assert_eq!(
+            out,
+            "Status: 200 OK\r\nContent-Length: 8\r\nContent-Type: application/pdf\r\n\r\n%PDF-1.7"
+        );
+        let (out, _) = serve_text(Builder::new().nph(true), respond_with(response), get("/")).await;
+        assert!(!out.contains("Content-Type"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn the_header_limits_are_options() {
+        let mut environ = get("/");
+        environ.insert("HTTP_A", "1");
+        environ.insert("HTTP_B", "2");
+        let (out, _) = serve_text(Builder::new().max_headers(1), failing(), environ.clone()).await;
+        assert!(
+            out.starts_with("Status: 431 Request Header Fields Too Large\r\n"),
+            "{out}"
+        );
+        let (out, _) = serve_text(Builder::new().max_header_bytes(3), failing(), environ).await;
+        assert!(
+            out.starts_with("Status: 431 Request Header Fields Too Large\r\n"),
+            "{out}"
         );
     }
 

@@ -43,7 +43,9 @@ use bytes::Bytes;
 
 pub use from_request::EnvironBuilder;
 pub use streams::{Errors, Input};
-pub use to_request::InvalidEnviron;
+#[cfg(feature = "cgi")]
+pub(crate) use to_request::{HeaderLimits, parse_content_length};
+pub use to_request::{InvalidEnviron, MAX_HEADER_BYTES, MAX_HEADERS};
 pub use util::{
     application_uri, guess_scheme, is_truthy, request_uri, setup_testing_defaults, shift_path_info,
 };
@@ -85,6 +87,45 @@ struct GatewayKeys {
     file_wrapper: bool,
     input: Input,
     errors: Errors,
+    file_slot: Option<FileSlot>,
+}
+
+/// Where a file wrapper made by [`Environ::wrap_file`] hands its file to a server that sends
+/// files whole (PEP 3333 "Optional Platform-Specific File Handling": a server recognises its
+/// own `wsgi.file_wrapper`).
+#[derive(Clone, Default)]
+pub(crate) struct FileSlot(std::sync::Arc<std::sync::Mutex<Option<(std::fs::File, u64)>>>);
+
+impl FileSlot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(std::fs::File, u64)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands over `len` bytes of `file`, from its current position.
+    #[cfg_attr(not(feature = "gateway"), allow(dead_code))]
+    pub(crate) fn put(&self, file: std::fs::File, len: u64) {
+        *self.lock() = Some((file, len));
+    }
+
+    /// The file handed over, if any.
+    #[cfg_attr(not(feature = "gateway"), allow(dead_code))]
+    pub(crate) fn take(&self) -> Option<(std::fs::File, u64)> {
+        self.lock().take()
+    }
+}
+
+impl PartialEq for FileSlot {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for FileSlot {}
+
+impl fmt::Debug for FileSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileSlot").finish_non_exhaustive()
+    }
 }
 
 impl Default for GatewayKeys {
@@ -97,6 +138,7 @@ impl Default for GatewayKeys {
             file_wrapper: false,
             input: Input::empty(),
             errors: Errors::log(),
+            file_slot: None,
         }
     }
 }
@@ -318,6 +360,29 @@ impl Environ {
     /// Sets `wsgi.file_wrapper`.
     pub fn set_file_wrapper(&mut self, value: bool) {
         self.gateway.file_wrapper = value;
+    }
+
+    /// `environ['wsgi.file_wrapper'](file)`: `file`, from its current position to its end,
+    /// as a body. When the server that made this environ sends files whole (a
+    /// [`Handler`](crate::handler::Handler) with [`file_wrapper`](Self::file_wrapper) true,
+    /// such as a CGI program's), the file goes to its transport in one piece
+    /// ([`Transport::send_file`](crate::handler::Transport::send_file): `sendfile`/`splice` on
+    /// Linux) with its length as `Content-Length`; elsewhere it is read block by block, like
+    /// [`FileWrapper::new`](crate::gateway::FileWrapper::new). Fails when the file's length or
+    /// position cannot be read.
+    #[cfg(feature = "gateway")]
+    pub fn wrap_file(&self, file: std::fs::File) -> std::io::Result<crate::gateway::FileWrapper> {
+        let wrapper = crate::gateway::FileWrapper::new(file)?;
+        Ok(match &self.gateway.file_slot {
+            Some(slot) if self.gateway.file_wrapper => wrapper.with_slot(slot.clone()),
+            _ => wrapper,
+        })
+    }
+
+    /// The slot where a wrapped file is handed to this environ's server.
+    #[cfg_attr(not(feature = "gateway"), allow(dead_code))]
+    pub(crate) fn set_file_slot(&mut self, slot: FileSlot) {
+        self.gateway.file_slot = Some(slot);
     }
 
     /// The gateway keys as `(name, value)` text pairs, in PEP 3333's spelling

@@ -28,6 +28,33 @@ enum Kind {
     MissingMethod,
     Method(Bytes),
     ContentLength(Bytes),
+    TooManyHeaders(usize),
+    HeadersTooLarge(usize),
+    UriTooLong(usize),
+}
+
+/// The most request headers (`HTTP_*` variables) [`Environ::into_request`] accepts: 1024.
+/// More is `431 Request Header Fields Too Large`.
+pub const MAX_HEADERS: usize = 1024;
+
+/// The most bytes of request headers (names and values of the `HTTP_*` variables) that
+/// [`Environ::into_request`] accepts: 1 MiB. More is `431 Request Header Fields Too Large`.
+pub const MAX_HEADER_BYTES: usize = 1024 * 1024;
+
+/// How many headers, and how many bytes of them, a request may have.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HeaderLimits {
+    pub(crate) count: usize,
+    pub(crate) bytes: usize,
+}
+
+impl Default for HeaderLimits {
+    fn default() -> Self {
+        HeaderLimits {
+            count: MAX_HEADERS,
+            bytes: MAX_HEADER_BYTES,
+        }
+    }
 }
 
 impl InvalidEnviron {
@@ -41,12 +68,27 @@ impl InvalidEnviron {
         matches!(self.kind, Kind::ContentLength(_))
     }
 
+    /// Returns true when the request headers are over [`MAX_HEADERS`] or
+    /// [`MAX_HEADER_BYTES`] (or the limits a caller set).
+    pub fn is_too_large(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::TooManyHeaders(_) | Kind::HeadersTooLarge(_) | Kind::UriTooLong(_)
+        )
+    }
+
     /// The status a CGI program answers with: `400 Bad Request` for a malformed method or
-    /// `CONTENT_LENGTH` (RFC 3875 §6.3.3), `500 Internal Server Error` otherwise.
+    /// `CONTENT_LENGTH` (RFC 3875 §6.3.3), `431 Request Header Fields Too Large` for too many
+    /// or too large headers, `414 URI Too Long` for a path and query that no URI can hold
+    /// (RFC 9110 §15.5.15), `500 Internal Server Error` otherwise.
     pub fn status(&self) -> http::StatusCode {
         match self.kind {
             Kind::MissingMethod => http::StatusCode::INTERNAL_SERVER_ERROR,
             Kind::Method(_) | Kind::ContentLength(_) => http::StatusCode::BAD_REQUEST,
+            Kind::TooManyHeaders(_) | Kind::HeadersTooLarge(_) => {
+                http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
+            Kind::UriTooLong(_) => http::StatusCode::URI_TOO_LONG,
         }
     }
 }
@@ -59,6 +101,14 @@ impl fmt::Display for InvalidEnviron {
             Kind::ContentLength(v) => {
                 write!(f, "invalid CONTENT_LENGTH {:?}", String::from_utf8_lossy(v))
             }
+            Kind::TooManyHeaders(n) => write!(f, "{n} request headers is more than allowed"),
+            Kind::HeadersTooLarge(n) => {
+                write!(f, "{n} bytes of request headers is more than allowed")
+            }
+            Kind::UriTooLong(n) => write!(
+                f,
+                "the request URI would be {n} bytes long, more than a URI can hold"
+            ),
         }
     }
 }
@@ -175,7 +225,8 @@ fn split_request_uri(uri: &[u8]) -> (&[u8], &[u8]) {
 }
 
 /// Builds an origin-form URI from a path (raw, or decoded to be encoded) and a raw query.
-fn origin_uri(path: PathPart<'_>, query: &[u8]) -> Uri {
+/// Fails, with the length it would have, when `http` cannot hold it (64 KiB and more).
+fn origin_uri(path: PathPart<'_>, query: &[u8]) -> Result<Uri, InvalidEnviron> {
     let mut target = Vec::with_capacity(16 + query.len());
     match path {
         PathPart::Raw(raw) => percent::encode_into(raw, Set::RawPath, &mut target),
@@ -192,9 +243,10 @@ fn origin_uri(path: PathPart<'_>, query: &[u8]) -> Uri {
         target.push(b'?');
         percent::encode_into(query, Set::RawQuery, &mut target);
     }
-    // Everything outside the URI alphabet was escaped above, so this parses; fall back to
-    // `/` rather than fail on a case we did not foresee.
-    Uri::from_maybe_shared(Bytes::from(target)).unwrap_or_else(|_| Uri::from_static("/"))
+    // Everything outside the URI alphabet was escaped above, so only the length can fail:
+    // never answer for another path than the one asked for.
+    let len = target.len();
+    Uri::from_maybe_shared(Bytes::from(target)).map_err(|_| invalid(Kind::UriTooLong(len)))
 }
 
 enum PathPart<'a> {
@@ -211,7 +263,9 @@ impl Environ {
     /// - version: `SERVER_PROTOCOL` (§4.1.16): `HTTP/1.0` and `INCLUDED` → 1.0, `HTTP/1.1` →
     ///   1.1, `HTTP/2`, `HTTP/2.0` → 2, `HTTP/3` → 3, `HTTP/0.9` → 0.9, missing → 1.0, any
     ///   other value → 1.1;
-    /// - URI: the app-relative path, `PATH_INFO` (§4.1.5) plus `?QUERY_STRING` (§4.1.7).
+    /// - URI: the app-relative path, `PATH_INFO` (§4.1.5) plus `?QUERY_STRING` (§4.1.7;
+    ///   when `QUERY_STRING` is not set at all, the query of `REQUEST_URI`, which some servers
+    ///   set alone).
     ///   `PATH_INFO` is decoded; its raw form is recovered from `REQUEST_URI` (origin or
     ///   absolute form) when that path decodes to `SCRIPT_NAME` + `PATH_INFO` and the mount
     ///   point ends at a literal `/`, so `%2F` stays `%2F`; otherwise the decoded value is
@@ -223,7 +277,11 @@ impl Environ {
     ///   `content-type` and `content-length` headers, never from `HTTP_CONTENT_*`.
     ///   `HTTP_PROXY` is never read as a `Proxy` header. A variable whose name or value
     ///   cannot be a header is skipped (and logged at debug level). A `CONTENT_LENGTH` that is
-    ///   not a decimal number is an error ([`InvalidEnviron::status`] is 400);
+    ///   not a decimal number is an error ([`InvalidEnviron::status`] is 400); more than
+    ///   [`MAX_HEADERS`] headers or [`MAX_HEADER_BYTES`] bytes of them is an error (431),
+    ///   checked before anything is allocated, so no environment is too large to answer;
+    ///   a path and query that no `http::Uri` can hold (64 KiB and more once encoded) is an
+    ///   error (414), never another path;
     /// - extensions: [`ScriptName`], [`PathInfo`], [`RemoteAddr`], [`RemotePort`],
     ///   [`RemoteUser`], [`AuthType`], [`ServerName`], [`ServerPort`], [`RequestUri`] when
     ///   their variable is set, [`Https`] (`HTTPS` truthy: `on`, `1`, `yes`, any case),
@@ -249,6 +307,14 @@ impl Environ {
     /// assert!(err.is_missing_method());
     /// ```
     pub fn into_request(self) -> Result<Request<()>, InvalidEnviron> {
+        self.into_request_limited(HeaderLimits::default())
+    }
+
+    /// [`into_request`](Self::into_request) with the given header limits.
+    pub(crate) fn into_request_limited(
+        self,
+        limits: HeaderLimits,
+    ) -> Result<Request<()>, InvalidEnviron> {
         let method = match self.get("REQUEST_METHOD") {
             None | Some(b"") => return Err(invalid(Kind::MissingMethod)),
             Some(m) => Method::from_bytes(m)
@@ -256,7 +322,22 @@ impl Environ {
         };
         let version = version(self.get("SERVER_PROTOCOL"));
 
-        let mut headers = HeaderMap::with_capacity(self.len());
+        // Counted before anything is allocated: `HeaderMap` cannot hold more than 32768
+        // entries, and a hostile environment may have any number of variables.
+        let (mut count, mut bytes) = (0usize, 0usize);
+        for (key, value) in &self.vars {
+            if key.starts_with(b"HTTP_") {
+                count += 1;
+                bytes = bytes.saturating_add(key.len() - 5 + value.len());
+            }
+        }
+        if count > limits.count {
+            return Err(invalid(Kind::TooManyHeaders(count)));
+        }
+        if bytes > limits.bytes {
+            return Err(invalid(Kind::HeadersTooLarge(bytes)));
+        }
+        let mut headers = HeaderMap::with_capacity(count + 2);
         for (key, value) in &self.vars {
             let Some(name) = header_name(key) else {
                 continue;
@@ -264,7 +345,9 @@ impl Environ {
             // Shares the value's bytes (a refcount, or nothing for static bytes): no copy.
             match HeaderValue::from_maybe_shared(value.clone()) {
                 Ok(value) => {
-                    headers.append(name, value);
+                    headers
+                        .try_append(name, value)
+                        .map_err(|_| invalid(Kind::TooManyHeaders(count)))?;
                 }
                 Err(_) => tracing::debug!(
                     variable = %String::from_utf8_lossy(key),
@@ -288,18 +371,23 @@ impl Environ {
 
         let script = self.get("SCRIPT_NAME").unwrap_or_default();
         let info = self.get("PATH_INFO").unwrap_or_default();
-        let query = self.get("QUERY_STRING").unwrap_or_default();
         let request_uri = self.get("REQUEST_URI").filter(|u| !u.is_empty());
+        // A server that sets `REQUEST_URI` but no `QUERY_STRING` (RFC 3875 §4.1.7 makes it
+        // required; some leave it out when empty) still passed the query in the URI.
+        let query = match self.get("QUERY_STRING") {
+            Some(query) => query,
+            None => request_uri.map_or(&b""[..], |u| split_request_uri(u).1),
+        };
         let raw_info =
             request_uri.and_then(|u| raw_path_info(split_request_uri(u).0, script, info));
         let uri = match raw_info {
-            Some(raw) => origin_uri(PathPart::Raw(raw), query),
-            None => origin_uri(PathPart::Decoded(&[info]), query),
+            Some(raw) => origin_uri(PathPart::Raw(raw), query)?,
+            None => origin_uri(PathPart::Decoded(&[info]), query)?,
         };
         // Escaped the same way as the app-relative URI, so both modes route alike.
         let full_uri = match request_uri.map(split_request_uri) {
-            Some((path, query)) => origin_uri(PathPart::Raw(path), query),
-            None => origin_uri(PathPart::Decoded(&[script, info]), query),
+            Some((path, query)) => origin_uri(PathPart::Raw(path), query)?,
+            None => origin_uri(PathPart::Decoded(&[script, info]), query)?,
         };
 
         let mut request = Request::new(());
@@ -362,6 +450,59 @@ mod tests {
         )
         .into_request()
         .unwrap()
+    }
+
+    #[test]
+    fn the_query_comes_from_request_uri_only_when_query_string_is_unset() {
+        let request = req(&[("PATH_INFO", b"/a"), ("REQUEST_URI", b"/app/a?x=1&y")]);
+        assert_eq!(request.uri(), "/a?x=1&y");
+        let request = req(&[
+            ("PATH_INFO", b"/a"),
+            ("QUERY_STRING", b""),
+            ("REQUEST_URI", b"/app/a?x=1"),
+        ]);
+        assert_eq!(request.uri(), "/a");
+    }
+
+    #[test]
+    fn too_many_or_too_large_headers_are_431() {
+        let many: Vec<(String, Bytes)> = (0..=MAX_HEADERS)
+            .map(|i| (format!("HTTP_X_{i}"), Bytes::from_static(b"v")))
+            .chain([("REQUEST_METHOD".to_owned(), Bytes::from_static(b"GET"))])
+            .collect();
+        let err = Environ::from_vars(many).into_request().unwrap_err();
+        assert_eq!(
+            err.status(),
+            http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+        assert!(err.is_too_large());
+        assert_eq!(err.to_string(), "1025 request headers is more than allowed");
+
+        let big = Bytes::from(vec![b'a'; MAX_HEADER_BYTES]);
+        let err = error(&[("REQUEST_METHOD", b"GET"), ("HTTP_X_BIG", &big)]);
+        assert_eq!(
+            err.status(),
+            http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} bytes of request headers is more than allowed",
+                MAX_HEADER_BYTES + 5
+            )
+        );
+    }
+
+    #[test]
+    fn a_uri_over_64_kib_is_414_not_the_root() {
+        let long = vec![b'a'; 70_000];
+        let path: Vec<u8> = [&b"/"[..], &long].concat();
+        let err = error(&[("REQUEST_METHOD", b"GET"), ("PATH_INFO", &path)]);
+        assert_eq!(err.status(), http::StatusCode::URI_TOO_LONG);
+        assert_eq!(
+            err.to_string(),
+            "the request URI would be 70001 bytes long, more than a URI can hold"
+        );
     }
 
     fn error(vars: &[(&str, &[u8])]) -> InvalidEnviron {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body::Body;
 
-use super::body::BlockingBody;
+use super::body::{AppBody, BlockingBody};
 use super::start_response::{Msg, StartResponse};
 use crate::panic::panic_error;
 use crate::{BoxError, Environ};
@@ -84,7 +84,8 @@ use crate::{BoxError, Environ};
 ///         ready(
 ///             start_response
 ///                 .start("200 OK", [("Content-Type", "text/plain")])
-///                 .map(|_writer| AppBody::from(format!("request {n}"))),
+///                 .map(|_writer| AppBody::from(format!("request {n}")))
+///                 .map_err(BoxError::from),
 ///         )
 ///     }
 /// }
@@ -173,6 +174,87 @@ where
     }
 }
 
+/// Any app behind one type: its future and body boxed (`Send`).
+///
+/// The escape hatch for a compiler limitation: an [`AppService`](crate::service::AppService)
+/// of an [`app_fn`] closure written inline cannot always be moved into `tokio::spawn` (rustc
+/// reports "one type is more general than the other" or "implementation of `From` is not
+/// general enough" for the closure's future). Boxing the app hides the closure's type from
+/// the service's, at the cost of one allocation per request. Naming the app (a function
+/// returning `impl App<…> + Clone`) is the other way out, without boxing.
+///
+/// ```
+/// use hyper_util::rt::{TokioExecutor, TokioIo};
+/// use hyper_util::service::TowerToHyperService;
+/// use towergate::gateway::{app_fn, AppBody, BoxApp};
+/// use towergate::service::AppService;
+/// use towergate::BoxError;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let app = BoxApp::new(app_fn(|_environ, start_response| async move {
+///     start_response.start("200 OK", [("Content-Type", "text/plain")])?;
+///     Ok::<_, BoxError>(AppBody::from("hi"))
+/// }));
+/// let service = AppService::new(app);
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// let addr = listener.local_addr().unwrap();
+/// let server = tokio::spawn(async move {
+///     let (stream, _) = listener.accept().await.unwrap();
+///     hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+///         .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+///         .await
+///         .unwrap();
+/// });
+/// let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+/// let mut answer = String::new();
+/// stream.read_to_string(&mut answer).await.unwrap();
+/// assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+/// assert!(answer.ends_with("\r\n\r\nhi"), "{answer}");
+/// server.await.unwrap();
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct BoxApp {
+    call: Arc<dyn Fn(Environ, StartResponse) -> BoxAppFuture + Send + Sync>,
+}
+
+/// The future of a [`BoxApp`].
+pub type BoxAppFuture = std::pin::Pin<Box<dyn Future<Output = Result<AppBody, BoxError>> + Send>>;
+
+impl BoxApp {
+    /// Boxes `app`.
+    pub fn new<A>(app: A) -> Self
+    where
+        A: App + Send + Sync + 'static,
+        A::Future: Send + 'static,
+        A::Body: Send + 'static,
+    {
+        BoxApp {
+            call: Arc::new(move |environ, start_response| {
+                let future = app.call(environ, start_response);
+                Box::pin(async move { future.await.map(AppBody::new) })
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for BoxApp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BoxApp").finish_non_exhaustive()
+    }
+}
+
+impl App for BoxApp {
+    type Body = AppBody;
+    type Future = BoxAppFuture;
+
+    fn call(&self, environ: Environ, start_response: StartResponse) -> BoxAppFuture {
+        (self.call)(environ, start_response)
+    }
+}
+
 /// A blocking app from a closure returning an iterator of chunks, as in Python:
 /// `fn(Environ, StartResponse) -> Result<impl IntoIterator<Item = Result<chunk, BoxError>>,
 /// BoxError>`.
@@ -238,7 +320,7 @@ where
     fn call(&self, environ: Environ, start_response: StartResponse) -> Self::Future {
         let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(CHANNEL_CAPACITY);
         let shared = start_response.shared().clone();
-        shared.lock().sink = Some(tx.clone());
+        shared.set_sink(Some(tx.clone()));
         let f = self.f.clone();
         let task = move || {
             let send = |msg: Msg| tx.blocking_send(msg).is_ok();
@@ -258,7 +340,7 @@ where
                                 let last = iter.size_hint().1 == Some(0);
                                 if !chunk.is_empty() {
                                     // Output is on its way: start_response re-raises now.
-                                    shared.lock().head_sent = true;
+                                    shared.mark_output();
                                 }
                                 if !send(Ok((chunk, last))) || last {
                                     break;
@@ -281,7 +363,7 @@ where
                 }
             }
             // The channel closes when the last sender goes: the writer's too.
-            shared.lock().sink = None;
+            shared.set_sink(None);
         };
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {

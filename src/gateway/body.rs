@@ -13,6 +13,7 @@ use http_body::{Body, Frame, SizeHint};
 use super::start_response::Msg;
 use crate::BoxError;
 use crate::body::IntoBytes;
+use crate::environ::FileSlot;
 
 /// The body of a gateway app: a sequence of chunks (PEP 3333: "an iterable yielding zero or
 /// more bytestrings").
@@ -87,14 +88,6 @@ impl AppBody {
     {
         AppBody {
             kind: Kind::Boxed(Box::pin(IntoBytes::new(body))),
-        }
-    }
-
-    /// The file wrapper inside, if this body is one.
-    pub(crate) fn as_file_mut(&mut self) -> Option<&mut FileWrapper> {
-        match &mut self.kind {
-            Kind::File(file) => Some(file),
-            _ => None,
         }
     }
 }
@@ -273,6 +266,8 @@ pub struct FileWrapper {
     file: Option<File>,
     remaining: u64,
     block_size: usize,
+    /// Where the file goes whole, for a server that sends files itself.
+    slot: Option<FileSlot>,
 }
 
 impl FileWrapper {
@@ -285,7 +280,14 @@ impl FileWrapper {
             file: Some(file),
             remaining: len.saturating_sub(position),
             block_size: 8192,
+            slot: None,
         })
+    }
+
+    /// Hands the file to `slot` on the first poll instead of reading it.
+    pub(crate) fn with_slot(mut self, slot: FileSlot) -> Self {
+        self.slot = Some(slot);
+        self
     }
 
     /// How much is read at a time (`block_size`). Defaults to 8192 bytes, wsgiref's.
@@ -297,12 +299,6 @@ impl FileWrapper {
     /// How many bytes are left to send.
     pub fn remaining(&self) -> u64 {
         self.remaining
-    }
-
-    /// The file and the bytes left, handed to a transport; the wrapper is empty afterwards.
-    pub(crate) fn take(&mut self) -> Option<(File, u64)> {
-        let file = self.file.take()?;
-        Some((file, std::mem::take(&mut self.remaining)))
     }
 
     fn read_block(&mut self) -> Option<io::Result<Bytes>> {
@@ -349,7 +345,14 @@ impl Body for FileWrapper {
         self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        Poll::Ready(self.get_mut().read_block().map(|r| r.map(Frame::data)))
+        let this = self.get_mut();
+        if let Some(slot) = this.slot.take() {
+            if let Some(file) = this.file.take() {
+                slot.put(file, std::mem::take(&mut this.remaining));
+                return Poll::Ready(None);
+            }
+        }
+        Poll::Ready(this.read_block().map(|r| r.map(Frame::data)))
     }
 
     fn is_end_stream(&self) -> bool {

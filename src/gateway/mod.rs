@@ -50,10 +50,12 @@
 
 mod app;
 mod body;
+mod exchange;
 mod start_response;
 
-pub use app::{App, AppFn, BlockingAppFn, app_fn, blocking_app_fn};
+pub use app::{App, AppFn, BlockingAppFn, BoxApp, BoxAppFuture, app_fn, blocking_app_fn};
 pub use body::{AppBody, BlockingBody, Chunks, FileWrapper};
 pub use start_response::{ContractError, StartResponse, Writer};
 
-pub(crate) use start_response::{Shared, State};
+pub(crate) use exchange::Exchange;
+pub(crate) use start_response::Shared;

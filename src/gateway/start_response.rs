@@ -27,43 +27,110 @@ pub(crate) struct Head {
     pub(crate) headers: HeaderMap,
 }
 
-/// The state shared by the app's handles and the engine that drives it.
+/// The head state of one response: what `start_response` set, what `write()` queued, whether
+/// the head is out, and a contract violation that fails the response. Only this module
+/// touches it; the app's handles and the engine go through [`Shared`]'s methods.
 #[derive(Default)]
-pub(crate) struct State {
+struct State {
     /// The head of the last valid `start_response` call.
-    pub(crate) head: Option<Head>,
+    head: Option<Head>,
     /// `start_response` was called (validly or not).
-    pub(crate) called: bool,
-    /// The head was sent: `start_response` only re-raises from now on.
-    pub(crate) head_sent: bool,
+    called: bool,
+    /// The head was sent, or output is on its way: `start_response` only re-raises now.
+    head_sent: bool,
     /// A contract violation the app may have swallowed: the response fails with it.
-    pub(crate) poison: Option<String>,
+    poison: Option<String>,
     /// Output of `write()` from an async app, sent before the body's chunks.
-    pub(crate) queue: VecDeque<Bytes>,
+    queue: VecDeque<Bytes>,
     /// A blocking app's channel: `write()` sends through it.
-    pub(crate) sink: Option<tokio::sync::mpsc::Sender<Msg>>,
+    sink: Option<tokio::sync::mpsc::Sender<Msg>>,
 }
 
-/// The [`State`] behind a mutex.
+/// The head state shared by the app's handles ([`StartResponse`], [`Writer`], a blocking
+/// app's thread) and the engine that drives the response.
 #[derive(Default)]
 pub(crate) struct Shared(Mutex<State>);
 
 impl Shared {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A blocking app's thread: its `write()` output goes through `sink`; `None` when the
+    /// thread is done.
+    pub(crate) fn set_sink(&self, sink: Option<tokio::sync::mpsc::Sender<Msg>>) {
+        self.lock().sink = sink;
+    }
+
+    /// Output is on its way (a blocking app sent a chunk): `start_response` re-raises now.
+    pub(crate) fn mark_output(&self) {
+        self.lock().head_sent = true;
+    }
+
+    /// For the engine, before the head: fails with a contract violation, else moves the
+    /// queued `write()` output to `into`, returning whether there was any.
+    pub(crate) fn poll_writes(&self, into: &mut VecDeque<Bytes>) -> Result<bool, ContractError> {
+        let mut state = self.lock();
+        if let Some(message) = &state.poison {
+            return Err(ContractError::new(message.clone()));
+        }
+        let wrote = !state.queue.is_empty();
+        into.extend(state.queue.drain(..));
+        Ok(wrote)
+    }
+
+    /// For the engine: the status chosen so far, when no `write()` output waits and no
+    /// violation fails the response.
+    pub(crate) fn status(&self) -> Option<StatusCode> {
+        let state = self.lock();
+        if state.poison.is_some() || !state.queue.is_empty() {
+            return None;
+        }
+        state.head.as_ref().map(|h| h.status)
+    }
+
+    /// For the engine: takes the head to send it (marking it sent), or fails with the
+    /// contract violation that makes it unsendable.
+    pub(crate) fn take_head(&self) -> Result<Head, ContractError> {
+        let mut state = self.lock();
+        if let Some(message) = &state.poison {
+            return Err(ContractError::new(message.clone()));
+        }
+        let Some(head) = state.head.take() else {
+            return Err(ContractError::new(
+                "the app produced its response without calling start_response (write() before start_response())",
+            ));
+        };
+        state.head_sent = true;
+        state.queue.clear();
+        Ok(head)
     }
 }
 
 /// An app broke the gateway contract (PEP 3333): the message says which rule.
+///
+/// [`StartResponse::start`] returns it; it converts into a [`BoxError`] with `?`. When a
+/// check of a [lint](crate::lint) refused the call, [`source`](std::error::Error::source)
+/// is the lint's [`Violation`](crate::lint::Violation).
 #[derive(Debug)]
 pub struct ContractError {
     message: String,
+    source: Option<BoxError>,
 }
 
 impl ContractError {
     pub(crate) fn new(message: impl Into<String>) -> Self {
         ContractError {
             message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A refusal by another check (a lint), keeping it as the source.
+    fn wrap(error: BoxError) -> Self {
+        ContractError {
+            message: error.to_string(),
+            source: Some(error),
         }
     }
 }
@@ -74,7 +141,11 @@ impl fmt::Display for ContractError {
     }
 }
 
-impl std::error::Error for ContractError {}
+impl std::error::Error for ContractError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as _)
+    }
+}
 
 /// The `start_response` an app calls to choose its status and headers (PEP 3333 "The
 /// start_response() Callable").
@@ -164,14 +235,23 @@ impl StartResponse {
     }
 
     /// `start_response(status, headers)`: sets the status and the headers, and returns the
-    /// [`Writer`] for imperative output. See the type's docs for the rules.
-    pub fn start<I, N, V>(&self, status: impl AsRef<[u8]>, headers: I) -> Result<Writer, BoxError>
+    /// [`Writer`] for imperative output. See the type's docs for the rules; a broken one is a
+    /// [`ContractError`] naming it.
+    pub fn start<I, N, V>(
+        &self,
+        status: impl AsRef<[u8]>,
+        headers: I,
+    ) -> Result<Writer, ContractError>
     where
         I: IntoIterator<Item = (N, V)>,
         N: AsRef<[u8]>,
         V: AsRef<[u8]>,
     {
         self.call(status.as_ref(), headers, None)
+            .map_err(|e| match e.downcast::<ContractError>() {
+                Ok(contract) => *contract,
+                Err(other) => ContractError::wrap(other),
+            })
     }
 
     /// `start_response(status, headers, exc_info)`: the app failed with `error` and sends a
@@ -249,7 +329,7 @@ impl StartResponse {
                     )
                 })
                 .collect();
-            check(status, &raw)?;
+            check(status, &raw).map_err(|e| BoxError::from(ContractError::wrap(e)))?;
             return parse_head(status, raw.iter().map(|(n, v)| (n, v)));
         }
         parse_head(status, headers)

@@ -4,10 +4,12 @@ use std::process::ExitCode;
 
 use super::{Error, Handler, WriteTransport};
 use crate::Environ;
+use crate::cgi::request_body;
 use crate::environ::{Errors, Input};
 use crate::error_response::{DefaultErrorResponse, ErrorResponse};
 use crate::gateway::App;
 use crate::panic::log;
+use crate::respond::Failure;
 
 /// wsgiref's `CGIHandler`: runs a gateway app as this process's CGI program, reading the
 /// meta-variables from the environment, the body from standard input (exactly
@@ -34,6 +36,7 @@ use crate::panic::log;
 pub struct CgiHandler<E = DefaultErrorResponse> {
     handler: Handler<E>,
     iis: bool,
+    max_body: u64,
 }
 
 impl Default for CgiHandler {
@@ -48,6 +51,7 @@ impl CgiHandler {
         CgiHandler {
             handler: Handler::cgi(),
             iis: false,
+            max_body: u64::MAX,
         }
     }
 
@@ -58,6 +62,7 @@ impl CgiHandler {
         CgiHandler {
             handler: Handler::cgi(),
             iis: true,
+            max_body: u64::MAX,
         }
     }
 }
@@ -68,65 +73,58 @@ impl<E: ErrorResponse> CgiHandler<E> {
         CgiHandler {
             handler,
             iis: self.iis,
+            max_body: self.max_body,
         }
     }
 
-    /// Runs `app` as this process's CGI program on a new current-thread runtime (with a
-    /// blocking pool for blocking apps), and returns the exit status for `main`: success
-    /// when a response was written (the error response included), 1 when the output was
-    /// cut short or the environment is not a CGI request (a line on standard error says
-    /// so).
+    /// The largest request body accepted: a larger `CONTENT_LENGTH` is answered with
+    /// `413 Content Too Large` without calling the app, and a chunked body read to
+    /// end-of-file fails past it. Defaults to no limit (the web server's own applies).
+    pub fn max_body(mut self, bytes: u64) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// Runs `app` as this process's CGI program on a new current-thread runtime (timers and
+    /// I/O enabled, a blocking pool for blocking apps), and returns the exit status for
+    /// `main`: success when a response was written (the error response included), 1 when the
+    /// output was cut short or the environment is not a CGI request (a line on standard error
+    /// says so). The same entry as [`cgi::run`](crate::cgi::run).
     pub fn run<A>(self, app: A) -> ExitCode
     where
         A: App,
         A::Body: 'static,
     {
-        let runtime = match tokio::runtime::Builder::new_current_thread().build() {
-            Ok(runtime) => runtime,
-            Err(e) => {
-                log(format_args!("cannot start the async runtime: {e}"));
-                return ExitCode::FAILURE;
-            }
-        };
-        let environ = Environ::from_env();
-        if environ.get("REQUEST_METHOD").is_none_or(<[u8]>::is_empty) {
-            let name = std::env::args_os()
-                .next()
-                .map(|a| a.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "this program".into());
-            eprintln!(
-                "{name}: this is a CGI program: a web server runs it with REQUEST_METHOD and the other CGI meta-variables (RFC 3875) in its environment, and none are set"
-            );
-            return ExitCode::FAILURE;
-        }
-        let stdin: Box<dyn std::io::Read + Send> = Box::new(std::io::stdin());
-        #[cfg(unix)]
-        let stdout = {
-            use std::os::fd::AsFd;
-            // Standard output as a file, unbuffered, so a file body can be spliced to it.
-            match std::io::stdout().as_fd().try_clone_to_owned() {
-                Ok(fd) => std::fs::File::from(fd),
-                Err(e) => {
-                    log(format_args!("cannot use standard output: {e}"));
-                    return ExitCode::FAILURE;
+        crate::cgi::child_main(|environ| async move {
+            #[cfg(unix)]
+            let stdout = {
+                use std::os::fd::AsFd;
+                // Standard output as a file, so a file body can be spliced to it.
+                match std::io::stdout().as_fd().try_clone_to_owned() {
+                    Ok(fd) => std::fs::File::from(fd),
+                    Err(e) => {
+                        log(format_args!("cannot use standard output: {e}"));
+                        return Err(());
+                    }
                 }
-            }
-        };
-        #[cfg(not(unix))]
-        let stdout = std::io::stdout();
-        let served =
-            runtime.block_on(self.serve_with(&app, environ, stdin, WriteTransport::new(stdout)));
-        match served {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(_) => ExitCode::FAILURE,
-        }
+            };
+            #[cfg(not(unix))]
+            let stdout = std::io::stdout();
+            let transport =
+                WriteTransport::new(std::io::BufWriter::with_capacity(16 * 1024, stdout));
+            self.serve_with(&app, environ, std::io::stdin(), transport)
+                .await
+                .map_err(drop)
+        })
     }
 
     /// Serves one request described by `environ`, reading its body from `input` and writing
-    /// the response to `transport`, as a CGI program does with its standard streams. Error
-    /// output goes to standard error.
+    /// the response to `transport`, as a CGI program does with its standard streams: exactly
+    /// `CONTENT_LENGTH` bytes (RFC 3875 §4.2; a malformed one is `400 Bad Request`, one over
+    /// [`max_body`](Self::max_body) `413 Content Too Large`, a body that ends early `400` if
+    /// the head is not out yet). Error output goes to standard error.
     pub async fn serve_with<A, R, T>(
-        mut self,
+        self,
         app: &A,
         mut environ: Environ,
         input: R,
@@ -141,13 +139,15 @@ impl<E: ErrorResponse> CgiHandler<E> {
         if self.iis {
             strip_iis_script_name(&mut environ);
         }
-        let length = environ
-            .get("CONTENT_LENGTH")
-            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-        environ.set_input(Input::from_reader(input, length));
+        let failure = Failure::default();
+        match request_body(&environ, Box::new(input), self.max_body, &failure) {
+            Ok(body) => environ.set_input(Input::new(body)),
+            Err(reject) => return self.handler.reject(&environ, transport, |r| reject.head(r)),
+        }
         environ.set_errors(Errors::new(std::io::stderr()));
-        self.handler.run(app, environ, transport).await
+        self.handler
+            .run_with(app, environ, transport, Some(failure))
+            .await
     }
 }
 

@@ -34,11 +34,17 @@
 //!   [`Writer`](crate::gateway::Writer) or its body (PEP 3333 "The start_response()
 //!   Callable"), so an error before any output still gets a proper error response.
 //! - `Content-Length` is added when the app set none and the whole body is known when the
-//!   head goes: one chunk, an exact size hint, a [`FileWrapper`];
-//!   an empty body gets `Content-Length: 0`, like wsgiref's `finish_content`. Output through
-//!   `write()` is streamed without one.
-//! - A 1xx, 204 or 304 status gets neither a length nor a body; a `HEAD` request gets the
-//!   head only (RFC 3875 §4.3.3).
+//!   head goes: one chunk, an exact size hint, a file from
+//!   [`Environ::wrap_file`](crate::Environ::wrap_file); an empty body gets
+//!   `Content-Length: 0`, like wsgiref's `finish_content`. Output through `write()` is
+//!   streamed without one.
+//! - A 204 or 304 status gets no body, and 204 no length (RFC 9110 §8.6); a 1xx status is
+//!   not a final response: the app failed. A `HEAD` request gets the head only (RFC 3875
+//!   §4.3.3).
+//! - With a CGI head (not origin-server), a body without `Content-Type` gets one sniffed from
+//!   its first bytes (RFC 3875 §6.3.1; see [`crate::cgi`]).
+//! - The rules are the same for every transport: the CGI program of [`crate::cgi`] and
+//!   [`AppService`](crate::service::AppService) follow them too.
 //! - In origin-server mode the head is a status line (`HTTP/1.0 200 OK`) with `Date` and
 //!   `Server` (RFC 3875 §5, NPH); otherwise a CGI header block with `Status:` first (RFC 3875
 //!   §6.3.3). Nothing is written for an `HTTP/0.9` client in origin-server mode.
@@ -55,124 +61,26 @@
 //! | another transport error | a log line; [`Error::is_io`] |
 
 mod cgi;
-mod engine;
 mod simple;
 
 use std::fmt;
-use std::fs::File;
-use std::future::poll_fn;
 use std::io;
 use std::pin::pin;
 
 use bytes::Bytes;
 use http::Version;
-use http::header::CONTENT_LENGTH;
-use http::{HeaderValue, StatusCode};
 
+pub use crate::respond::{Transport, WriteTransport};
 pub use cgi::CgiHandler;
 pub use simple::SimpleHandler;
 
-pub(crate) use engine::{Exchange, ResponseHead, add_to_hint, error_chain, file_head};
-
+use crate::environ::FileSlot;
 use crate::error_response::{DefaultErrorResponse, ErrorResponse};
-use crate::gateway::{App, AppBody, FileWrapper, Shared, StartResponse};
-use crate::headers::{HeadStyle, encode_head, status_forbids_body};
+use crate::gateway::{App, Exchange, Shared, StartResponse};
+use crate::headers::HeadStyle;
 use crate::panic::{catch_unwind, log};
+use crate::respond::{Failure, Head, Output, Responder, Rules, WriteError, is_disconnect};
 use crate::{BoxError, Environ};
-
-/// Where a handler writes the response bytes: wsgiref's `_write` and `_flush`.
-///
-/// Implemented for `Vec<u8>` (in memory, for tests) and [`WriteTransport`] (any
-/// [`io::Write`]).
-pub trait Transport {
-    /// Writes all of `data` (`_write`).
-    fn write(&mut self, data: &[u8]) -> io::Result<()>;
-
-    /// Pushes what was written to the client (`_flush`). Called after the head and after
-    /// every chunk, so streamed output reaches the client chunk by chunk.
-    fn flush(&mut self) -> io::Result<()>;
-
-    /// Sends `len` bytes of `file` from its current position, efficiently if the transport
-    /// can (wsgiref's `sendfile()` hook). Returns false, having written nothing, when it
-    /// cannot: the handler then reads the file block by block. Defaults to false.
-    fn send_file(&mut self, file: &mut File, len: u64) -> io::Result<bool> {
-        let _ = (file, len);
-        Ok(false)
-    }
-}
-
-impl Transport for Vec<u8> {
-    fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        self.extend_from_slice(data);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<T: Transport + ?Sized> Transport for &mut T {
-    fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        (**self).write(data)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        (**self).flush()
-    }
-
-    fn send_file(&mut self, file: &mut File, len: u64) -> io::Result<bool> {
-        (**self).send_file(file, len)
-    }
-}
-
-/// A [`Transport`] over any [`io::Write`]. Files are sent with [`io::copy`], which on Linux
-/// moves the bytes in the kernel (`sendfile`, `splice`, `copy_file_range`) when the writer is
-/// a file, pipe or socket.
-#[derive(Debug)]
-pub struct WriteTransport<W> {
-    inner: W,
-}
-
-impl<W: io::Write> WriteTransport<W> {
-    /// Writes to `inner`.
-    pub fn new(inner: W) -> Self {
-        WriteTransport { inner }
-    }
-
-    /// The writer.
-    pub fn get_ref(&self) -> &W {
-        &self.inner
-    }
-
-    /// The writer.
-    pub fn into_inner(self) -> W {
-        self.inner
-    }
-}
-
-impl<W: io::Write> Transport for WriteTransport<W> {
-    fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        self.inner.write_all(data)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-
-    fn send_file(&mut self, file: &mut File, len: u64) -> io::Result<bool> {
-        use io::Read;
-        let copied = io::copy(&mut file.take(len), &mut self.inner)?;
-        if copied < len {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("the file ended {} bytes early", len - copied),
-            ));
-        }
-        self.inner.flush()?;
-        Ok(true)
-    }
-}
 
 /// Why a handler's run did not complete normally. Each failure has been logged, except a
 /// client that went away.
@@ -208,7 +116,7 @@ impl Error {
     }
 
     fn io(error: io::Error) -> Self {
-        if engine::is_disconnect(&error) {
+        if is_disconnect(&error) {
             Error {
                 kind: Kind::Disconnect,
                 source: Some(error.into()),
@@ -236,6 +144,18 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.source.as_deref().map(|e| e as _)
+    }
+}
+
+impl From<WriteError> for Error {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::Body(e) => Error {
+                kind: Kind::App,
+                source: Some(e),
+            },
+            WriteError::Io(e) => Error::io(e),
+        }
     }
 }
 
@@ -342,9 +262,10 @@ impl<E: ErrorResponse> Handler<E> {
         self
     }
 
-    /// `wsgi_file_wrapper`: whether a [`FileWrapper`] body is handed to
-    /// [`Transport::send_file`] (the environ's [`file_wrapper`](Environ::file_wrapper)).
-    /// Without it a file body is sent like any other (its length still becomes
+    /// `wsgi_file_wrapper`: whether a file body made by
+    /// [`Environ::wrap_file`](crate::Environ::wrap_file) is handed to
+    /// [`Transport::send_file`] whole (the environ's [`file_wrapper`](Environ::file_wrapper)).
+    /// Without it a file body is read block by block like any other (its length still becomes
     /// `Content-Length`). Defaults to true.
     pub fn file_wrapper(mut self, value: bool) -> Self {
         self.file_wrapper = value;
@@ -435,223 +356,98 @@ impl<E: ErrorResponse> Handler<E> {
     ///
     /// Returns `Ok` when the response was written, including the error response for an app
     /// that failed before its head.
-    pub async fn run<A, T>(
-        &mut self,
-        app: &A,
-        environ: Environ,
-        mut transport: T,
-    ) -> Result<(), Error>
+    pub async fn run<A, T>(&self, app: &A, environ: Environ, transport: T) -> Result<(), Error>
     where
         A: App,
         A::Body: 'static,
         T: Transport,
     {
-        let environ = self.setup_environ(environ);
-        let head_only = environ.get("REQUEST_METHOD") == Some(b"HEAD");
+        self.run_with(app, environ, transport, None).await
+    }
+
+    /// How this handler writes a response for `environ` to `transport`.
+    pub(crate) fn output<T: Transport>(
+        &self,
+        environ: &Environ,
+        transport: T,
+        failure: Option<Failure>,
+    ) -> Output<'_, T> {
         let modern = environ
             .get("SERVER_PROTOCOL")
             .is_none_or(|p| !p.eq_ignore_ascii_case(b"HTTP/0.9"));
-        let shared = std::sync::Arc::new(Shared::default());
-        let start_response = StartResponse::new(shared.clone());
-
-        let called = catch_unwind(async { app.call(environ, start_response).await }).await;
-        let mut body = match called {
-            Ok(Ok(body)) => body,
-            Ok(Err(e)) | Err(e) => return self.handle_error(e, head_only, modern, &mut transport),
-        };
-
-        // A file body goes to the transport whole.
-        if self.file_wrapper {
-            let any = &mut body as &mut dyn std::any::Any;
-            let file = match any.downcast_mut::<AppBody>() {
-                Some(app_body) => app_body.as_file_mut(),
-                None => any.downcast_mut::<FileWrapper>(),
-            };
-            if let Some(file) = file {
-                if let Some(head) = file_head(&shared, file.remaining()) {
-                    return self.send_file(head, file, head_only, modern, &mut transport);
-                }
-            }
-        }
-
-        let mut exchange = pin!(Exchange::new(body, shared));
-        let head = match poll_fn(|cx| exchange.as_mut().poll_head(cx)).await {
-            Ok(head) => head,
-            Err(e) => return self.handle_error(e, head_only, modern, &mut transport),
-        };
-        let mut out = Vec::with_capacity(256);
-        if let Err(e) = self.encode_head(&mut out, &head, modern) {
-            return self.handle_error(e, head_only, modern, &mut transport);
-        }
-        let no_body = head_only || head.no_body;
-        if let Some(first) = head.first.as_ref().filter(|_| !no_body) {
-            out.extend_from_slice(first);
-        }
-        transport
-            .write(&out)
-            .and_then(|()| transport.flush())
-            .map_err(Error::io)?;
-        if no_body || head.first.is_none() {
-            return Ok(());
-        }
-        while let Some(chunk) = poll_fn(|cx| exchange.as_mut().poll_chunk(cx)).await {
-            match chunk {
-                Ok(chunk) => transport
-                    .write(&chunk)
-                    .and_then(|()| transport.flush())
-                    .map_err(Error::io)?,
-                Err(e) => {
-                    log(format_args!(
-                        "app failed after the head was sent: {}",
-                        error_chain(&e, self.traceback_limit)
-                    ));
-                    return Err(Error {
-                        kind: Kind::App,
-                        source: Some(e),
-                    });
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn send_file<T: Transport>(
-        &mut self,
-        head: ResponseHead,
-        file: &mut FileWrapper,
-        head_only: bool,
-        modern: bool,
-        transport: &mut T,
-    ) -> Result<(), Error> {
-        let mut out = Vec::with_capacity(256);
-        if let Err(e) = self.encode_head(&mut out, &head, modern) {
-            return self.handle_error(e, head_only, modern, transport);
-        }
-        transport
-            .write(&out)
-            .and_then(|()| transport.flush())
-            .map_err(Error::io)?;
-        if head_only || head.no_body {
-            return Ok(());
-        }
-        let Some((mut f, len)) = file.take() else {
-            return Ok(());
-        };
-        match transport.send_file(&mut f, len) {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(e) if engine::is_disconnect(&e) => return Err(Error::io(e)),
-            Err(e) => {
-                log(format_args!("app failed after the head was sent: {e}"));
-                return Err(Error {
-                    kind: Kind::App,
-                    source: Some(e.into()),
-                });
-            }
-        }
-        // The transport cannot take a file: read it block by block.
-        let mut rest = FileWrapper::new(f).map_err(Error::io)?;
-        let mut rest = pin!(&mut rest);
-        let waker = std::task::Waker::noop();
-        let mut cx = std::task::Context::from_waker(waker);
-        while let std::task::Poll::Ready(Some(frame)) =
-            http_body::Body::poll_frame(rest.as_mut(), &mut cx)
-        {
-            match frame {
-                Ok(frame) => {
-                    if let Ok(data) = frame.into_data() {
-                        transport
-                            .write(&data)
-                            .and_then(|()| transport.flush())
-                            .map_err(Error::io)?;
-                    }
-                }
-                Err(e) => {
-                    log(format_args!("app failed after the head was sent: {e}"));
-                    return Err(Error {
-                        kind: Kind::App,
-                        source: Some(e.into()),
-                    });
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn encode_head(
-        &self,
-        out: &mut Vec<u8>,
-        head: &ResponseHead,
-        modern: bool,
-    ) -> Result<(), BoxError> {
-        let style = if self.origin_server {
-            if !modern {
-                return Ok(());
-            }
-            HeadStyle::Origin {
+        let style = match (self.origin_server, modern) {
+            (false, _) => HeadStyle::Cgi,
+            // An HTTP/0.9 client gets the body alone.
+            (true, false) => HeadStyle::Bare,
+            (true, true) => HeadStyle::Origin {
                 http_version: if self.http_version <= Version::HTTP_10 {
                     "1.0"
                 } else {
                     "1.1"
                 },
                 server_software: &self.server_software,
-            }
-        } else {
-            HeadStyle::Cgi
+            },
         };
-        encode_head(
-            out,
+        Output {
+            transport,
             style,
-            head.status,
-            head.reason.as_deref(),
-            &head.headers,
-        )?;
-        Ok(())
+            rules: Rules {
+                head_only: environ.get("REQUEST_METHOD") == Some(b"HEAD"),
+                // A CGI response with a body must name its type (RFC 3875 §6.3.1).
+                content_type: !self.origin_server,
+            },
+            failure,
+            traceback_limit: self.traceback_limit,
+            who: "app",
+        }
     }
 
-    /// wsgiref's `handle_error`: log, then send the error response (the head was not sent).
-    fn handle_error<T: Transport>(
-        &mut self,
-        error: BoxError,
-        head_only: bool,
-        modern: bool,
-        transport: &mut T,
-    ) -> Result<(), Error> {
-        log(format_args!(
-            "app failed: {}",
-            error_chain(&error, self.traceback_limit)
-        ));
-        let (parts, body) = self.error_response.error_response(&error).into_parts();
-        let mut headers = parts.headers;
-        let no_body = status_forbids_body(parts.status);
-        if !no_body && !headers.contains_key(CONTENT_LENGTH) {
-            headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    /// [`run`](Self::run), answering 400 or 413 instead when `failure` records that the
+    /// request body was malformed.
+    pub(crate) async fn run_with<A, T>(
+        &self,
+        app: &A,
+        environ: Environ,
+        transport: T,
+        failure: Option<Failure>,
+    ) -> Result<(), Error>
+    where
+        A: App,
+        A::Body: 'static,
+        T: Transport,
+    {
+        let mut environ = self.setup_environ(environ);
+        let file_slot = self.file_wrapper.then(FileSlot::default);
+        if let Some(slot) = &file_slot {
+            environ.set_file_slot(slot.clone());
         }
-        let head = ResponseHead {
-            status: parts.status,
-            reason: None,
-            headers,
-            first: None,
-            no_body,
+        let mut output = self.output(&environ, transport, failure);
+        let rules = output.rules;
+        let shared = std::sync::Arc::new(Shared::default());
+        let start_response = StartResponse::new(shared.clone());
+
+        let called = catch_unwind(async { app.call(environ, start_response).await }).await;
+        let body = match called {
+            Ok(Ok(body)) => body,
+            Ok(Err(e)) | Err(e) => return Ok(output.write_error(&self.error_response, &e)?),
         };
-        let mut out = Vec::with_capacity(256 + body.len());
-        if self.encode_head(&mut out, &head, modern).is_err() {
-            out.clear();
-            let _ = encode_head(
-                &mut out,
-                HeadStyle::Cgi,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                None,
-                &http::HeaderMap::new(),
-            );
-        }
-        if !no_body && !head_only {
-            out.extend_from_slice(&body);
-        }
-        transport
-            .write(&out)
-            .and_then(|()| transport.flush())
-            .map_err(Error::io)
+        let responder = pin!(Responder::new(
+            Exchange::new(body, shared, file_slot),
+            rules
+        ));
+        Ok(output.write(responder, &self.error_response).await?)
+    }
+
+    /// Writes a short answer for a request rejected before the app was called.
+    pub(crate) fn reject<T: Transport>(
+        &self,
+        environ: &Environ,
+        transport: T,
+        head: impl FnOnce(Rules) -> Head,
+    ) -> Result<(), Error> {
+        let mut output = self.output(environ, transport, None);
+        let head = head(output.rules);
+        Ok(output.write_head(head)?)
     }
 }
 

@@ -5,22 +5,20 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::CONTENT_LENGTH;
-use http::{HeaderValue, Method, Request, Response};
+use http::{Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use tower_service::Service;
 
 use crate::BoxError;
 use crate::environ::{EnvironBuilder, Input};
 use crate::error_response::{DefaultErrorResponse, ErrorResponse};
-use crate::gateway::{App, Shared, StartResponse};
-use crate::handler::{Exchange, add_to_hint, error_chain};
-use crate::headers::status_forbids_body;
+use crate::gateway::{App, Exchange, Shared, StartResponse};
 use crate::panic::{log, panic_error};
+use crate::respond::{Head, Responder, Rules, error_chain, error_head};
 
 /// A gateway [`App`] as a [`tower_service::Service`], for hyper or any tower stack.
 ///
@@ -45,7 +43,9 @@ use crate::panic::{log, panic_error};
 ///
 /// Spawning a connection task around an `AppService` of an `app_fn` closure written inline
 /// can meet a compiler limitation with closures returning async blocks ("one type is more
-/// general than the other" at `tokio::spawn`); naming the app fixes it: a function returning
+/// general than the other" at `tokio::spawn`): wrap the app in
+/// [`BoxApp`](crate::gateway::BoxApp) (its doctest serves an inline closure from
+/// `tokio::spawn`), or name it: a function returning
 /// `impl App<Body = AppBody, Future: Send + 'static> + Clone + Send + Sync + 'static`, as
 /// `examples/common/gateway_app.rs` does.
 ///
@@ -80,7 +80,7 @@ pub struct AppService<A, E = DefaultErrorResponse> {
     app: A,
     environ: EnvironBuilder,
     traceback_limit: Option<usize>,
-    error_response: Arc<Mutex<E>>,
+    error_response: Arc<E>,
 }
 
 impl<A: Clone, E> Clone for AppService<A, E> {
@@ -110,7 +110,7 @@ impl<A> AppService<A> {
             app,
             environ: EnvironBuilder::new(),
             traceback_limit: None,
-            error_response: Arc::new(Mutex::new(DefaultErrorResponse::new())),
+            error_response: Arc::new(DefaultErrorResponse::new()),
         }
     }
 }
@@ -144,7 +144,7 @@ impl<A, E> AppService<A, E> {
             app: self.app,
             environ: self.environ,
             traceback_limit: self.traceback_limit,
-            error_response: Arc::new(Mutex::new(error_response)),
+            error_response: Arc::new(error_response),
         }
     }
 
@@ -196,7 +196,10 @@ where
         ResponseFuture {
             state,
             shared: Some(shared),
-            head_only: parts.method == Method::HEAD,
+            rules: Rules {
+                head_only: parts.method == Method::HEAD,
+                content_type: false,
+            },
             traceback_limit: self.traceback_limit,
             error_response: self.error_response.clone(),
         }
@@ -209,9 +212,9 @@ pin_project_lite::pin_project! {
         #[pin]
         state: State<F, B>,
         shared: Option<Arc<Shared>>,
-        head_only: bool,
+        rules: Rules,
         traceback_limit: Option<usize>,
-        error_response: Arc<Mutex<E>>,
+        error_response: Arc<E>,
     }
 }
 
@@ -219,7 +222,7 @@ pin_project_lite::pin_project! {
     #[project = StateProj]
     enum State<F, B> {
         Call { #[pin] future: F },
-        Head { exchange: Option<Exchange<B>> },
+        Head { responder: Option<Responder<Exchange<B>>> },
         Failed { error: Option<BoxError> },
     }
 }
@@ -250,8 +253,9 @@ where
                         Ok(Poll::Pending) => return Poll::Pending,
                         Ok(Poll::Ready(Ok(body))) => {
                             let shared = this.shared.take().unwrap_or_default();
+                            let exchange = Exchange::new(body, shared, None);
                             this.state.set(State::Head {
-                                exchange: Some(Exchange::new(body, shared)),
+                                responder: Some(Responder::new(exchange, *this.rules)),
                             });
                             continue;
                         }
@@ -259,9 +263,9 @@ where
                         Err(panic) => panic_error(panic),
                     }
                 }
-                StateProj::Head { exchange } => {
-                    let polled = match exchange.as_mut() {
-                        Some(ex) => Pin::new(ex).poll_head(cx),
+                StateProj::Head { responder } => {
+                    let polled = match responder.as_mut() {
+                        Some(r) => Pin::new(r).poll_head(cx),
                         None => Poll::Ready(Err(BoxError::from(
                             "the response future was polled after it completed",
                         ))),
@@ -269,88 +273,52 @@ where
                     match polled {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Err(e)) => {
-                            *exchange = None;
+                            *responder = None;
                             e
                         }
                         Poll::Ready(Ok(head)) => {
-                            let exchange = exchange.take();
-                            let body = match exchange {
-                                Some(exchange)
-                                    if !*this.head_only
-                                        && !head.no_body
-                                        && head.first.is_some() =>
-                                {
-                                    ResponseBody {
-                                        kind: BodyKind::App {
-                                            first: head.first,
-                                            exchange,
-                                        },
-                                        traceback_limit: *this.traceback_limit,
-                                    }
-                                }
-                                _ => ResponseBody::empty(),
-                            };
-                            let mut response = Response::new(body);
-                            *response.status_mut() = head.status;
-                            *response.headers_mut() = head.headers;
-                            return Poll::Ready(Ok(response));
+                            let responder = responder.take().filter(|_| head.more);
+                            return Poll::Ready(Ok(response(
+                                head,
+                                responder,
+                                *this.traceback_limit,
+                            )));
                         }
                     }
                 }
             };
             this.state.set(State::Failed { error: None });
-            return Poll::Ready(Ok(error_response(
-                &error,
-                *this.head_only,
-                *this.traceback_limit,
-                this.error_response,
-            )));
+            log(format_args!(
+                "app failed: {}",
+                error_chain(&error, *this.traceback_limit)
+            ));
+            let head = error_head(&**this.error_response, &error, *this.rules);
+            return Poll::Ready(Ok(response(head, None, None)));
         }
     }
 }
 
-/// The error response for an error before the head, after logging it.
-fn error_response<B, E: ErrorResponse>(
-    error: &BoxError,
-    head_only: bool,
+/// The `http::Response` for a completed head: its first chunk, then the responder's.
+fn response<B>(
+    head: Head,
+    responder: Option<Responder<Exchange<B>>>,
     traceback_limit: Option<usize>,
-    hook: &Mutex<E>,
 ) -> Response<ResponseBody<B>> {
-    log(format_args!(
-        "app failed: {}",
-        error_chain(error, traceback_limit)
-    ));
-    let response = hook
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .error_response(error);
-    let (mut parts, body) = response.into_parts();
-    let no_body = status_forbids_body(parts.status);
-    if !no_body && !parts.headers.contains_key(CONTENT_LENGTH) {
-        parts
-            .headers
-            .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
-    }
-    let body = if no_body || head_only {
-        ResponseBody::empty()
-    } else {
-        ResponseBody::full(body)
-    };
-    Response::from_parts(parts, body)
+    let mut response = Response::new(ResponseBody {
+        first: head.first,
+        responder,
+        traceback_limit,
+    });
+    *response.status_mut() = head.status;
+    *response.headers_mut() = head.headers;
+    response
 }
 
 /// The body of an [`AppService`] response: the app's chunks, as they come.
 pub struct ResponseBody<B> {
-    kind: BodyKind<B>,
+    first: Option<Bytes>,
+    responder: Option<Responder<Exchange<B>>>,
     traceback_limit: Option<usize>,
-}
-
-enum BodyKind<B> {
-    Full(Option<Bytes>),
-    App {
-        first: Option<Bytes>,
-        exchange: Exchange<B>,
-    },
 }
 
 impl<B> fmt::Debug for ResponseBody<B> {
@@ -362,21 +330,9 @@ impl<B> fmt::Debug for ResponseBody<B> {
 impl<B> Default for ResponseBody<B> {
     /// An empty body.
     fn default() -> Self {
-        ResponseBody::empty()
-    }
-}
-
-impl<B> ResponseBody<B> {
-    fn empty() -> Self {
         ResponseBody {
-            kind: BodyKind::Full(None),
-            traceback_limit: None,
-        }
-    }
-
-    fn full(bytes: Bytes) -> Self {
-        ResponseBody {
-            kind: BodyKind::Full(Some(bytes).filter(|b| !b.is_empty())),
+            first: None,
+            responder: None,
             traceback_limit: None,
         }
     }
@@ -394,45 +350,45 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        match &mut this.kind {
-            BodyKind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            BodyKind::App { first, exchange } => {
-                if let Some(first) = first.take() {
-                    return Poll::Ready(Some(Ok(Frame::data(first))));
-                }
-                match Pin::new(exchange).poll_chunk(cx) {
-                    Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
-                    Poll::Ready(Some(Err(e))) => {
-                        log(format_args!(
-                            "app failed after the head was sent: {}",
-                            error_chain(&e, this.traceback_limit)
-                        ));
-                        this.kind = BodyKind::Full(None);
-                        Poll::Ready(Some(Err(e)))
-                    }
-                    Poll::Ready(None) => Poll::Ready(None),
-                    Poll::Pending => Poll::Pending,
-                }
+        if let Some(first) = this.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        let Some(responder) = this.responder.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(responder).poll_chunk(cx) {
+            Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+            Poll::Ready(Some(Err(e))) => {
+                log(format_args!(
+                    "app failed after the head was sent: {}",
+                    error_chain(&e, this.traceback_limit)
+                ));
+                this.responder = None;
+                Poll::Ready(Some(Err(e)))
             }
+            Poll::Ready(None) => {
+                this.responder = None;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            BodyKind::Full(bytes) => bytes.is_none(),
-            BodyKind::App { first, exchange } => first.is_none() && exchange.is_end_stream(),
-        }
+        self.first.is_none() && self.responder.as_ref().is_none_or(|r| r.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            BodyKind::Full(bytes) => {
-                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
-            }
-            BodyKind::App { first, exchange } => {
-                let first = first.as_ref().map_or(0, |b| b.len() as u64);
-                add_to_hint(exchange.size_hint(), first)
-            }
+        let first = self.first.as_ref().map_or(0, |b| b.len() as u64);
+        let rest = self
+            .responder
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Responder::size_hint);
+        let mut hint = SizeHint::new();
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper.saturating_add(first));
         }
+        hint.set_lower(rest.lower().saturating_add(first));
+        hint
     }
 }

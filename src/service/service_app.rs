@@ -39,7 +39,10 @@ use crate::{BoxError, Environ};
 /// let environ = Environ::from_vars([("REQUEST_METHOD", "GET"), ("PATH_INFO", "/x")]);
 /// let mut handler = SimpleHandler::base_cgi(Vec::new(), environ);
 /// handler.run(&ServiceApp::new(service)).await.unwrap();
-/// assert_eq!(handler.transport(), b"Status: 200 OK\r\nContent-Length: 6\r\n\r\nGET /x");
+/// assert_eq!(
+///     handler.transport(),
+///     b"Status: 200 OK\r\nContent-Length: 6\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nGET /x"
+/// );
 /// # }
 /// ```
 #[derive(Clone)]
