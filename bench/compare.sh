@@ -58,7 +58,7 @@ install -m 755 bench/baselines/hello.py "$WORK/hello_py"
 log "building towergate (release)"
 TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
 RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" cargo build -q --release --target "$TRIPLE" \
-  --example cgi_hello --example cgi_axum
+  --features fastcgi --example cgi_hello --example cgi_axum
 STATIC="$ROOT/target/$TRIPLE/release/examples"
 cargo build -q --release --all-features --bin towergate --example bench_gateway --example cgi_hello
 REL="$ROOT/target/release"
@@ -241,6 +241,129 @@ pipe_s=$( { /usr/bin/time -f "%e" bash -c "head -c $BIG /dev/zero | cat | cat | 
 row "1 GiB, plain pipe chain: head -c, two cat, wc -c (the machine's pipe bandwidth) | $(awk -v g="$gib" -v s="$pipe_s" 'BEGIN { printf "%.2f GiB/s", g / s }') | — | —"
 row "1 GiB POST through lighttpd mod_cgi (streaming) to a C echo | ${l_gibs} GiB/s, server peak RSS ${l_rss} MiB, CPU ${l_cpu} s (echo ${l_child} s) | 1.00 | —"
 row "1 GiB POST through towergate serve to a C echo (host) | ${t_gibs} GiB/s, server peak RSS ${t_rss} MiB, CPU ${t_cpu} s (echo ${t_child} s) | $(ratio "$t_gibs" "$l_gibs") | ≥ 1 GiB/s, ≤ 20 MiB"
+
+# ---------------------------------------------------------------- 5. FastCGI application
+# nginx → cgi_axum as a FastCGI application (keep-alive upstream) against nginx → Go
+# net/http/fcgi with the same config, nginx proxy_pass → the same axum router over native
+# HTTP (native_axum), and nginx + fcgiwrap + cgi_hello (the CGI path); then 1 GiB up and
+# down through nginx → FastCGI → /echo with the app's peak RSS, beside nginx proxy_pass →
+# native_axum. Both FastCGI apps get their socket on descriptor 0 from spawn-fcgi.
+fastcgi_section() {
+  local need_f=()
+  command -v spawn-fcgi >/dev/null 2>&1 || need_f+=(spawn-fcgi)
+  if [ ${#need_f[@]} -gt 0 ]; then
+    local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_f[@]}" >/dev/null
+  fi
+  log "FastCGI: nginx keep-alive upstream, c=64 for ${WRK_SECS}s each"
+  (cd "$WORK" && cp "$ROOT/bench/baselines/hello_fcgi.go" . && \
+    GOFLAGS=-mod=mod GOPROXY=off GO111MODULE=off GOCACHE="$WORK/gocache" go build -o hello_fcgi hello_fcgi.go)
+  local native=""
+  if [ -f examples/native_axum.rs ]; then
+    cargo build -q --release --all-features --example native_axum
+    native="$REL/examples/native_axum"
+  fi
+
+  # nginx_conf PORT LOCATION_BODY UPSTREAM_LINES -> config file path
+  nginx_conf() {
+    local conf="$WORK/nginx-fcgi-$1.conf"
+    cat >"$conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $WORK/nginx-fcgi-$1.pid;
+error_log $WORK/nginx-fcgi.err;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx-body;
+  fastcgi_temp_path $WORK/nginx-fastcgi;
+  proxy_temp_path $WORK/nginx-proxy;
+  uwsgi_temp_path $WORK/nginx-uwsgi;
+  scgi_temp_path $WORK/nginx-scgi;
+  keepalive_requests 100000;
+  client_max_body_size 0;
+  upstream app {
+    $3
+    keepalive 32;
+  }
+  server {
+    listen 127.0.0.1:$1;
+    location / {
+$2
+    }
+  }
+}
+CONF
+    echo "$conf"
+  }
+  local fcgi_location='      fastcgi_split_path_info ^(/app)(/.*)$;
+      include /etc/nginx/fastcgi_params;
+      fastcgi_param PATH_INFO $fastcgi_path_info;
+      fastcgi_keep_conn on;
+      fastcgi_buffering off;
+      fastcgi_request_buffering off;
+      fastcgi_pass app;'
+  local proxy_location='      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+      proxy_request_buffering off;
+      proxy_pass http://app;'
+
+  # fcgi_app PROGRAM -> starts it under spawn-fcgi on a free port; sets APP_PORT, APP_PID
+  fcgi_app() {
+    APP_PORT=$(free_port)
+    start spawn-fcgi -n -a 127.0.0.1 -p "$APP_PORT" -- "$1"; APP_PID=$LAST; wait_port "$APP_PORT"
+  }
+  # through_nginx LOCATION UPSTREAM PATH -> "req/s p50 p99"; leaves NGINX_PORT, NGINX_PID
+  through_nginx() {
+    NGINX_PORT=$(free_port)
+    start nginx -c "$(nginx_conf "$NGINX_PORT" "$1" "$2")"; NGINX_PID=$LAST; wait_port "$NGINX_PORT"
+    wrk_run "http://127.0.0.1:$NGINX_PORT$3" 64
+  }
+
+  fcgi_app "$STATIC/cgi_axum"
+  read -r ft_rps ft_p50 ft_p99 <<<"$(through_nginx "$fcgi_location" "server 127.0.0.1:$APP_PORT;" /app/)"
+  # 1 GiB up and down through the same nginx and app, then the app's peak RSS.
+  read -r ft_gibs ft_rss ft_cpu _ <<<"$(upload "http://127.0.0.1:$NGINX_PORT/app/echo" "$APP_PID")"
+  stop "$NGINX_PID"; stop "$APP_PID"
+
+  fcgi_app "$WORK/hello_fcgi"
+  read -r fg_rps fg_p50 fg_p99 <<<"$(through_nginx "$fcgi_location" "server 127.0.0.1:$APP_PORT;" /app/)"
+  stop "$NGINX_PID"; stop "$APP_PID"
+
+  local fp_rps="" fp_p99="" fp_gibs="" fp_rss=""
+  if [ -n "$native" ]; then
+    APP_PORT=$(free_port)
+    start "$native" --addr "127.0.0.1:$APP_PORT"; APP_PID=$LAST; wait_port "$APP_PORT"
+    read -r fp_rps _ fp_p99 <<<"$(through_nginx "$proxy_location" "server 127.0.0.1:$APP_PORT;" /cgi-bin/app/)"
+    read -r fp_gibs fp_rss _ _ <<<"$(upload "http://127.0.0.1:$NGINX_PORT/cgi-bin/app/echo" "$APP_PID")"
+    stop "$NGINX_PID"; stop "$APP_PID"
+  fi
+
+  # The CGI path: nginx + fcgiwrap + cgi_hello (static), same wrk load.
+  local fsock="$WORK/fcgiwrap-fcgi.sock"
+  mkdir -p "$WORK/fdoc/cgi-bin"; cp "$STATIC/cgi_hello" "$WORK/fdoc/cgi-bin/hello"
+  start setsid fcgiwrap -c 8 -s "unix:$fsock"; fpid=$LAST
+  for _ in $(seq 1 100); do [ -S "$fsock" ] && break; sleep 0.05; done
+  local cgi_location="      include /etc/nginx/fastcgi_params;
+      fastcgi_param SCRIPT_FILENAME $WORK/fdoc\$fastcgi_script_name;
+      fastcgi_pass unix:$fsock;"
+  read -r fc_rps _ fc_p99 <<<"$(through_nginx "$cgi_location" "server 127.0.0.1:1;" /cgi-bin/hello)"
+  stop "$NGINX_PID"; kill -- "-$fpid" 2>/dev/null || true; stop "$fpid"; fpid=""
+
+  row "FastCGI: nginx → Go net/http/fcgi hello, keep-alive upstream, c=64 | ${fg_rps} req/s (p50 ${fg_p50} ms, p99 ${fg_p99} ms) | 1.00 | —"
+  row "FastCGI: nginx → towergate cgi_axum hello (FastCGI), same config, c=64 | ${ft_rps} req/s (p50 ${ft_p50} ms, p99 ${ft_p99} ms) | $(ratio "$ft_rps" "$fg_rps") | ≥ 1.00"
+  if [ -n "$native" ]; then
+    row "FastCGI: nginx proxy_pass → native_axum (same router over HTTP), c=64 | ${fp_rps} req/s (p99 ${fp_p99} ms) | $(ratio "$fp_rps" "$fg_rps") | towergate FastCGI ≥ 0.9× this ($(ratio "$ft_rps" "$fp_rps")×)"
+  fi
+  row "FastCGI: nginx + fcgiwrap + cgi_hello (the CGI path), c=64 | ${fc_rps} req/s (p99 ${fc_p99} ms) | $(ratio "$fc_rps" "$fg_rps") | towergate FastCGI is $(ratio "$ft_rps" "$fc_rps")× this"
+  row "1 GiB POST up and down, nginx → towergate FastCGI → /echo | ${ft_gibs} GiB/s, app peak RSS ${ft_rss} MiB, app CPU ${ft_cpu} s | — | ≤ 20 MiB"
+  if [ -n "$native" ]; then
+    row "1 GiB POST up and down, nginx proxy_pass → native_axum /echo | ${fp_gibs} GiB/s, app peak RSS ${fp_rss} MiB | — | —"
+  fi
+}
+fastcgi_section
 
 # ---------------------------------------------------------------- table
 echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(rustc --version)."

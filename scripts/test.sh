@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need (lighttpd, nginx + fcgiwrap, apache2, Perl,
-# Python, cargo-nextest), builds the example and CLI binaries the integration tests execute,
-# and runs every test, doctests included.
+# The test command: installs what the tests need (lighttpd, nginx + fcgiwrap, apache2 with
+# mod_fcgid, spawn-fcgi, Perl, Python, cargo-nextest), builds the example and CLI binaries
+# the integration tests execute, and runs every test, doctests included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,10 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 # The FastCGI client's tests: Debian's php-fpm (php-fpm8.2) and php-cgi.
 [ -x /usr/sbin/php-fpm8.2 ] || command -v php-fpm >/dev/null 2>&1 || need_apt+=(php-fpm)
 command -v php-cgi >/dev/null 2>&1 || need_apt+=(php-cgi)
+# The FastCGI application tests: spawn-fcgi, and Apache's mod_fcgid (mod_proxy_fcgi comes
+# with apache2).
+command -v spawn-fcgi >/dev/null 2>&1 || need_apt+=(spawn-fcgi)
+[ -e /usr/lib/apache2/modules/mod_fcgid.so ] || need_apt+=(libapache2-mod-fcgid)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"

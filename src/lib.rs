@@ -26,6 +26,9 @@
 //! - [`environ`]: [`Environ`], the ordered, lossless map of CGI meta-variables, its
 //!   conversions to and from `http::Request` (RFC 3875 §4.1), and the `wsgiref.util` helpers.
 //! - [`cgi`]: the CGI program side: [`cgi::run`], [`cgi::serve`] and [`cgi::Builder`].
+//! - `fastcgi` (feature `fastcgi`): a tower service as a persistent FastCGI application
+//!   behind nginx, Apache or lighttpd: `fastcgi::serve`, `fastcgi::run`, `fastcgi::Builder`;
+//!   and `run`, which picks CGI or FastCGI by itself.
 //! - [`ext`]: the typed request extensions and [`ext::RequestExt`].
 //! - [`gateway`]: gateway apps, the `environ` + `start_response` contract of PEP 3333
 //!   ([`gateway::App`], [`gateway::app_fn`], [`gateway::blocking_app_fn`]).
@@ -50,6 +53,9 @@
 //!   `rt` and `sync` features only.
 //! - `host` (default): [`host`], running external CGI programs. Pulls in `tokio` (process,
 //!   io-util, time, sync, fs) and `rustix` (to send `SIGTERM`).
+//! - `fastcgi`: `fastcgi` and `run`, a tower service as a FastCGI application. Pulls in
+//!   `tokio` (multi-threaded runtime, net, io-util, sync, time, signal) and `rustix` (to look
+//!   at descriptor 0).
 //! - `cli`: the `towergate` command-line tool.
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]

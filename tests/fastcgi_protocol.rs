@@ -63,6 +63,14 @@ async fn route(gate: Gate, request: Request<RequestBody>) -> Result<Response<Bod
             std::future::pending::<()>().await;
             unreachable!()
         }
+        "/big" => {
+            // 256 MiB, made as it is read: more than any socket buffer holds.
+            let chunk = Bytes::from(vec![b'b'; 1 << 20]);
+            let frames = futures_util::stream::iter(
+                (0..256).map(move |_| Ok::<_, BoxError>(http_body::Frame::data(chunk.clone()))),
+            );
+            Response::new(http_body_util::StreamBody::new(frames).boxed())
+        }
         "/panic" => panic!("on purpose"),
         _ => Response::builder()
             .status(404)
@@ -476,4 +484,21 @@ fn shutdown_lets_an_in_flight_request_finish() {
     assert!(peer.answer(1).text().ends_with("slow"));
     assert!(peer.is_closed());
     stopper.join().unwrap();
+}
+
+#[test]
+fn a_web_server_that_stops_reading_gets_its_connection_closed_after_the_write_timeout() {
+    let server = Server::start(Builder::new().write_timeout(Duration::from_millis(100)));
+    let mut peer = server.peer();
+    peer.send(&get_request(1, true, "/big"));
+    // Read nothing for twenty times the timeout, then everything there is: the
+    // connection ends without the END_REQUEST of the 256 MiB response.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut peer.stream, &mut got).unwrap();
+    assert!(got.len() < 256 << 20, "{} bytes", got.len());
+    // The server goes on.
+    let mut peer = server.peer();
+    peer.send(&get_request(1, true, "/fast"));
+    assert!(peer.answer(1).text().ends_with("fast"));
 }

@@ -22,6 +22,15 @@ use crate::cgi;
 ///
 /// Under [`towergate::run`](crate::run), a program started as CGI gets its standard input
 /// in this type too, so one service serves both gateways.
+///
+/// ```
+/// use http_body::Body;
+/// use towergate::fastcgi::RequestBody;
+///
+/// let body = RequestBody::empty();
+/// assert!(body.is_end_stream());
+/// assert_eq!(body.size_hint().exact(), Some(0));
+/// ```
 pub struct RequestBody {
     kind: Kind,
 }

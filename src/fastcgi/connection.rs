@@ -2,8 +2,10 @@
 //! as tasks, their output written by one writer task.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::future::poll_fn;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -22,6 +24,7 @@ use super::record::{
 };
 use super::respond;
 use super::{Builder, Role as RequestRole};
+use crate::environ::guess_scheme;
 use crate::error_response::ErrorResponse;
 use crate::panic::{catch_unwind, log};
 use crate::{BoxError, Environ};
@@ -40,6 +43,9 @@ struct Done {
 /// A request between its BEGIN_REQUEST and its END_REQUEST.
 struct Active {
     generation: u64,
+    /// Set by the request's task just before its END_REQUEST goes out: from then on the web
+    /// server may reuse the id (FastCGI §3.3) before the task's end is seen here.
+    ended: Arc<AtomicBool>,
     keep_conn: bool,
     role: Role,
     phase: Phase,
@@ -119,6 +125,7 @@ pub(super) async fn serve<R, W, S, B, E>(
             break;
         }
         tokio::select! {
+            biased;
             Some(done) = conn.tasks.join_next() => {
                 if let Ok(done) = done {
                     conn.finished(done);
@@ -127,7 +134,8 @@ pub(super) async fn serve<R, W, S, B, E>(
             // The writer ends early only when the connection failed.
             _ = &mut write_task => {
                 conn.close_now();
-                break;
+                // Cancelled requests are dropped with the connection.
+                return;
             }
             sent = {
                 let waiting = pending.as_ref().map(|p| (p.tx.clone(), p.deadline));
@@ -158,10 +166,10 @@ pub(super) async fn serve<R, W, S, B, E>(
                     Ok(0) => {
                         if let Err(e) = decoder.decode_eof(&mut buf) {
                             log(format_args!("FastCGI: {e}: closing the connection"));
-                        } else if !conn.requests.is_empty() {
+                        } else if conn.unanswered() > 0 {
                             log(format_args!(
-                                "FastCGI: the web server closed the connection with {} requests in flight",
-                                conn.requests.len()
+                                "FastCGI: the web server closed the connection with {} requests unanswered",
+                                conn.unanswered()
                             ));
                         }
                         conn.close_now();
@@ -254,11 +262,14 @@ where
                 return;
             }
         };
-        if self.requests.contains_key(&id) {
-            log(format_args!(
-                "FastCGI: BEGIN_REQUEST for request {id}, which is in flight: ignored"
-            ));
-            return;
+        if let Some(active) = self.requests.get(&id) {
+            if !active.ended.load(Ordering::Acquire) {
+                log(format_args!(
+                    "FastCGI: BEGIN_REQUEST for request {id}, which is in flight: ignored"
+                ));
+                return;
+            }
+            self.requests.remove(&id);
         }
         let options = &self.options;
         let refusal = if !matches!(begin.role, Role::Responder | Role::Authorizer) {
@@ -294,6 +305,7 @@ where
             id,
             Active {
                 generation: self.generation,
+                ended: Arc::default(),
                 keep_conn: begin.keep_conn,
                 role: begin.role,
                 phase: Phase::Params(ParamsBuffer::new(options.max_params)),
@@ -303,9 +315,7 @@ where
 
     async fn params(&mut self, id: u16, content: Bytes) {
         let Some(active) = self.requests.get_mut(&id) else {
-            log(format_args!(
-                "FastCGI: PARAMS for request {id}, which is not in flight: ignored"
-            ));
+            tracing::debug!(id, "FastCGI: PARAMS for a request not in flight: ignored");
             return;
         };
         let Phase::Params(params) = &mut active.phase else {
@@ -334,19 +344,15 @@ where
         };
         let generation = active.generation;
         let pairs = params.finish();
-        let mut vars = Vec::with_capacity(32);
-        for pair in record::decode_pairs(&pairs) {
-            match pair {
-                Ok(pair) => vars.push(pair),
-                Err(e) => {
-                    log(format_args!("FastCGI: request {id}: {e}"));
-                    let answer = respond::simple(StatusCode::BAD_REQUEST, "Bad Request\n", false);
-                    self.answer(id, generation, answer).await;
-                    return;
-                }
+        let environ = match environ_from_pairs(&pairs) {
+            Ok(environ) => environ,
+            Err(e) => {
+                log(format_args!("FastCGI: request {id}: {e}"));
+                let answer = respond::simple(StatusCode::BAD_REQUEST, "Bad Request\n", false);
+                self.answer(id, generation, answer).await;
+                return;
             }
-        }
-        let environ = Environ::from_vars(vars);
+        };
         self.start(id, environ).await;
     }
 
@@ -357,6 +363,7 @@ where
         };
         let generation = active.generation;
         let role = active.role;
+        let ended = active.ended.clone();
         let head_only = environ.get("REQUEST_METHOD") == Some(b"HEAD");
         environ.set_run_once(false);
         environ.set_multithread(true);
@@ -406,6 +413,7 @@ where
             head_only,
             self.out.clone(),
             state.clone(),
+            ended,
         ));
         let stdin = (length != Some(0)).then_some(tx);
         if let Some(active) = self.requests.get_mut(&id) {
@@ -415,9 +423,7 @@ where
 
     fn stdin(&mut self, id: u16, content: Bytes) -> Option<Pending> {
         let Some(active) = self.requests.get_mut(&id) else {
-            log(format_args!(
-                "FastCGI: STDIN for request {id}, which is not in flight: ignored"
-            ));
+            tracing::debug!(id, "FastCGI: STDIN for a request not in flight: ignored");
             return None;
         };
         let Phase::Running { stdin, state, .. } = &mut active.phase else {
@@ -566,12 +572,52 @@ where
         }
     }
 
+    /// The requests in flight whose END_REQUEST is not written yet.
+    fn unanswered(&self) -> usize {
+        self.requests
+            .values()
+            .filter(|a| !a.ended.load(Ordering::Acquire))
+            .count()
+    }
+
     /// Stops reading and cancels every request.
     fn close_now(&mut self) {
         self.reading = false;
         self.requests.clear();
         self.tasks.abort_all();
     }
+}
+
+/// The environ of a PARAMS stream: a repeated name keeps its first place and its last value,
+/// as [`Environ::from_vars`] has it, in linear time however many pairs the web server sends.
+fn environ_from_pairs(pairs: &Bytes) -> Result<Environ, record::PairsError> {
+    let mut index: HashMap<Bytes, usize> = HashMap::with_capacity(64);
+    let mut vars: Vec<(Bytes, Bytes)> = Vec::with_capacity(64);
+    for pair in record::decode_pairs(pairs) {
+        let (name, value) = pair?;
+        match index.entry(name) {
+            Entry::Occupied(seen) => {
+                if let Some(slot) = vars.get_mut(*seen.get()) {
+                    slot.1 = value;
+                }
+            }
+            Entry::Vacant(new) => {
+                let name = new.key().clone();
+                new.insert(vars.len());
+                vars.push((name, value));
+            }
+        }
+    }
+    let mut environ = Environ::with_capacity(vars.len());
+    for (name, value) in vars {
+        environ.push_unchecked(name, value);
+    }
+    environ.set_url_scheme(if guess_scheme(&environ) == "https" {
+        http::uri::Scheme::HTTPS
+    } else {
+        http::uri::Scheme::HTTP
+    });
+    Ok(environ)
 }
 
 /// Runs one request: the service called, its response written as STDOUT records, then
@@ -586,6 +632,7 @@ async fn run_request<S, B, E>(
     head_only: bool,
     out: mpsc::Sender<Bytes>,
     state: Arc<StdinState>,
+    ended: Arc<AtomicBool>,
 ) -> Done
 where
     S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
@@ -676,6 +723,7 @@ where
         protocol_status: ProtocolStatus::RequestComplete,
     }
     .encode(&mut buf, id);
+    ended.store(true, Ordering::Release);
     let _ = out.send(buf.freeze()).await;
     done
 }
@@ -704,4 +752,23 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         }
     }
     let _ = timeout(deadline, writer.shutdown()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+
+    use super::*;
+
+    #[test]
+    fn a_repeated_param_keeps_its_first_place_and_its_last_value() {
+        let mut buf = BytesMut::new();
+        for (name, value) in [("A", "1"), ("HTTPS", "on"), ("A", "3")] {
+            record::encode_pair(&mut buf, name.as_bytes(), value.as_bytes());
+        }
+        let environ = environ_from_pairs(&buf.freeze()).unwrap();
+        let pairs: Vec<_> = environ.iter().collect();
+        assert_eq!(pairs, [(&b"A"[..], &b"3"[..]), (b"HTTPS", b"on")]);
+        assert_eq!(environ.url_scheme(), &http::uri::Scheme::HTTPS);
+    }
 }

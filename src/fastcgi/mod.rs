@@ -232,6 +232,8 @@
 //! ```text
 //! Listen 127.0.0.1:8080
 //! ServerName localhost
+//! User www-data
+//! Group www-data
 //! LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
 //! LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
 //! LoadModule proxy_module /usr/lib/apache2/modules/mod_proxy.so
@@ -264,6 +266,8 @@
 //! PidFile "/run/apache2/httpd.pid"
 //! FcgidIPCDir "/run/apache2/fcgid"
 //! FcgidProcessTableFile "/run/apache2/fcgid_shm"
+//! # Request bodies up to 1 GiB (the default is 128 KiB):
+//! FcgidMaxRequestLen 1073741824
 //! Alias "/app" "/srv/fcgi-bin/app"
 //! <Directory "/srv/fcgi-bin">
 //!     SetHandler fcgid-script

@@ -203,3 +203,67 @@ fn sniff(first: &[u8]) -> &'static str {
         "application/octet-stream"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http_body_util::{Full, StreamBody};
+
+    use super::*;
+
+    #[test]
+    fn sniffing_tells_html_text_and_octets_apart() {
+        assert_eq!(sniff(b"  <!DOCTYPE html><p>"), "text/html; charset=utf-8");
+        assert_eq!(sniff("héllo\n".as_bytes()), "text/plain; charset=utf-8");
+        assert_eq!(sniff(b"\x00\x01binary"), "application/octet-stream");
+        // A chunk cut inside a character is still text.
+        assert_eq!(sniff(&"é".as_bytes()[..1]), "text/plain; charset=utf-8");
+    }
+
+    #[tokio::test]
+    async fn a_whole_body_gets_its_length_and_a_sniffed_type() {
+        let head = start(Response::new(Full::new(Bytes::from("hi"))), false)
+            .await
+            .unwrap();
+        assert_eq!(head.headers["content-length"], "2");
+        assert_eq!(head.headers["content-type"], "text/plain; charset=utf-8");
+        assert_eq!(head.first.as_deref(), Some(&b"hi"[..]));
+        assert!(head.is_end());
+    }
+
+    #[tokio::test]
+    async fn head_and_204_get_no_body_and_a_stream_no_length() {
+        let head = start(Response::new(Full::new(Bytes::from("hi"))), true)
+            .await
+            .unwrap();
+        assert!(head.first.is_none() && head.is_end());
+        assert!(!head.headers.contains_key(CONTENT_LENGTH));
+
+        let mut response = Response::new(Full::new(Bytes::from("dropped")));
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        let head = start(response, false).await.unwrap();
+        assert!(head.first.is_none() && head.headers.is_empty());
+
+        let frames = futures_util::stream::iter(
+            ["a", "b"].map(|c| Ok::<_, Infallible>(http_body::Frame::data(Bytes::from(c)))),
+        );
+        let mut head = start(Response::new(StreamBody::new(frames)), false)
+            .await
+            .unwrap();
+        assert!(!head.headers.contains_key(CONTENT_LENGTH));
+        assert_eq!(head.next_chunk().await.unwrap().unwrap(), "b");
+        assert!(head.next_chunk().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_body_failing_before_any_output_is_an_error_before_the_head() {
+        let frames =
+            futures_util::stream::iter([Err::<http_body::Frame<Bytes>, BoxError>("broken".into())]);
+        let err = start(Response::new(StreamBody::new(frames)), false)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.to_string(), "broken");
+    }
+}

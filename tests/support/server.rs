@@ -118,10 +118,15 @@ pub fn remove_dir(dir: &Path) {
 /// The `text` block after `marker` in `src/cgi/mod.rs` (the `towergate::cgi` docs), without
 /// the `//! ` prefixes, so that the tests run exactly what the docs tell users to.
 pub fn doc_block(marker: &str) -> String {
-    let source = include_str!("../../src/cgi/mod.rs");
+    doc_block_in(include_str!("../../src/cgi/mod.rs"), marker)
+}
+
+/// The `text` block after `marker` in the module docs `source`, without the `//! `
+/// prefixes.
+pub fn doc_block_in(source: &str, marker: &str) -> String {
     let start = source
         .find(marker)
-        .unwrap_or_else(|| panic!("{marker:?} in src/cgi/mod.rs"));
+        .unwrap_or_else(|| panic!("{marker:?} in the module docs"));
     let block = &source[start..];
     let open = block.find("//! ```text\n").expect("a text block") + "//! ```text\n".len();
     let close = block[open..]
