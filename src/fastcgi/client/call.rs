@@ -466,6 +466,7 @@ where
     record::encode_stream(&mut out, RecordType::Params, id, &params);
     record::encode_end_of_stream(&mut out, RecordType::Params, id);
     let result = send_input(&conn, id, serial, &mut out, &mut input).await;
+    let complete = matches!(result, Ok(true));
     if let Err(error) = result {
         tracing::debug!(
             target: "towergate::fastcgi::client",
@@ -477,7 +478,7 @@ where
             conn.close();
         }
     }
-    conn.stdin_done(id, serial);
+    conn.stdin_done(id, serial, complete);
     input
 }
 
@@ -487,7 +488,7 @@ async fn send_input<B>(
     serial: u64,
     out: &mut BytesMut,
     input: &mut Input<B>,
-) -> Result<(), BoxError>
+) -> Result<bool, BoxError>
 where
     B: Body + Send + 'static,
     B::Data: Send,
@@ -517,7 +518,7 @@ where
                         out.clear();
                     }
                     if conn.ended(id, serial) {
-                        return Ok(());
+                        return Ok(false);
                     }
                     let frame = tokio::select! {
                         frame = std::future::poll_fn(|cx| crate::panic::poll_frame(body.as_mut(), cx)) => frame,
@@ -556,7 +557,7 @@ where
                 conn.write(out).await?;
                 out.clear();
                 if conn.ended(id, serial) {
-                    return Ok(());
+                    return Ok(false);
                 }
             }
         }
@@ -564,7 +565,7 @@ where
     record::encode_end_of_stream(out, RecordType::Stdin, id);
     conn.write(out).await?;
     out.clear();
-    Ok(())
+    Ok(true)
 }
 
 /// The response body: STDOUT records as they arrive, to END_REQUEST (§5.3, §5.5). A body

@@ -283,8 +283,8 @@ struct State {
     answered: bool,
     /// Where the search for a free request id starts (0-based).
     next_id: u16,
-    /// False once a request ended before its STDIN was all sent: the server may still read
-    /// its leftover records, so the connection takes no new request.
+    /// False once a request ended before its STDIN was all sent (the server may still read
+    /// its leftover records), or to free a worker: the connection takes no new request.
     reusable: bool,
     closed: bool,
 }
@@ -379,13 +379,18 @@ impl Conn {
             .is_none_or(|s| s.serial != serial || s.ended)
     }
 
-    /// The request's STDIN was all sent, or its sending stopped.
-    pub(super) fn stdin_done(&self, id: u16, serial: u64) {
+    /// The request's STDIN was all sent (`complete`), or its sending stopped. A request
+    /// that ended with its STDIN cut short leaves the connection unusable: the server may
+    /// still read what was sent of it.
+    pub(super) fn stdin_done(&self, id: u16, serial: u64, complete: bool) {
         let mut state = lock(&self.state);
         if let Some(slot) = state.slots.get_mut(&id).filter(|s| s.serial == serial) {
             slot.stdin_done = true;
             if slot.ended {
                 state.slots.remove(&id);
+                if !complete {
+                    state.reusable = false;
+                }
             }
         }
         self.close_if_spent(state);
@@ -466,10 +471,10 @@ impl Conn {
                     if starving {
                         state.reusable = false;
                     }
+                    // Otherwise the STDIN sender frees the slot when it is done (its last
+                    // write may have returned a moment ago).
                     if stdin_done {
                         state.slots.remove(&id);
-                    } else {
-                        state.reusable = false;
                     }
                     self.close_if_spent(state);
                     events
