@@ -144,7 +144,73 @@ pub(crate) struct Script {
 /// response (the client went away) aborts the request: `FCGI_ABORT_REQUEST` on a
 /// multiplexed connection, closing a connection that carries one request.
 ///
-/// Cloning is cheap; clones share the pool and the request slots.
+/// Cloning is cheap; clones share the pool and the request slots. Use one client (and its
+/// clones) per server: each pool keeps connections of its own.
+///
+/// Against towergate's own FastCGI server (which multiplexes):
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use http_body_util::BodyExt;
+/// use tower::ServiceExt;
+/// use towergate::ext::RequestExt;
+/// use towergate::fastcgi::{self, Client};
+///
+/// let app = tower::service_fn(|request: http::Request<fastcgi::RequestBody>| async move {
+///     let text = format!("{} {}", request.script_name(), request.uri().path());
+///     Ok::<_, std::convert::Infallible>(http::Response::new(text))
+/// });
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// let address = listener.local_addr().unwrap();
+/// let server = tokio::spawn(fastcgi::serve(listener, app));
+///
+/// let client = Client::new(address.into()).script_name("/app");
+/// let request = http::Request::get("/app/hello").body(String::new()).unwrap();
+/// let response = client.clone().oneshot(request).await.unwrap();
+/// assert_eq!(response.status(), 200);
+/// let body = response.into_body().collect().await.unwrap().to_bytes();
+/// assert_eq!(body, "/app /hello");
+/// assert!(client.requests_per_connection().is_some_and(|n| n > 1));
+/// server.abort();
+/// # }
+/// ```
+///
+/// # Deployment with php-fpm
+///
+/// A php-fpm pool of its own, on a Unix socket that the server's user may open
+/// (`listen.owner`), is all it takes:
+///
+/// ```text
+/// ; /etc/php/8.2/fpm/pool.d/site.conf
+/// [site]
+/// user = www-data
+/// group = www-data
+/// listen = /run/php/site.sock
+/// listen.owner = www-data
+/// pm = static
+/// pm.max_children = 8
+/// pm.max_requests = 500
+/// ```
+///
+/// then `towergate serve /srv/www --php unix:/run/php/site.sock` (see
+/// [`PhpFiles`](super::PhpFiles) for the routing), or in a program of your own, a
+/// [`PhpFiles`](super::PhpFiles) (every script of a directory) or a client with a
+/// [`script_filename`](Self::script_filename) (one front controller) as an axum fallback.
+/// The tests run exactly this against Debian's php-fpm (`php-fpm8.2 -F -y CONFIG`) and
+/// `php-cgi -b 127.0.0.1:PORT`.
+///
+/// - php-fpm gives each connection a worker until the connection closes, and does not say
+///   how many workers it has. When a new connection of the pool waits unanswered (every
+///   worker held by a kept-alive connection), a connection whose request ends is closed
+///   instead of kept, so that no request starves; keeping
+///   [`max_requests`](Self::max_requests) at or below `pm.max_children` keeps every
+///   connection alive.
+/// - `pm.max_requests` recycles workers: their connections close, and a request that went
+///   out on one just before is sent again on a fresh connection (tested with
+///   `pm.max_requests = 2`).
+/// - php-fpm reads no body without `CONTENT_LENGTH`: keep
+///   [`spool`](crate::host::ProgramOptions::spool) on (the default).
 ///
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")]
@@ -153,10 +219,11 @@ pub(crate) struct Script {
 /// use tower::ServiceExt;
 /// use towergate::fastcgi::Client;
 ///
-/// // php-fpm listening on its Unix socket; one script for every request.
-/// let php = Client::new("unix:/run/php/php8.2-fpm.sock".parse().unwrap())
-///     .script_filename("/srv/www/app.php")
+/// // One front controller for every request.
+/// let php = Client::new("unix:/run/php/site.sock".parse().unwrap())
+///     .script_filename("/srv/www/index.php")
 ///     .document_root("/srv/www")
+///     .max_requests(8)
 ///     .head_timeout(Duration::from_secs(30));
 /// let request = http::Request::get("/hello?name=x").body(String::new()).unwrap();
 /// let response = php.oneshot(request).await.unwrap();
