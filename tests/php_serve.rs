@@ -8,9 +8,8 @@ mod php;
 mod support;
 #[path = "support/towergate.rs"]
 mod towergate_support;
-#[path = "support/wire.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod wire;
+// `support::wire`, under the name `crate::wire` that `support/towergate.rs` uses.
+use support::wire;
 
 use php::{Listen, PhpFpm};
 use towergate_support::{Towergate, exchange, get};

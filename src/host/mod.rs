@@ -122,6 +122,8 @@ use std::fmt;
 use bytes::Bytes;
 
 pub use body::ResponseBody;
+// For the FastCGI client, which answers with the host's responses.
+#[cfg(feature = "fastcgi")]
 pub(crate) use body::error_response;
 pub use cgi_bin::CgiBin;
 pub use future::ResponseFuture;
