@@ -110,7 +110,7 @@ pub(crate) struct Script {
 /// - **Parameters**: the meta-variables the CGI host gives a program
 ///   ([`CgiProgram`](crate::host::CgiProgram)): built by the same code, so no `HTTP_PROXY`
 ///   (httpoxy), `HTTP_AUTHORIZATION` only with
-///   [`pass_authorization`](Self::pass_authorization), `SCRIPT_NAME`/`PATH_INFO` from
+///   [`pass_authorization`](crate::host::ProgramOptions::pass_authorization) (see [`options`](Self::options)), `SCRIPT_NAME`/`PATH_INFO` from
 ///   [`script_name`](Self::script_name), plus `SCRIPT_FILENAME` and `DOCUMENT_ROOT`, which
 ///   php-fpm needs to find the script ([`script_filename`](Self::script_filename),
 ///   [`document_root`](Self::document_root)), and any [`param`](Self::param).
@@ -137,7 +137,7 @@ pub(crate) struct Script {
 /// | the server cannot be reached, closes the connection before the head, or its output is malformed | 502 |
 /// | no connection within [`connect_timeout`](Self::connect_timeout) or no head within [`head_timeout`](Self::head_timeout) | 504 |
 /// | no request slot ([`max_requests`](Self::max_requests)) within the head timeout; the server answers `FCGI_OVERLOADED` | 503 |
-/// | a body over [`max_body`](Self::max_body) | 413 |
+/// | a body over [`max_body`](crate::host::ProgramOptions::max_body) | 413 |
 ///
 /// After the head, a connection that breaks ends the body with an error, so a server
 /// aborts the response instead of passing a truncated body off as whole. Dropping the
