@@ -55,6 +55,17 @@ enum Input<B> {
 }
 
 impl<B> Input<B> {
+    /// A body streamed as it arrives.
+    fn stream(body: B) -> Self {
+        Input::Chunks {
+            taken: Vec::new(),
+            taken_len: 0,
+            replayable: true,
+            rest: Some(Box::pin(body)),
+            _reservation: None,
+        }
+    }
+
     fn replayable(&self) -> bool {
         match self {
             Input::None | Input::File { .. } => true,
@@ -108,16 +119,7 @@ where
 
     // The body: declared, known, spooled (php-fpm needs CONTENT_LENGTH, RFC 3875 §4.2) or
     // streamed to the end of STDIN.
-    let declared = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let known = match declared {
-        Some(length) => Some((length, false)),
-        None if body.is_end_stream() => Some((0, false)),
-        None => body.size_hint().exact().map(|length| (length, true)),
-    };
+    let known = run::known_length(run::declared_length(&parts.headers), &body);
     let mut content_length = None;
     let mut transfer_encoding = TransferEncoding::AsIs;
     let input = if let Some((length, from_hint)) = known {
@@ -134,23 +136,11 @@ where
         if length == 0 {
             Input::None
         } else {
-            Input::Chunks {
-                taken: Vec::new(),
-                taken_len: 0,
-                replayable: true,
-                rest: Some(Box::pin(body)),
-                _reservation: None,
-            }
+            Input::stream(body)
         }
     } else if !options.spool {
         transfer_encoding = TransferEncoding::Chunked;
-        Input::Chunks {
-            taken: Vec::new(),
-            taken_len: 0,
-            replayable: true,
-            rest: Some(Box::pin(body)),
-            _reservation: None,
-        }
+        Input::stream(body)
     } else {
         let dir = options.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
         let limits = SpoolLimits {
