@@ -368,8 +368,9 @@ fastcgi_section
 # ---------------------------------------------------------------- 6. FastCGI client → php-fpm
 # `towergate serve --php` → php-fpm hello.php against nginx → the same php-fpm pool (4
 # static workers on a Unix socket; nginx with a keep-alive upstream and fastcgi_keep_conn,
-# one worker process), c=16, the two interleaved over PHP_ROUNDS rounds: the median of
-# each, and the spread of the ratio over the rounds.
+# one worker process; towergate with --max-processes 4, the pool's size, as nginx keeps 4
+# connections), c=16, the two interleaved over PHP_ROUNDS rounds: the median of each, and
+# the spread of the ratio over the rounds.
 php_section() {
   local fpm=""
   for candidate in /usr/sbin/php-fpm8.2 "$(command -v php-fpm 2>/dev/null || true)"; do
@@ -431,18 +432,21 @@ http {
   }
 }
 CONF
-  start nginx -c "$dir/nginx.conf"; local npid=$LAST; wait_port "$nport"
+  # Each one's kept-alive connections hold php-fpm workers while it runs, so the two are
+  # never up at the same time: each round starts and stops both, one after the other.
+  local n_all=() t_all=() ratios=() n t npid tpid
   tport=$(free_port)
-  start env RUST_LOG=warn "$REL/towergate" serve "$dir/www" --php "unix:$dir/fpm.sock" \
-    --addr "127.0.0.1:$tport"; local tpid=$LAST; wait_port "$tport"
-
-  local n_all=() t_all=() ratios=() n t
   for _ in $(seq 1 "$rounds"); do
+    start nginx -c "$dir/nginx.conf"; npid=$LAST; wait_port "$nport"
     read -r n _ _ <<<"$(wrk_run "http://127.0.0.1:$nport/hello.php" 16)"
+    stop "$npid"
+    start env RUST_LOG=warn "$REL/towergate" serve "$dir/www" --php "unix:$dir/fpm.sock" \
+      --max-processes 4 --addr "127.0.0.1:$tport"; tpid=$LAST; wait_port "$tport"
     read -r t _ _ <<<"$(wrk_run "http://127.0.0.1:$tport/hello.php" 16)"
+    stop "$tpid"
     n_all+=("$n"); t_all+=("$t"); ratios+=("$(ratio "$t" "$n")")
   done
-  stop "$tpid"; stop "$npid"; stop "$ppid"
+  stop "$ppid"
   median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
   local n_med t_med spread
   n_med=$(median "${n_all[@]}"); t_med=$(median "${t_all[@]}")

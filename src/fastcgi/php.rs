@@ -40,6 +40,41 @@ use crate::panic::log;
 /// does a script path with a segment starting with `.` (dotfiles and dot-directories), and a
 /// script that is not a regular file.
 ///
+/// Requests that never reach the FastCGI server:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use tower::ServiceExt;
+/// use towergate::fastcgi::{Client, PhpFiles};
+///
+/// let dir = std::env::temp_dir().join(format!("towergate-php-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(dir.join("d")).unwrap();
+/// std::fs::write(dir.join("d/index.php"), "<?php echo 'hi';").unwrap();
+/// std::fs::write(dir.join(".env.php"), "<?php echo 'secret';").unwrap();
+///
+/// // Nothing listens there: any request that went to it would get 502.
+/// let site = PhpFiles::new(&dir, Client::new("127.0.0.1:1".parse().unwrap()));
+/// let status = |path: &'static str| {
+///     let site = site.clone();
+///     async move {
+///         let request = http::Request::get(path).body(String::new()).unwrap();
+///         let response = site.oneshot(request).await.unwrap();
+///         (response.status().as_u16(), response.headers().get("location").cloned())
+///     }
+/// };
+/// assert_eq!(status("/d?x=1").await, (308, Some(http::HeaderValue::from_static("/d/?x=1"))));
+/// assert_eq!(status("/.env.php").await.0, 404);
+/// assert_eq!(status("/%2e%2e/etc/passwd.php").await.0, 404);
+/// assert_eq!(status("/missing.php").await.0, 404);
+/// assert_eq!(status("/style.css").await.0, 404); // the default fallback
+/// assert_eq!(status("/d/").await.0, 502); // d/index.php: sent to the (absent) server
+/// std::fs::remove_dir_all(&dir).unwrap();
+/// # }
+/// ```
+///
+/// With php-fpm and static files for the rest:
+///
 /// ```no_run
 /// use towergate::fastcgi::{Client, PhpFiles};
 ///

@@ -72,7 +72,11 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     for (key, value) in &args.env {
         options = options.env(key, value);
     }
-    let app = App::new(&args.dir, options, args.php.clone());
+    let php = args
+        .php
+        .clone()
+        .map(|address| (address, args.max_processes));
+    let app = App::new(&args.dir, options, php);
 
     println!(
         "towergate: serving {}, CGI programs of {} at /cgi-bin/NAME",
@@ -99,10 +103,14 @@ struct Inner {
 }
 
 impl App {
-    fn new(dir: &Path, options: ProgramOptions, php: Option<Address>) -> Self {
+    fn new(dir: &Path, options: ProgramOptions, php: Option<(Address, usize)>) -> Self {
         App(Arc::new_cyclic(|app: &Weak<Inner>| {
             let options = options.local_redirect(LocalRedirect(app.clone()));
-            let php = php.map(|address| Client::new(address).options(options.clone()));
+            let php = php.map(|(address, max)| {
+                Client::new(address)
+                    .options(options.clone())
+                    .max_requests(max)
+            });
             Inner {
                 php: php.map(|client| PhpFiles::new(dir, client).fallback(ServeDir::new(dir))),
                 cgi_bin: CgiBin::new(dir.join("cgi-bin"))
