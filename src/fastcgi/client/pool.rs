@@ -383,12 +383,13 @@ impl Conn {
     /// that ended with its STDIN cut short leaves the connection unusable: the server may
     /// still read what was sent of it.
     pub(super) fn stdin_done(&self, id: u16, serial: u64, complete: bool) {
+        let starving = self.starving();
         let mut state = lock(&self.state);
         if let Some(slot) = state.slots.get_mut(&id).filter(|s| s.serial == serial) {
             slot.stdin_done = true;
             if slot.ended {
                 state.slots.remove(&id);
-                if !complete {
+                if !complete || starving {
                     state.reusable = false;
                 }
             }
@@ -451,12 +452,7 @@ impl Conn {
                     self.close();
                     return;
                 };
-                // A server without multiplexing (php-fpm) gives each connection a worker
-                // of its own until the connection closes: while a new connection of this
-                // pool waits unanswered (in the listen queue, every worker held by a kept
-                // connection), this one is closed rather than kept, which frees a worker.
-                let starving = self.capacity == 1
-                    && self.pool.upgrade().is_some_and(|pool| pool.starving(self));
+                let starving = self.starving();
                 let events = {
                     let mut state = lock(&self.state);
                     state.answered = true;
@@ -510,6 +506,15 @@ impl Conn {
             record::encode_record(&mut abort, RecordType::AbortRequest, id, &[]);
             let _ = conn.write(&abort).await;
         });
+    }
+
+    /// Whether this connection, once its request is done, is to close rather than be kept:
+    /// a server without multiplexing (php-fpm) gives each connection a worker of its own
+    /// until the connection closes, so while a new connection of the pool waits unanswered
+    /// (in the listen queue, every worker held by a kept connection), closing this one
+    /// frees a worker for it.
+    fn starving(&self) -> bool {
+        self.capacity == 1 && self.pool.upgrade().is_some_and(|pool| pool.starving(self))
     }
 
     fn is_idle(&self) -> bool {
