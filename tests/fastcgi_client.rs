@@ -430,3 +430,37 @@ async fn more_concurrent_requests_than_php_fpm_workers_all_get_answers() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_after_the_idle_timeout() {
+    let fpm = PhpFpm::start(Listen::Tcp, 1, 0);
+    let client =
+        client_for(&fpm.address, &fpm.root(), "hello.php").idle_timeout(Duration::from_millis(300));
+    let answer = call(
+        &client,
+        Request::get("/hello.php").body(String::new()).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (200, "Hello, world!")
+    );
+    assert_eq!(client.open_connections(), 1);
+    // Polled, not timed: the connection goes once it has been idle for the timeout.
+    let mut waited = 0;
+    while client.open_connections() > 0 && waited < 100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    assert_eq!(client.open_connections(), 0);
+    // The single php-fpm worker is free again: the next request is answered.
+    let answer = call(
+        &client,
+        Request::get("/hello.php").body(String::new()).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (200, "Hello, world!")
+    );
+}

@@ -562,14 +562,15 @@ async fn drive(conn: Arc<Conn>, mut reader: Reader, idle: Duration) {
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(16 * 1024);
         }
-        let idle_now = conn.is_idle();
+        // Nothing read for `idle` and no request in flight: the connection is closed (one
+        // that has just become idle may go early: the next request opens another).
         tokio::select! {
             read = reader.read_buf(&mut buf) => match read {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             },
             _ = closed.wait_for(|c| *c) => break,
-            () = tokio::time::sleep(idle), if idle_now => {
+            () = tokio::time::sleep(idle) => {
                 if conn.is_idle() {
                     break;
                 }
