@@ -7,6 +7,8 @@
 //!                 [--header-timeout SECS] [--idle-timeout SECS] [--max-connections N]
 //!                 [--grace SECS]
 //! towergate call PROGRAM [PATH] [-X METHOD] [-d DATA] [-H 'K: V']...
+//! towergate wsgi MODULE:APP [--addr HOST:PORT] [--python-path DIR]... [--threads N]
+//!                [--mount PREFIX] [--static PREFIX=DIR]...      (with the `python` feature)
 //! ```
 //!
 //! Unix only: it runs CGI programs as Unix processes (process groups, signals). Elsewhere the
@@ -24,6 +26,8 @@ mod call;
 #[cfg(unix)]
 mod serve;
 mod server;
+#[cfg(feature = "python")]
+mod wsgi;
 
 /// Serve static files and CGI programs, or run one CGI program once.
 #[derive(Debug, Parser)]
@@ -50,6 +54,9 @@ enum Command {
     Serve(ServeArgs),
     /// Run a CGI program once with a synthesized request and print the HTTP response.
     Call(CallArgs),
+    /// Serve a Python WSGI app (Flask, Django, ...) over HTTP/1.1 and HTTP/2.
+    #[cfg(feature = "python")]
+    Wsgi(wsgi::WsgiArgs),
 }
 
 /// `towergate serve`.
@@ -155,5 +162,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::main(args),
         Command::Call(args) => call::main(args),
+        #[cfg(feature = "python")]
+        Command::Wsgi(args) => wsgi::main(args),
     }
 }
