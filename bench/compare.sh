@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-# The `python` feature (built by --all-features) embeds this interpreter (section 6).
+# The `python` feature (built by --all-features) embeds this interpreter (section 7).
 export PYO3_PYTHON=${PYO3_PYTHON:-/usr/bin/python3}
 
 QUICK=${QUICK:-}
@@ -388,7 +388,99 @@ CONF
   fi
 }
 fastcgi_section
-# ---------------------------------------------------------------- 6. WSGI apps, c=64
+
+# ---------------------------------------------------------------- 6. FastCGI client → php-fpm
+# `towergate serve --php` → php-fpm hello.php against nginx → the same php-fpm pool (4
+# static workers on a Unix socket; nginx with a keep-alive upstream and fastcgi_keep_conn,
+# one worker process; towergate with --max-processes 4, the pool's size, as nginx keeps 4
+# connections), c=16, the two interleaved over PHP_ROUNDS rounds: the median of each, and
+# the spread of the ratio over the rounds.
+php_section() {
+  local fpm=""
+  for candidate in /usr/sbin/php-fpm8.2 "$(command -v php-fpm 2>/dev/null || true)"; do
+    [ -n "$candidate" ] && [ -x "$candidate" ] && { fpm=$candidate; break; }
+  done
+  if [ -z "$fpm" ]; then
+    local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq php-fpm >/dev/null
+    fpm=$(ls /usr/sbin/php-fpm* 2>/dev/null | head -n 1)
+  fi
+  local rounds=${PHP_ROUNDS:-$([ -n "$QUICK" ] && echo 2 || echo 3)}
+  log "PHP: towergate serve --php and nginx → php-fpm hello.php, c=16, $rounds interleaved rounds"
+  local dir="$WORK/php" root_flag="" pool_user=""
+  mkdir -p "$dir/www"
+  printf '<?php echo "Hello, world!";\n' >"$dir/www/hello.php"
+  if [ "$(id -u)" = 0 ]; then root_flag=-R; pool_user=$'user = root\ngroup = root'; fi
+  cat >"$dir/fpm.conf" <<CONF
+[global]
+error_log = $dir/fpm.log
+pid = $dir/fpm.pid
+daemonize = no
+[bench]
+$pool_user
+listen = $dir/fpm.sock
+pm = static
+pm.max_children = 4
+clear_env = yes
+CONF
+  start "$fpm" -F $root_flag -y "$dir/fpm.conf"; local ppid=$LAST
+  for _ in $(seq 1 100); do [ -S "$dir/fpm.sock" ] && break; sleep 0.05; done
+
+  local nport tport
+  nport=$(free_port)
+  cat >"$dir/nginx.conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/nginx.err;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $dir/nginx-body;
+  fastcgi_temp_path $dir/nginx-fastcgi;
+  proxy_temp_path $dir/nginx-proxy;
+  uwsgi_temp_path $dir/nginx-uwsgi;
+  scgi_temp_path $dir/nginx-scgi;
+  keepalive_requests 100000;
+  upstream php { server unix:$dir/fpm.sock; keepalive 4; }
+  server {
+    listen 127.0.0.1:$nport;
+    root $dir/www;
+    location ~ \.php\$ {
+      include /etc/nginx/fastcgi_params;
+      fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
+      fastcgi_keep_conn on;
+      fastcgi_pass php;
+    }
+  }
+}
+CONF
+  # Each one's kept-alive connections hold php-fpm workers while it runs, so the two are
+  # never up at the same time: each round starts and stops both, one after the other.
+  local n_all=() t_all=() ratios=() n t npid tpid
+  tport=$(free_port)
+  for _ in $(seq 1 "$rounds"); do
+    start nginx -c "$dir/nginx.conf"; npid=$LAST; wait_port "$nport"
+    read -r n _ _ <<<"$(wrk_run "http://127.0.0.1:$nport/hello.php" 16)"
+    stop "$npid"
+    start env RUST_LOG=warn "$REL/towergate" serve "$dir/www" --php "unix:$dir/fpm.sock" \
+      --max-processes 4 --addr "127.0.0.1:$tport"; tpid=$LAST; wait_port "$tport"
+    read -r t _ _ <<<"$(wrk_run "http://127.0.0.1:$tport/hello.php" 16)"
+    stop "$tpid"
+    n_all+=("$n"); t_all+=("$t"); ratios+=("$(ratio "$t" "$n")")
+  done
+  stop "$ppid"
+  median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+  local n_med t_med spread
+  n_med=$(median "${n_all[@]}"); t_med=$(median "${t_all[@]}")
+  spread=$(printf '%s\n' "${ratios[@]}" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo "–" hi }')
+  row "PHP: nginx → php-fpm hello.php (4 workers, keep-alive upstream), c=16 | ${n_med} req/s (median of $rounds) | 1.00 | —"
+  row "PHP: towergate serve --php → the same php-fpm pool, c=16 | ${t_med} req/s (median of $rounds; per-round ratio ${spread}) | $(ratio "$t_med" "$n_med") | ≥ 1.00"
+}
+php_section
+
+# ---------------------------------------------------------------- 7. WSGI apps, c=64
 # towergate wsgi against Granian (`--interface wsgi`, one worker, the same number of Python
 # threads) and gunicorn (sync, a worker per core), on a plain WSGI hello and a Flask hello;
 # then 1 GiB up through wsgi.input and 1 GiB down from a generator, with the server's peak

@@ -12,6 +12,9 @@ command -v fcgiwrap >/dev/null 2>&1 || [ -x /usr/sbin/fcgiwrap ] || need_apt+=(f
 [ -x /usr/sbin/apache2 ] || need_apt+=(apache2)
 command -v perl >/dev/null 2>&1 || need_apt+=(perl)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+# The FastCGI client's tests: Debian's php-fpm (php-fpm8.2) and php-cgi.
+[ -x /usr/sbin/php-fpm8.2 ] || command -v php-fpm >/dev/null 2>&1 || need_apt+=(php-fpm)
+command -v php-cgi >/dev/null 2>&1 || need_apt+=(php-cgi)
 # The FastCGI application tests: spawn-fcgi, and Apache's mod_fcgid (mod_proxy_fcgi comes
 # with apache2).
 command -v spawn-fcgi >/dev/null 2>&1 || need_apt+=(spawn-fcgi)

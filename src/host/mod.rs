@@ -144,14 +144,14 @@
 mod body;
 mod cgi_bin;
 mod future;
-mod head;
+pub(crate) mod head;
 mod options;
 mod process;
 mod program;
-mod redirect;
-mod run;
+pub(crate) mod redirect;
+pub(crate) mod run;
 mod shutdown;
-mod spool;
+pub(crate) mod spool;
 
 #[cfg(feature = "unstable-bench")]
 pub mod bench;
@@ -161,6 +161,9 @@ use std::fmt;
 use bytes::Bytes;
 
 pub use body::ResponseBody;
+// For the FastCGI client, which answers with the host's responses.
+#[cfg(feature = "fastcgi")]
+pub(crate) use body::error_response;
 pub use cgi_bin::CgiBin;
 pub use future::ResponseFuture;
 pub use options::{ProgramOptions, Stderr};
@@ -170,7 +173,7 @@ pub use shutdown::ShutdownHandle;
 /// Puts a program's reason phrase in a response's extensions: as [`ReasonPhrase`], and,
 /// with the `hyper` feature, as `hyper::ext::ReasonPhrase`, which hyper's HTTP/1 server
 /// writes on the status line.
-fn insert_reason(extensions: &mut http::Extensions, reason: ReasonPhrase) {
+pub(crate) fn insert_reason(extensions: &mut http::Extensions, reason: ReasonPhrase) {
     #[cfg(feature = "hyper")]
     if let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(reason.0.clone()) {
         extensions.insert(phrase);
@@ -188,7 +191,7 @@ fn insert_reason(extensions: &mut http::Extensions, reason: ReasonPhrase) {
 /// `hyper::ext::ReasonPhrase` extension: with towergate's `hyper` feature the host inserts
 /// that one too, so nothing is left to convert.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ReasonPhrase(Bytes);
+pub struct ReasonPhrase(pub(crate) Bytes);
 
 impl ReasonPhrase {
     /// The phrase's bytes.

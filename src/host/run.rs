@@ -174,20 +174,10 @@ where
 
     // The body: declared, known, spooled or streamed (RFC 3875 §4.2). Nothing else starts
     // before its first bytes are here.
-    let declared = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(&parts.headers);
     let mut content_length = None;
     let mut chunked_stream = false;
-    // A declared length is in the environ already; a length known from the body's size hint
-    // (an HTTP/2 body whose frames add up) is passed on as CONTENT_LENGTH.
-    let known = match declared {
-        Some(length) => Some((length, false)),
-        None if body.is_end_stream() => Some((0, false)),
-        None => body.size_hint().exact().map(|length| (length, true)),
-    };
+    let known = known_length(declared, &body);
     let body = Box::pin(body);
     let input = if let Some((length, from_hint)) = known {
         if length > options.max_body {
@@ -509,6 +499,26 @@ fn check_environ(
     Ok(())
 }
 
+/// The request's valid `Content-Length`.
+pub(crate) fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// The request body's length before any of it is read (RFC 3875 §4.2): the `declared`
+/// one (`false`: the environ has it already), 0 for a body that has ended, or an exact size
+/// hint (an HTTP/2 body whose frames add up; `true`: to pass on as `CONTENT_LENGTH`).
+/// `None`: unknown, to spool or stream.
+pub(crate) fn known_length(declared: Option<u64>, body: &impl Body) -> Option<(u64, bool)> {
+    match declared {
+        Some(length) => Some((length, false)),
+        None if body.is_end_stream() => Some((0, false)),
+        None => body.size_hint().exact().map(|length| (length, true)),
+    }
+}
+
 /// What becomes of `HTTP_TRANSFER_ENCODING` for the body the program gets.
 #[derive(Clone, Copy)]
 pub(crate) enum TransferEncoding {
@@ -600,7 +610,7 @@ async fn read_head(
 
 /// Serves a local redirect (RFC 3875 §6.2.2): a `GET` of `location` through the configured
 /// service, or `home`, under the same deadline.
-async fn local_redirect(
+pub(crate) async fn local_redirect(
     parts: http::request::Parts,
     location: Bytes,
     options: &ProgramOptions,

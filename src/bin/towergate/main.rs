@@ -98,6 +98,13 @@ struct ServeArgs {
     /// Pass the Authorization header to programs as HTTP_AUTHORIZATION (RFC 3875 §9.2).
     #[arg(long)]
     pass_authorization: bool,
+    /// Send requests for *.php files under DIR to the FastCGI server at ADDR (php-fpm):
+    /// HOST:PORT or unix:PATH. /d/ runs /d/index.php when present, PATH_INFO follows
+    /// .php/, dotfiles and paths outside DIR get 404 (Caddy's php_fastcgi rules).
+    /// --max-processes bounds the PHP requests in flight too: set it to php-fpm's
+    /// pm.max_children.
+    #[arg(long, value_name = "ADDR")]
+    php: Option<towergate::fastcgi::Address>,
     #[command(flatten, next_help_heading = "Server")]
     server: server::ServerArgs,
 }

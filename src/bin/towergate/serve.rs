@@ -15,6 +15,7 @@ use http::{Request, Response, StatusCode};
 use tower_http::services::ServeDir;
 use tower_service::Service;
 use towergate::BoxError;
+use towergate::fastcgi::{Address, Client, PhpFiles};
 use towergate::host::{CgiBin, ProgramOptions};
 
 use crate::ServeArgs;
@@ -75,7 +76,11 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         options = options.env(key, value);
     }
     let programs = options.shutdown_handle();
-    let app = App::new(&args.dir, options);
+    let php = args
+        .php
+        .clone()
+        .map(|address| (address, args.max_processes));
+    let app = App::new(&args.dir, options, php);
 
     println!(
         "towergate: serving {}, CGI programs of {} at /cgi-bin/NAME",
@@ -102,13 +107,21 @@ struct App(Arc<Inner>);
 struct Inner {
     cgi_bin: CgiBin,
     files: ServeDir,
+    /// `--php ADDR`: `*.php` files through that FastCGI server, static files for the rest.
+    php: Option<PhpFiles<ServeDir>>,
 }
 
 impl App {
-    fn new(dir: &Path, options: ProgramOptions) -> Self {
+    fn new(dir: &Path, options: ProgramOptions, php: Option<(Address, usize)>) -> Self {
         App(Arc::new_cyclic(|app: &Weak<Inner>| {
             let options = options.local_redirect(LocalRedirect(app.clone()));
+            let php = php.map(|(address, max)| {
+                Client::new(address)
+                    .options(options.clone())
+                    .max_requests(max)
+            });
             Inner {
+                php: php.map(|client| PhpFiles::new(dir, client).fallback(ServeDir::new(dir))),
                 cgi_bin: CgiBin::new(dir.join("cgi-bin"))
                     .mount("/cgi-bin")
                     .options(options),
@@ -142,6 +155,10 @@ where
         }
         if let Some(refused) = refuse_static(path) {
             return Box::pin(async move { Ok(text_response(refused)) });
+        }
+        if let Some(php) = &self.0.php {
+            let response = php.clone().call(request);
+            return Box::pin(async move { Ok(response.await?.map(Body::new)) });
         }
         let mut files = self.0.files.clone();
         let response = files.call(request);
