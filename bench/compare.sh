@@ -13,6 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# The `python` feature (built by --all-features) embeds this interpreter (section 5).
+export PYO3_PYTHON=${PYO3_PYTHON:-/usr/bin/python3}
 
 QUICK=${QUICK:-}
 RUNS=${RUNS:-$([ -n "$QUICK" ] && echo 200 || echo 1000)}
@@ -388,6 +390,205 @@ CONF
   fi
 }
 fastcgi_section
+
+# ---------------------------------------------------------------- 6. FastCGI client → php-fpm
+# `towergate serve --php` → php-fpm hello.php against nginx → the same php-fpm pool (4
+# static workers on a Unix socket; nginx with a keep-alive upstream and fastcgi_keep_conn,
+# one worker process; towergate with --max-processes 4, the pool's size, as nginx keeps 4
+# connections), c=16, the two interleaved over PHP_ROUNDS rounds: the median of each, and
+# the spread of the ratio over the rounds.
+php_section() {
+  local fpm=""
+  for candidate in /usr/sbin/php-fpm8.2 "$(command -v php-fpm 2>/dev/null || true)"; do
+    [ -n "$candidate" ] && [ -x "$candidate" ] && { fpm=$candidate; break; }
+  done
+  if [ -z "$fpm" ]; then
+    local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq php-fpm >/dev/null
+    fpm=$(ls /usr/sbin/php-fpm* 2>/dev/null | head -n 1)
+  fi
+  local rounds=${PHP_ROUNDS:-$([ -n "$QUICK" ] && echo 2 || echo 3)}
+  log "PHP: towergate serve --php and nginx → php-fpm hello.php, c=16, $rounds interleaved rounds"
+  local dir="$WORK/php" root_flag="" pool_user=""
+  mkdir -p "$dir/www"
+  printf '<?php echo "Hello, world!";\n' >"$dir/www/hello.php"
+  if [ "$(id -u)" = 0 ]; then root_flag=-R; pool_user=$'user = root\ngroup = root'; fi
+  cat >"$dir/fpm.conf" <<CONF
+[global]
+error_log = $dir/fpm.log
+pid = $dir/fpm.pid
+daemonize = no
+[bench]
+$pool_user
+listen = $dir/fpm.sock
+pm = static
+pm.max_children = 4
+clear_env = yes
+CONF
+  start "$fpm" -F $root_flag -y "$dir/fpm.conf"; local ppid=$LAST
+  for _ in $(seq 1 100); do [ -S "$dir/fpm.sock" ] && break; sleep 0.05; done
+
+  local nport tport
+  nport=$(free_port)
+  cat >"$dir/nginx.conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/nginx.err;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $dir/nginx-body;
+  fastcgi_temp_path $dir/nginx-fastcgi;
+  proxy_temp_path $dir/nginx-proxy;
+  uwsgi_temp_path $dir/nginx-uwsgi;
+  scgi_temp_path $dir/nginx-scgi;
+  keepalive_requests 100000;
+  upstream php { server unix:$dir/fpm.sock; keepalive 4; }
+  server {
+    listen 127.0.0.1:$nport;
+    root $dir/www;
+    location ~ \.php\$ {
+      include /etc/nginx/fastcgi_params;
+      fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
+      fastcgi_keep_conn on;
+      fastcgi_pass php;
+    }
+  }
+}
+CONF
+  # Each one's kept-alive connections hold php-fpm workers while it runs, so the two are
+  # never up at the same time: each round starts and stops both, one after the other.
+  local n_all=() t_all=() ratios=() n t npid tpid
+  tport=$(free_port)
+  for _ in $(seq 1 "$rounds"); do
+    start nginx -c "$dir/nginx.conf"; npid=$LAST; wait_port "$nport"
+    read -r n _ _ <<<"$(wrk_run "http://127.0.0.1:$nport/hello.php" 16)"
+    stop "$npid"
+    start env RUST_LOG=warn "$REL/towergate" serve "$dir/www" --php "unix:$dir/fpm.sock" \
+      --max-processes 4 --addr "127.0.0.1:$tport"; tpid=$LAST; wait_port "$tport"
+    read -r t _ _ <<<"$(wrk_run "http://127.0.0.1:$tport/hello.php" 16)"
+    stop "$tpid"
+    n_all+=("$n"); t_all+=("$t"); ratios+=("$(ratio "$t" "$n")")
+  done
+  stop "$ppid"
+  median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+  local n_med t_med spread
+  n_med=$(median "${n_all[@]}"); t_med=$(median "${t_all[@]}")
+  spread=$(printf '%s\n' "${ratios[@]}" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo "–" hi }')
+  row "PHP: nginx → php-fpm hello.php (4 workers, keep-alive upstream), c=16 | ${n_med} req/s (median of $rounds) | 1.00 | —"
+  row "PHP: towergate serve --php → the same php-fpm pool, c=16 | ${t_med} req/s (median of $rounds; per-round ratio ${spread}) | $(ratio "$t_med" "$n_med") | ≥ 1.00"
+}
+php_section
+
+# ---------------------------------------------------------------- 7. WSGI apps, c=64
+# towergate wsgi against Granian (`--interface wsgi`, one worker, the same number of Python
+# threads) and gunicorn (sync, a worker per core), on a plain WSGI hello and a Flask hello;
+# then 1 GiB up through wsgi.input and 1 GiB down from a generator, with the server's peak
+# RSS. Flask, Granian and gunicorn come from PyPI into a virtualenv of the interpreter
+# towergate embeds. Rounds interleave the three servers; the median round is reported,
+# with the spread of the rounds.
+WSGI_THREADS=${WSGI_THREADS:-8}
+WSGI_ROUNDS=${WSGI_ROUNDS:-$([ -n "$QUICK" ] && echo 1 || echo 3)}
+log "WSGI: virtualenv with Flask, Granian, gunicorn"
+"$PYO3_PYTHON" -m venv "$WORK/wsgi-venv"
+"$WORK/wsgi-venv/bin/pip" install -q --disable-pip-version-check flask granian gunicorn
+WSGI_BIN="$WORK/wsgi-venv/bin"
+mkdir -p "$WORK/wsgi"
+# Two modules: the plain apps must not pay for Flask's import in the RSS figures.
+cat >"$WORK/wsgi/bench_flask.py" <<'PY'
+from flask import Flask
+
+app = Flask(__name__)
+
+@app.get("/")
+def hello():
+    return "Hello, world!"
+PY
+cat >"$WORK/wsgi/bench_apps.py" <<'PY'
+def hello(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "13")])
+    return [b"Hello, world!"]
+
+def upload(environ, start_response):
+    stream, size = environ["wsgi.input"], 0
+    while True:
+        block = stream.read(65536)
+        if not block:
+            break
+        size += len(block)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(size).encode()]
+
+def download(environ, start_response):
+    block, n = b"x" * 65536, int(environ.get("QUERY_STRING") or "0") // 65536
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return (block for _ in range(n))
+PY
+
+# wsgi_server NAME MODULE:APP PORT: starts one server for the app on PORT (sets LAST).
+wsgi_server() {
+  case $1 in
+    towergate) start env -i PATH="$PATH" VIRTUAL_ENV="$WORK/wsgi-venv" RUST_LOG=warn \
+      "$REL/towergate" wsgi "$2" --python-path "$WORK/wsgi" \
+      --threads "$WSGI_THREADS" --addr "127.0.0.1:$3" ;;
+    granian) start env -i PATH="$PATH" PYTHONPATH="$WORK/wsgi" "$WSGI_BIN/granian" \
+      --interface wsgi --workers 1 --blocking-threads "$WSGI_THREADS" --log-level warning \
+      --host 127.0.0.1 --port "$3" "$2" ;;
+    gunicorn) start env -i PATH="$PATH" "$WSGI_BIN/gunicorn" --chdir "$WORK/wsgi" -k sync \
+      -w "$(nproc)" -b "127.0.0.1:$3" --log-level warning "$2" ;;
+  esac
+  wait_port "$3"
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+spread() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (lo > 0) printf "±%.0f%%", 50 * (hi - lo) / lo; else print "n/a" }'; }
+
+for app in hello flask; do
+  target=$([ "$app" = hello ] && echo bench_apps:hello || echo bench_flask:app)
+  log "WSGI $app hello, wrk c=64 for ${WRK_SECS}s, $WSGI_ROUNDS rounds"
+  declare -A rps=() p99=() med=() spr=() p99m=()
+  for _ in $(seq 1 "$WSGI_ROUNDS"); do
+    for server in towergate granian gunicorn; do
+      port=$(free_port); wsgi_server "$server" "$target" "$port"; pid=$LAST
+      curl -sf -o /dev/null "http://127.0.0.1:$port/" || log "$server $app: the warm-up request failed"
+      read -r r _ q <<<"$(wrk_run "http://127.0.0.1:$port/" 64)"
+      stop "$pid"
+      rps[$server]+="$r "; p99[$server]+="$q "
+    done
+  done
+  for server in towergate granian gunicorn; do
+    med[$server]=$(tr ' ' '\n' <<<"${rps[$server]}" | grep . | median)
+    spr[$server]=$(tr ' ' '\n' <<<"${rps[$server]}" | grep . | spread)
+    p99m[$server]=$(tr ' ' '\n' <<<"${p99[$server]}" | grep . | median)
+  done
+  goal=$([ "$app" = hello ] && echo "≥ 1.0× Granian, ≥ 3× gunicorn" || echo "≥ 1.0× Granian")
+  row "WSGI $app, Granian --interface wsgi, $WSGI_THREADS threads (anchor) | ${med[granian]} req/s ${spr[granian]}, p99 ${p99m[granian]} ms | 1.00 | —"
+  row "WSGI $app, gunicorn sync, $(nproc) workers | ${med[gunicorn]} req/s ${spr[gunicorn]}, p99 ${p99m[gunicorn]} ms | $(ratio "${med[gunicorn]}" "${med[granian]}") | —"
+  row "WSGI $app, towergate wsgi, $WSGI_THREADS threads | ${med[towergate]} req/s ${spr[towergate]}, p99 ${p99m[towergate]} ms | $(ratio "${med[towergate]}" "${med[granian]}") (× gunicorn $(ratio "${med[towergate]}" "${med[gunicorn]}")) | $goal"
+done
+
+log "WSGI: 1 GiB up through wsgi.input, 1 GiB down from a generator"
+[ -f "$WORK/big.bin" ] || truncate -s "$BIG" "$WORK/big.bin"
+port=$(free_port); wsgi_server towergate bench_apps:upload "$port"; pid=$LAST
+start_ns=$(date +%s%N)
+got=$(curl -s -T "$WORK/big.bin" -H "Content-Type: application/octet-stream" -X POST "http://127.0.0.1:$port/")
+end_ns=$(date +%s%N)
+[ "$got" = "$BIG" ] || log "the upload app read $got bytes, expected $BIG"
+up_rss=$(( $(awk '/VmHWM/ {print $2}' "/proc/$pid/status") / 1024 ))
+up_gibs=$(awk -v g="$gib" -v n=$((end_ns - start_ns)) 'BEGIN { printf "%.2f", g / (n / 1e9) }')
+stop "$pid"
+port=$(free_port); wsgi_server towergate bench_apps:download "$port"; pid=$LAST
+start_ns=$(date +%s%N)
+got=$(curl -s -o /dev/null -w '%{size_download}' "http://127.0.0.1:$port/?$BIG")
+end_ns=$(date +%s%N)
+[ "$got" = "$BIG" ] || log "the download returned $got bytes, expected $BIG"
+down_rss=$(( $(awk '/VmHWM/ {print $2}' "/proc/$pid/status") / 1024 ))
+down_gibs=$(awk -v g="$gib" -v n=$((end_ns - start_ns)) 'BEGIN { printf "%.2f", g / (n / 1e9) }')
+stop "$pid"
+row "1 GiB POST read through wsgi.input in 64 KiB blocks, towergate wsgi | ${up_gibs} GiB/s, server peak RSS ${up_rss} MiB | — | ≤ 30 MiB"
+row "1 GiB GET from a Python generator of 64 KiB blocks, towergate wsgi | ${down_gibs} GiB/s, server peak RSS ${down_rss} MiB | — | ≤ 30 MiB"
 
 # ---------------------------------------------------------------- table
 echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(rustc --version)."

@@ -25,7 +25,7 @@ use hyper_util::service::TowerToHyperService;
 use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
-use towergate::host::{CgiBin, CgiProgram, ReasonPhrase};
+use towergate::host::{CgiBin, ProgramOptions};
 use towergate::layer::ConnectInfoLayer;
 use towergate::service::AppService;
 
@@ -35,7 +35,7 @@ fn app() -> Router {
     let cgi_bin = CgiBin::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cgi-bin"))
         .mount("/cgi-bin")
         .options(
-            CgiProgram::default()
+            ProgramOptions::new()
                 .timeout(Duration::from_secs(20))
                 .max_processes(32),
         );
@@ -51,18 +51,6 @@ fn app() -> Router {
             Duration::from_secs(30),
         ))
         .layer(TraceLayer::new_for_http())
-}
-
-/// Sends a CGI program's own reason phrase (`Status: 299 Fine Thanks`).
-fn reason_phrase(
-    mut response: http::Response<axum::body::Body>,
-) -> http::Response<axum::body::Body> {
-    if let Some(reason) = response.extensions_mut().remove::<ReasonPhrase>() {
-        if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes()) {
-            response.extensions_mut().insert(reason);
-        }
-    }
-    response
 }
 
 async fn index() -> &'static str {
@@ -94,9 +82,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             accepted = listener.accept() => accepted?,
             _ = tokio::signal::ctrl_c() => break,
         };
+        // A CGI program's own reason phrase (`Status: 299 Fine Thanks`) reaches the wire: the
+        // host puts it in hyper's extension itself (feature `hyper`).
         let service = ServiceBuilder::new()
             .layer(ConnectInfoLayer::new(remote, Some(local)))
-            .map_response(reason_phrase)
             .service(app.clone());
         tokio::spawn(async move {
             let builder = auto::Builder::new(TokioExecutor::new());

@@ -107,6 +107,8 @@ pub mod lint;
 )]
 mod panic;
 mod percent;
+#[cfg(feature = "python")]
+pub mod python;
 // The handler family (feature `gateway`) uses the whole engine; the CGI program alone, part.
 #[cfg(feature = "cgi")]
 #[cfg_attr(not(feature = "gateway"), allow(dead_code, unreachable_pub))]

@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use towergate::ext::ConnectInfo;
-use towergate::host::{CgiBin, CgiProgram, ReasonPhrase};
+use towergate::host::{CgiBin, ProgramOptions, ReasonPhrase};
 
 const SHOW: &str = "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n%s|%s|%s' \"$SCRIPT_NAME\" \"$PATH_INFO\" \"$QUERY_STRING\"\n";
 
@@ -127,7 +127,7 @@ async fn template_options_apply_to_every_program() {
     );
     dir.script("sleepy", "#!/bin/sh\nexec sleep 30\n");
     let bin = bin(&dir).options(
-        CgiProgram::default()
+        ProgramOptions::new()
             .env("GREETING", "hi")
             .timeout(Duration::from_millis(500))
             .grace(Duration::from_millis(100)),
@@ -185,7 +185,7 @@ async fn load_run_through_a_real_server_has_no_errors() {
         "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n'\ncat\n",
     );
     let bin = bin(&dir).options(
-        CgiProgram::default()
+        ProgramOptions::new()
             .max_processes(16)
             .timeout(Duration::from_secs(30)),
     );

@@ -287,6 +287,11 @@ mod listener;
 #[allow(dead_code)]
 pub(crate) mod record;
 mod respond;
+// The client side (fcgi-client): it reads responses with the CGI host's parser.
+#[cfg(feature = "host")]
+mod client;
+#[cfg(feature = "host")]
+mod php;
 
 use std::future::Future;
 use std::io::Write;
@@ -301,7 +306,11 @@ use tokio::task::JoinSet;
 use tower_service::Service;
 
 pub use body::{BodyError, RequestBody};
+#[cfg(feature = "host")]
+pub use client::{Address, AddressError, Client};
 pub use listener::Listener;
+#[cfg(feature = "host")]
+pub use php::{NotFound, PhpFiles};
 
 use crate::BoxError;
 use crate::error_response::{DefaultErrorResponse, ErrorResponse};

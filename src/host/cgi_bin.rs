@@ -9,14 +9,18 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, Uri};
 use http_body::Body;
 use tower_service::Service;
 
+use super::body::error_response;
 use super::future::ResponseFuture;
-use super::run::{Dispatch, Target, error_response, run};
-use super::{CgiProgram, ResponseBody};
+use super::options::ProgramOptions;
+use super::redirect::Redirect;
+use super::run::{Target, run};
+use super::{ResponseBody, ShutdownHandle};
 use crate::BoxError;
+use crate::panic::log;
 
 /// A cgi-bin directory: `MOUNT/NAME/REST` runs the executable `DIR/NAME` with `SCRIPT_NAME`
 /// `MOUNT/NAME` and `PATH_INFO` `/REST` (percent-decoded, RFC 3875 §4.1.5, §4.1.13).
@@ -24,17 +28,23 @@ use crate::BoxError;
 /// `NAME` is the first path segment below the mount point. It never escapes the directory
 /// (RFC 3875 §9.8): a segment that is empty, starts with `.` (so `.`, `..` and hidden files),
 /// or holds an encoded `/` or `\` (`%2F`, `%5C`) gets 404, as does a name that is not a
-/// regular file; a file without an execute bit gets 403. Directories are never listed. A
-/// name starting with `nph-` runs as an NPH program (RFC 3875 §5, Apache's convention).
+/// regular file; a file without an execute bit gets 403. A name that is a symbolic link to
+/// a file outside the directory gets 403 unless [`follow_symlinks`](Self::follow_symlinks)
+/// allows it (Apache's `FollowSymLinks`); links that stay inside are followed. Directories
+/// are never listed. A name starting with `nph-` runs as an NPH program (RFC 3875 §5,
+/// Apache's convention), and only such a name.
 ///
-/// Every program runs with the options of a template [`CgiProgram`] (its path and script
-/// name aside), set with [`options`](Self::options); its working directory is `DIR` unless
-/// the template sets one. A local redirect is served by this service (or the template's
-/// [`local_redirect`](CgiProgram::local_redirect) service), so a program can redirect to
-/// its neighbours.
+/// Every program runs with the same [`ProgramOptions`], set with
+/// [`options`](Self::options); its working directory is `DIR` unless the options set one.
+/// A local redirect is served by this service (or the options'
+/// [`local_redirect`](ProgramOptions::local_redirect) service), so a program can redirect
+/// to its neighbours.
 ///
-/// In axum, mount it with `route_service("/cgi-bin/{*program}", bin)`, which keeps the full
-/// path, rather than `nest_service`, which strips the prefix that `mount` expects.
+/// In axum it works under `route_service("/cgi-bin/{*program}", bin)`, which keeps the full
+/// path, and under `nest_service("/cgi-bin", bin)`, which strips the prefix: a path outside
+/// the mount point is taken as one whose mount point was stripped (so, nested, a program
+/// cannot be named like the mount point's last segment), and the program sees the full
+/// path in `SCRIPT_NAME`, `PATH_INFO` and `REQUEST_URI` either way.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -42,7 +52,7 @@ use crate::BoxError;
 /// use std::os::unix::fs::PermissionsExt;
 /// use http_body_util::BodyExt;
 /// use tower::ServiceExt;
-/// use towergate::host::{CgiBin, CgiProgram};
+/// use towergate::host::{CgiBin, ProgramOptions};
 ///
 /// let dir = std::env::temp_dir().join(format!("towergate-doc-{}", std::process::id()));
 /// std::fs::create_dir_all(&dir).unwrap();
@@ -50,14 +60,19 @@ use crate::BoxError;
 /// std::fs::write(&script, "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nhi from %s%s' \"$SCRIPT_NAME\" \"$PATH_INFO\"\n").unwrap();
 /// std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
 ///
-/// let bin = CgiBin::new(&dir).mount("/cgi-bin").options(CgiProgram::default());
+/// let bin = CgiBin::new(&dir).mount("/cgi-bin").options(ProgramOptions::new());
 /// let request = http::Request::get("/cgi-bin/hello/a/b").body(String::new()).unwrap();
 /// let response = bin.clone().oneshot(request).await.unwrap();
 /// assert_eq!(response.status(), 200);
 /// let body = response.into_body().collect().await.unwrap().to_bytes();
 /// assert_eq!(body, "hi from /cgi-bin/hello/a/b");
 ///
-/// for path in ["/cgi-bin/..%2Fhello", "/cgi-bin/.hidden", "/cgi-bin/missing", "/elsewhere"] {
+/// // Nested with the mount point stripped (axum's `nest_service`), the same program runs.
+/// let request = http::Request::get("/hello/a/b").body(String::new()).unwrap();
+/// let body = bin.clone().oneshot(request).await.unwrap().into_body().collect().await;
+/// assert_eq!(body.unwrap().to_bytes(), "hi from /cgi-bin/hello/a/b");
+///
+/// for path in ["/cgi-bin/..%2Fhello", "/cgi-bin/.hidden", "/cgi-bin/missing", "/"] {
 ///     let request = http::Request::get(path).body(String::new()).unwrap();
 ///     assert_eq!(bin.clone().oneshot(request).await.unwrap().status(), 404, "{path}");
 /// }
@@ -68,7 +83,8 @@ use crate::BoxError;
 pub struct CgiBin {
     dir: Arc<Path>,
     mount: Bytes,
-    template: CgiProgram,
+    options: Arc<ProgramOptions>,
+    follow_symlinks: bool,
 }
 
 impl CgiBin {
@@ -80,7 +96,8 @@ impl CgiBin {
         CgiBin {
             dir: Arc::from(dir),
             mount: Bytes::new(),
-            template: CgiProgram::default(),
+            options: Arc::new(ProgramOptions::new()),
+            follow_symlinks: false,
         }
     }
 
@@ -94,12 +111,25 @@ impl CgiBin {
         self
     }
 
-    /// The options every program runs with: those of `template` (timeout, limits,
-    /// environment, process slots, …); its path, script name and `nph` are not used.
-    /// Defaults to [`CgiProgram::default`]'s.
-    pub fn options(mut self, template: CgiProgram) -> Self {
-        self.template = template;
+    /// The options every program runs with (timeout, limits, environment, process slots,
+    /// …). Defaults to [`ProgramOptions::new`].
+    pub fn options(mut self, options: ProgramOptions) -> Self {
+        self.options = Arc::new(options);
         self
+    }
+
+    /// Whether a name that is a symbolic link to a file outside the directory runs
+    /// (Apache's `FollowSymLinks`). Links that stay inside the directory always do.
+    /// Defaults to false: such a link gets 403 and a warning.
+    pub fn follow_symlinks(mut self, follow: bool) -> Self {
+        self.follow_symlinks = follow;
+        self
+    }
+
+    /// A handle that ends every running program of this service and its clones when a
+    /// server shuts down: see [`ShutdownHandle`].
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.options.shutdown_handle()
     }
 
     /// The directory served.
@@ -107,11 +137,18 @@ impl CgiBin {
         &self.dir
     }
 
+    /// The path below the mount point (starting with `/`), and whether the request's
+    /// path had the mount point stripped already (a nested service).
+    fn below_mount<'a>(&self, path: &'a [u8]) -> Option<(&'a [u8], bool)> {
+        match path.strip_prefix(self.mount.as_ref()) {
+            Some(rest) if rest.starts_with(b"/") => Some((rest, false)),
+            _ if !self.mount.is_empty() && path.starts_with(b"/") => Some((path, true)),
+            _ => None,
+        }
+    }
+
     /// The program a request path names, or the status that refuses it.
-    fn resolve(&self, path: &[u8]) -> Result<(PathBuf, Bytes, bool), StatusCode> {
-        let rest = path
-            .strip_prefix(self.mount.as_ref())
-            .ok_or(StatusCode::NOT_FOUND)?;
+    fn resolve(&self, rest: &[u8]) -> Result<(PathBuf, Bytes, bool), StatusCode> {
         let rest = rest.strip_prefix(b"/").ok_or(StatusCode::NOT_FOUND)?;
         let raw_name = rest.split(|&b| b == b'/').next().unwrap_or_default();
         let lower = raw_name.to_ascii_lowercase();
@@ -127,6 +164,14 @@ impl CgiBin {
         }
         let file = self.dir.join(OsStr::from_bytes(&name));
         // One stat on the reactor thread: cheaper than a hop to the blocking pool.
+        let link = std::fs::symlink_metadata(&file).map_err(|_| StatusCode::NOT_FOUND)?;
+        if link.file_type().is_symlink() && !self.follow_symlinks && !self.stays_inside(&file) {
+            log(format_args!(
+                "CGI program {}: a symbolic link out of the cgi-bin directory, refused",
+                file.display()
+            ));
+            return Err(StatusCode::FORBIDDEN);
+        }
         let meta = std::fs::metadata(&file).map_err(|_| StatusCode::NOT_FOUND)?;
         if !meta.is_file() {
             return Err(StatusCode::NOT_FOUND);
@@ -140,6 +185,27 @@ impl CgiBin {
         script_name.put_slice(&name);
         Ok((file, script_name.freeze(), name.starts_with(b"nph-")))
     }
+
+    /// Whether the link `file` resolves to a file inside the directory.
+    fn stays_inside(&self, file: &Path) -> bool {
+        match (
+            std::fs::canonicalize(file),
+            std::fs::canonicalize(&self.dir),
+        ) {
+            (Ok(file), Ok(dir)) => file.starts_with(dir),
+            _ => false,
+        }
+    }
+}
+
+/// `uri` with `mount` put back in front of its path.
+fn unstripped(mount: &[u8], uri: &Uri) -> Option<Uri> {
+    let mut path = BytesMut::with_capacity(mount.len() + uri.path().len() + 64);
+    path.put_slice(mount);
+    path.put_slice(uri.path_and_query()?.as_str().as_bytes());
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(http::uri::PathAndQuery::from_maybe_shared(path.freeze()).ok()?);
+    Uri::from_parts(parts).ok()
 }
 
 impl<B> Service<Request<B>> for CgiBin
@@ -156,21 +222,32 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<B>) -> ResponseFuture {
-        let (file, script_name, nph) = match self.resolve(request.uri().path().as_bytes()) {
+    fn call(&mut self, mut request: Request<B>) -> ResponseFuture {
+        let path = request.uri().path().as_bytes();
+        let resolved = match self.below_mount(path) {
+            Some((rest, stripped)) => self.resolve(rest).map(|found| (found, stripped)),
+            None => Err(StatusCode::NOT_FOUND),
+        };
+        let ((file, script_name, nph), stripped) = match resolved {
             Ok(found) => found,
             Err(status) => return ResponseFuture::new(async move { error_response(status) }),
         };
-        let options = self.template.options.clone();
-        let mut target = Target::new(file, script_name, nph || self.template.target.nph, &options);
+        if stripped {
+            match unstripped(&self.mount, request.uri()) {
+                Some(uri) => *request.uri_mut() = uri,
+                None => {
+                    return ResponseFuture::new(async { error_response(StatusCode::NOT_FOUND) });
+                }
+            }
+        }
+        let options = self.options.clone();
+        let mut target = Target::new(file, script_name, nph, &options);
         if options.dir.is_none() {
             target.exec_dir = Some(self.dir.to_path_buf());
         }
-        ResponseFuture::new(run(
-            Arc::new(target),
-            options,
-            request,
-            Dispatch::Bin(self.clone()),
-        ))
+        let home = self.clone();
+        ResponseFuture::new(run(Arc::new(target), options, request, move || {
+            Redirect::new(home)
+        }))
     }
 }

@@ -4,21 +4,13 @@
 use std::fmt;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, LOCATION};
+use http::header::{
+    CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue, LOCATION, TRANSFER_ENCODING,
+};
 use http::{HeaderMap, StatusCode};
 
+pub(crate) use super::options::Limits;
 use crate::headers::is_hop_by_hop;
-
-/// The limits the head of a program's output must fit in.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Limits {
-    /// Longest line, without its line end.
-    pub(crate) line: usize,
-    /// Longest head, line ends and blank line included.
-    pub(crate) head: usize,
-    /// Most header fields.
-    pub(crate) fields: usize,
-}
 
 /// Why a program's output is not a valid response head. Each becomes a 502 and a log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +29,8 @@ pub(crate) enum HeadError {
     Repeated(&'static str),
     NoContentType,
     BadStatusLine(String),
-    Chunked,
+    TransferEncoding,
+    BadContentLength(String),
 }
 
 impl fmt::Display for HeadError {
@@ -87,9 +80,16 @@ impl fmt::Display for HeadError {
                     "an NPH program's status line is not `HTTP/x.y NNN reason`: {line:?}"
                 )
             }
-            HeadError::Chunked => f.write_str(
-                "an NPH program's response uses Transfer-Encoding, which the host does not decode",
+            HeadError::TransferEncoding => f.write_str(
+                "the response has a Transfer-Encoding field: the host does not decode a \
+                 program's framing, and will not pass it off as body bytes",
             ),
+            HeadError::BadContentLength(value) => {
+                write!(
+                    f,
+                    "invalid or conflicting Content-Length {value:?} (RFC 9110 §8.6)"
+                )
+            }
         }
     }
 }
@@ -152,6 +152,8 @@ pub(crate) enum Head {
         /// The reason phrase, when the program gave one that differs from the canonical one.
         reason: Option<Bytes>,
         headers: HeaderMap,
+        /// The body's length, from a valid `Content-Length` field.
+        content_length: Option<u64>,
     },
     /// A local redirect (RFC 3875 §6.2.2): serve this path (and query) instead.
     LocalRedirect(Bytes),
@@ -168,15 +170,17 @@ fn lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// Parses the header fields of `lines` (slices of `head`) into `headers`, dropping
 /// hop-by-hop fields (RFC 3875 §6.3.4). Values share `head`'s buffer instead of being
 /// copied. Calls `cgi_field` first for each field; it returns true when it consumed the
-/// field.
+/// field. A `Transfer-Encoding` field is refused (the host does not decode a program's
+/// framing); `Content-Length` must be one decimal length: it is returned.
 fn fields<'a>(
     head: &Bytes,
     lines: impl Iterator<Item = &'a [u8]>,
     limits: &Limits,
     headers: &mut HeaderMap,
     mut cgi_field: impl FnMut(&HeaderName, &'a [u8]) -> Result<bool, HeadError>,
-) -> Result<(), HeadError> {
+) -> Result<Option<u64>, HeadError> {
     let mut count = 0;
+    let mut content_length: Option<(u64, HeaderValue)> = None;
     for line in lines {
         count += 1;
         if count > limits.fields {
@@ -195,6 +199,27 @@ fn fields<'a>(
         if cgi_field(&name, value)? {
             continue;
         }
+        if name == TRANSFER_ENCODING {
+            return Err(HeadError::TransferEncoding);
+        }
+        if name == CONTENT_LENGTH {
+            // One decimal length; repeats (or a list) of the same value count as one
+            // (RFC 9110 §8.6).
+            let bad = || HeadError::BadContentLength(String::from_utf8_lossy(value).into_owned());
+            for item in value.split(|&b| b == b',').map(trim) {
+                let length = std::str::from_utf8(item)
+                    .ok()
+                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .ok_or_else(bad)?;
+                match &content_length {
+                    Some((known, _)) if *known != length => return Err(bad()),
+                    Some(_) => {}
+                    None => content_length = Some((length, HeaderValue::from(length))),
+                }
+            }
+            continue;
+        }
         if is_hop_by_hop(name.as_str()) {
             continue;
         }
@@ -205,7 +230,10 @@ fn fields<'a>(
     if count == 0 {
         return Err(HeadError::NoFields);
     }
-    Ok(())
+    Ok(content_length.map(|(length, value)| {
+        headers.insert(CONTENT_LENGTH, value);
+        length
+    }))
 }
 
 /// Parses `NNN reason` (RFC 3875 §6.3.3). A final status only: 1xx is refused.
@@ -243,7 +271,7 @@ pub(crate) fn parse_cgi(head: &Bytes, limits: &Limits) -> Result<Head, HeadError
     let mut status_field: Option<(StatusCode, Option<Bytes>)> = None;
     let mut location: Option<&[u8]> = None;
     let mut content_type = false;
-    fields(head, lines(head), limits, &mut headers, |name, value| {
+    let content_length = fields(head, lines(head), limits, &mut headers, |name, value| {
         // Field names are case-insensitive (§6.3); HeaderName is lower case.
         if name.as_str() == "status" {
             if value.is_empty() {
@@ -288,6 +316,7 @@ pub(crate) fn parse_cgi(head: &Bytes, limits: &Limits) -> Result<Head, HeadError
         status,
         reason,
         headers,
+        content_length,
     })
 }
 
@@ -304,29 +333,17 @@ pub(crate) fn parse_nph(head: &Bytes, limits: &Limits) -> Result<Head, HeadError
         .ok_or_else(bad)?;
     let (status, reason) = status(head, rest).map_err(|_| bad())?;
     let mut headers = HeaderMap::new();
-    let mut chunked = false;
-    let lines = lines.peekable();
-    let mut lines = lines;
-    if lines.peek().is_none() {
-        return Ok(Head::Response {
-            status,
-            reason,
-            headers,
-        });
-    }
-    fields(head, lines, limits, &mut headers, |name, _| {
-        if *name == http::header::TRANSFER_ENCODING {
-            chunked = true;
-        }
-        Ok(false)
-    })?;
-    if chunked {
-        return Err(HeadError::Chunked);
-    }
+    let mut lines = lines.peekable();
+    let content_length = if lines.peek().is_none() {
+        None
+    } else {
+        fields(head, lines, limits, &mut headers, |_, _| Ok(false))?
+    };
     Ok(Head::Response {
         status,
         reason,
         headers,
+        content_length,
     })
 }
 
@@ -350,6 +367,7 @@ mod tests {
                 status,
                 reason,
                 headers,
+                ..
             } => (status, reason, headers),
             Head::LocalRedirect(path) => panic!("unexpected local redirect to {path:?}"),
         }
@@ -478,7 +496,42 @@ mod tests {
                 &LIMITS
             )
             .unwrap_err(),
-            HeadError::Chunked
+            HeadError::TransferEncoding
         );
+    }
+
+    #[test]
+    fn a_programs_transfer_encoding_is_refused_never_forwarded() {
+        assert_eq!(
+            cgi("Content-Type: text/plain\nTransfer-Encoding: chunked\n\n").unwrap_err(),
+            HeadError::TransferEncoding
+        );
+    }
+
+    #[test]
+    fn content_length_must_be_one_decimal_length() {
+        for bad in ["abc", "1, 2", "-1", "", "1 2", "+5"] {
+            let head = format!("Content-Type: a/b\nContent-Length: {bad}\n\n");
+            assert!(
+                matches!(cgi(&head), Err(HeadError::BadContentLength(_))),
+                "{bad}: {:?}",
+                cgi(&head)
+            );
+        }
+        let two = "Content-Type: a/b\nContent-Length: 5\nContent-Length: 6\n\n";
+        assert!(matches!(cgi(two), Err(HeadError::BadContentLength(_))));
+        let same = "Content-Type: a/b\nContent-Length: 5\ncontent-length: 5, 5\n\n";
+        match cgi(same).unwrap() {
+            Head::Response {
+                headers,
+                content_length,
+                ..
+            } => {
+                assert_eq!(content_length, Some(5));
+                assert_eq!(headers.get_all("content-length").iter().count(), 1);
+                assert_eq!(headers["content-length"], "5");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

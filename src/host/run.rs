@@ -1,4 +1,5 @@
-//! One run of a program: from the request to the response head (RFC 3875 §4 to §6).
+//! One run of a program: from the request to the response head (RFC 3875 §4 to §6). The
+//! runner knows no service: what serves a local redirect is given to it.
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -8,20 +9,20 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
-use http::{Method, Request, Response, StatusCode};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, TRANSFER_ENCODING};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use tokio::io::AsyncReadExt;
 use tokio::process::{ChildStdout, Command};
 use tokio::time::Instant;
-use tower_service::Service;
 
-use super::future::BoxFuture;
+use super::body::{Source, error_response};
 use super::head::{self, Head, HeadError};
-use super::process;
-use super::program::{Options, Stderr};
-use super::spool::{self, SpoolError, Spooled};
-use super::{CgiBin, CgiProgram, ReasonPhrase, ResponseBody};
+use super::options::{Limits, ProgramOptions, Stderr};
+use super::process::{self, Ending, Output, Supervision};
+use super::redirect::{Hop, Redirect};
+use super::spool::{self, SpoolError, SpoolLimits, Spooled, SpooledData};
+use super::{ReasonPhrase, ResponseBody};
 use crate::BoxError;
 use crate::Environ;
 use crate::environ::EnvironBuilder;
@@ -38,80 +39,32 @@ pub(crate) struct Target {
     pub(crate) nph: bool,
 }
 
-/// A configured local-redirect service, type-erased.
-#[derive(Clone)]
-pub(crate) struct Redirect(Arc<dyn Fn(Request<String>) -> BoxFuture + Send + Sync>);
-
-impl Redirect {
-    pub(crate) fn new<S, RB>(service: S) -> Self
-    where
-        S: Service<Request<String>, Response = Response<RB>> + Clone + Send + Sync + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        RB: Body<Data = Bytes> + Send + 'static,
-        RB::Error: Into<BoxError>,
-    {
-        Redirect(Arc::new(move |request| {
-            let mut service = service.clone();
-            Box::pin(async move {
-                let ready = std::future::poll_fn(|cx| service.poll_ready(cx))
-                    .await
-                    .map_err(Into::into);
-                let result: Result<_, BoxError> = match ready {
-                    Ok(()) => service.call(request).await.map_err(Into::into),
-                    Err(e) => Err(e),
-                };
-                match result {
-                    Ok(response) => response.map(ResponseBody::boxed),
-                    Err(error) => {
-                        log(format_args!("local redirect service failed: {error}"));
-                        error_response(StatusCode::INTERNAL_SERVER_ERROR)
-                    }
-                }
-            })
-        }))
+impl Target {
+    pub(crate) fn new(
+        path: PathBuf,
+        script_name: Bytes,
+        nph: bool,
+        options: &ProgramOptions,
+    ) -> Self {
+        let mut target = Target {
+            environ: EnvironBuilder::new().script_name(script_name),
+            exec_dir: path.parent().map(Path::to_path_buf),
+            path: Arc::from(path),
+            nph,
+        };
+        target.refresh(options);
+        target
     }
-}
 
-/// Where a local redirect goes when no service is configured: the same host.
-pub(crate) enum Dispatch {
-    Program(CgiProgram),
-    Bin(CgiBin),
-}
-
-impl Dispatch {
-    fn call(self, request: Request<String>) -> BoxFuture {
-        match self {
-            Dispatch::Program(mut program) => {
-                let future = program.call(request);
-                Box::pin(async move { future.await.unwrap_or_else(|e| match e {}) })
-            }
-            Dispatch::Bin(mut bin) => {
-                let future = bin.call(request);
-                Box::pin(async move { future.await.unwrap_or_else(|e| match e {}) })
-            }
-        }
+    /// Brings the prepared [`EnvironBuilder`] in line with `options`.
+    pub(crate) fn refresh(&mut self, options: &ProgramOptions) {
+        self.environ = self
+            .environ
+            .clone()
+            .script_filename(Bytes::copy_from_slice(self.path.as_os_str().as_bytes()))
+            .pass_authorization(options.pass_authorization)
+            .server_software(options.server_software.clone());
     }
-}
-
-/// How many local redirects led to this request (a request extension).
-#[derive(Clone, Copy, Debug)]
-struct Redirects(u32);
-
-/// A short text response for the host's own errors: `502 Bad Gateway` and so on.
-pub(crate) fn error_response(status: StatusCode) -> Response<ResponseBody> {
-    let text = format!(
-        "{} {}\n",
-        status.as_str(),
-        status.canonical_reason().unwrap_or("")
-    );
-    let mut response = Response::new(ResponseBody::full(text));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }
 
 struct Failure<'a> {
@@ -125,24 +78,83 @@ impl fmt::Display for Failure<'_> {
     }
 }
 
+/// The program or the host failed: an error log line and `status`.
 fn fail(program: &Path, status: StatusCode, why: &dyn fmt::Display) -> Response<ResponseBody> {
     log(format_args!("{}", Failure { program, why }));
     error_response(status)
 }
 
+/// The request cannot be served as it is (the client's doing, or a limit of the host): a
+/// warning and `status`; 503 comes with `Retry-After: 1`.
+fn refuse(program: &Path, status: StatusCode, why: &dyn fmt::Display) -> Response<ResponseBody> {
+    let failure = Failure { program, why };
+    if tracing::dispatcher::has_been_set() {
+        tracing::warn!(target: "towergate::host", status = status.as_u16(), "{failure}");
+    } else {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "towergate: {failure}");
+    }
+    let mut response = error_response(status);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
 /// The request body as the program gets it.
 enum Input<B> {
     None,
-    Stream(B),
+    /// What arrived before the program started, then the rest.
+    Stream(Vec<Bytes>, Option<B>),
     Spooled(Spooled),
 }
 
-/// Runs `target` for `request`.
+/// Why waiting for a body's first bytes failed.
+enum Prefix {
+    Stalled,
+    Failed(BoxError),
+}
+
+/// Waits for the body's first data (or its end), `idle` at most for each frame.
+async fn first_bytes<B>(body: B, idle: std::time::Duration) -> Result<Input<B>, Prefix>
+where
+    B: Body + Unpin,
+    B::Error: Into<BoxError>,
+{
+    use bytes::Buf;
+    let mut body = body;
+    loop {
+        let next =
+            std::future::poll_fn(|cx| crate::panic::poll_frame(std::pin::Pin::new(&mut body), cx));
+        match tokio::time::timeout(idle, next).await {
+            Err(_) => return Err(Prefix::Stalled),
+            Ok(None) => return Ok(Input::None),
+            Ok(Some(Err(error))) => return Err(Prefix::Failed(error)),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(mut data) = frame.into_data() {
+                    if data.has_remaining() {
+                        let bytes = data.copy_to_bytes(data.remaining());
+                        let rest = (!body.is_end_stream()).then_some(body);
+                        return Ok(Input::Stream(vec![bytes], rest));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Linux's limit on one environment string, its NUL included (`MAX_ARG_STRLEN`).
+const MAX_ARG_STRLEN: usize = 32 * 4096;
+
+/// Runs `target` for `request`; `home` gives the service that serves a local redirect
+/// when the options name none (the service that runs the program).
 pub(crate) async fn run<B>(
     target: Arc<Target>,
-    options: Arc<Options>,
+    options: Arc<ProgramOptions>,
     request: Request<B>,
-    home: Dispatch,
+    home: impl FnOnce() -> Redirect + Send,
 ) -> Response<ResponseBody>
 where
     B: Body + Send + 'static,
@@ -150,103 +162,85 @@ where
     B::Error: Into<BoxError>,
 {
     let program: &Path = &target.path;
-    let deadline = options.timeout.map(|t| Instant::now() + t);
+    if options.registry.is_stopping() {
+        return refuse(
+            program,
+            StatusCode::SERVICE_UNAVAILABLE,
+            &"the host is shutting down",
+        );
+    }
     let (parts, body) = request.into_parts();
+    let hop = parts.extensions.get::<Hop>().copied();
 
-    // A process slot.
-    let permit = match &options.slots {
-        None => None,
-        Some(slots) => {
-            let acquire = slots.clone().acquire_owned();
-            let acquired = match deadline {
-                None => Ok(acquire.await),
-                Some(deadline) => tokio::time::timeout_at(deadline, acquire).await,
-            };
-            match acquired {
-                Ok(Ok(permit)) => Some(permit),
-                _ => {
-                    return fail(
-                        program,
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        &"no process slot freed up within the time limit",
-                    );
-                }
-            }
-        }
-    };
-
-    // The body: declared, known, spooled or streamed (RFC 3875 §4.2).
-    let declared = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    // The body: declared, known, spooled or streamed (RFC 3875 §4.2). Nothing else starts
+    // before its first bytes are here.
+    let declared = declared_length(&parts.headers);
     let mut content_length = None;
     let mut chunked_stream = false;
-    // A declared length is in the environ already; a length known from the body's size hint
-    // (an HTTP/2 body whose frames add up) is passed on as CONTENT_LENGTH.
-    let known = match declared {
-        Some(length) => Some((length, false)),
-        None if body.is_end_stream() => Some((0, false)),
-        None => body.size_hint().exact().map(|length| (length, true)),
-    };
+    let known = known_length(declared, &body);
+    let body = Box::pin(body);
     let input = if let Some((length, from_hint)) = known {
         if length > options.max_body {
-            return fail(
+            return refuse(
                 program,
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format_args!("a body of {length} bytes is over the limit"),
             );
         }
+        if from_hint {
+            content_length = Some(length);
+        }
         if length == 0 {
             Input::None
         } else {
-            if from_hint {
-                content_length = Some(length);
+            match first_bytes(body, options.body_timeout).await {
+                Ok(input) => input,
+                Err(Prefix::Stalled) => return stalled(program),
+                Err(Prefix::Failed(error)) => return body_failed(program, &error),
             }
-            Input::Stream(body)
         }
     } else if !options.spool {
         chunked_stream = true;
-        Input::Stream(body)
+        match first_bytes(body, options.body_timeout).await {
+            Ok(input) => input,
+            Err(Prefix::Stalled) => return stalled(program),
+            Err(Prefix::Failed(error)) => return body_failed(program, &error),
+        }
     } else {
         let dir = options.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
-        let spooling = spool::spool(body, options.spool_memory, options.max_body, &dir);
-        let spooled = match deadline {
-            None => Ok(spooling.await),
-            Some(deadline) => tokio::time::timeout_at(deadline, spooling).await,
+        let limits = SpoolLimits {
+            memory: options.spool_memory,
+            max: options.max_body,
+            idle: options.body_timeout,
+            dir: &dir,
+            budget: &options.spool_budget,
         };
-        match spooled {
-            Ok(Ok(spooled)) => {
-                content_length = Some(spooled.len());
+        match spool::spool(body, limits).await {
+            Ok(spooled) => {
+                content_length = Some(spooled.len);
                 Input::Spooled(spooled)
             }
-            Ok(Err(SpoolError::TooLarge)) => {
-                return fail(
+            Err(SpoolError::TooLarge) => {
+                return refuse(
                     program,
                     StatusCode::PAYLOAD_TOO_LARGE,
                     &"the request body is over the limit",
                 );
             }
-            Ok(Err(SpoolError::Body(error))) => {
-                return fail(
+            Err(SpoolError::Body(error)) => return body_failed(program, &error),
+            Err(SpoolError::Stalled) => return stalled(program),
+            Err(SpoolError::Budget) => {
+                return refuse(
                     program,
-                    StatusCode::BAD_REQUEST,
-                    &format_args!("the request body failed: {error}"),
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &"the spool space shared by all requests is spent",
                 );
             }
-            Ok(Err(SpoolError::Io(error))) => {
+            Err(SpoolError::Io(error)) => {
                 return fail(
                     program,
                     StatusCode::INTERNAL_SERVER_ERROR,
                     &format_args!("cannot spool the request body: {error}"),
-                );
-            }
-            Err(_) => {
-                return fail(
-                    program,
-                    StatusCode::REQUEST_TIMEOUT,
-                    &"the request body did not arrive within the time limit",
                 );
             }
         }
@@ -259,39 +253,82 @@ where
         _ => TransferEncoding::AsIs,
     };
     let environ = environ(&target, &parts, content_length, transfer_encoding);
-    if environ
-        .iter()
-        .any(|(k, v)| k.contains(&0) || v.contains(&0))
-    {
-        return fail(
-            program,
-            StatusCode::BAD_REQUEST,
-            &"a meta-variable holds a NUL byte",
-        );
+    if let Err((status, why)) = check_environ(&environ, &options) {
+        return refuse(program, status, &why);
     }
 
-    // The process.
+    // A process slot, then the process.
+    if options.registry.is_stopping() {
+        return refuse(
+            program,
+            StatusCode::SERVICE_UNAVAILABLE,
+            &"the host is shutting down",
+        );
+    }
+    let permit = match &options.slots {
+        None => None,
+        Some(slots) => {
+            let acquire = tokio::time::timeout(options.slot_wait, slots.clone().acquire_owned());
+            tokio::select! {
+                acquired = acquire => match acquired {
+                    Ok(Ok(permit)) => Some(permit),
+                    _ => {
+                        return refuse(
+                            program,
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            &format_args!(
+                                "no process slot freed up within {:?}",
+                                options.slot_wait
+                            ),
+                        );
+                    }
+                },
+                () = options.registry.stopping() => {
+                    return refuse(program, StatusCode::SERVICE_UNAVAILABLE, &"the host is shutting down");
+                }
+            }
+        }
+    };
+    // One deadline for the request and its local redirects, from its first program's start.
+    let deadline = hop
+        .and_then(|hop| hop.deadline)
+        .or_else(|| options.timeout.map(|t| Instant::now() + t));
+
     let mut command = command(&target, &options, &environ);
     drop(environ);
     let mut feed_later = None;
+    let mut reservation = None;
     // What goes through the standard input pipe, when known.
     let body_length = content_length.or(declared);
     match input {
         Input::None => {
             command.stdin(Stdio::null());
         }
-        Input::Spooled(Spooled::File(file, _)) => {
-            command.stdin(Stdio::from(file));
+        Input::Spooled(Spooled {
+            data,
+            reservation: spooled,
+            ..
+        }) => {
+            reservation = Some(spooled);
+            match data {
+                SpooledData::File(file) => {
+                    command.stdin(Stdio::from(file));
+                }
+                SpooledData::Memory(chunks) => {
+                    command.stdin(Stdio::piped());
+                    feed_later = Some((chunks, None));
+                }
+            }
         }
-        Input::Spooled(Spooled::Memory(chunks, _)) => {
+        Input::Stream(first, rest) => {
             command.stdin(Stdio::piped());
-            feed_later = Some(Err(chunks));
-        }
-        Input::Stream(body) => {
-            command.stdin(Stdio::piped());
-            feed_later = Some(Ok(body));
+            feed_later = Some((first, rest));
         }
     }
+    // Programs get standard input, output and error, nothing else (descriptors the server
+    // inherited without close-on-exec included): every descriptor from 3 up is marked
+    // close-on-exec first (one `close_range` call on Linux 5.11 and later).
+    close_fds::set_fds_cloexec_threadsafe(3, &[]);
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(error) => {
@@ -312,47 +349,55 @@ where
         }
     }
     let stderr = child.stderr.take();
-    let kill = process::supervise(child, deadline, options.grace, permit, target.path.clone());
+    let supervised = process::supervise(
+        child,
+        Supervision {
+            deadline,
+            grace: options.grace,
+            permit,
+            reservation,
+            registry: &options.registry,
+            program: target.path.clone(),
+        },
+    );
+    let control = supervised.control;
     if let Some(stderr) = stderr {
-        process::drain_stderr(stderr, target.path.clone());
+        let (exited, leftover) = supervised.stderr;
+        process::drain_stderr(Output::new(stderr, exited), leftover, target.path.clone());
     }
-    match (stdin, feed_later) {
-        (Some(stdin), Some(Ok(body))) => process::feed(stdin, body),
-        (Some(stdin), Some(Err(chunks))) => process::feed_chunks(stdin, chunks),
-        _ => {}
+    if let (Some(stdin), Some((first, rest))) = (stdin, feed_later) {
+        process::feed(stdin, first, rest, options.body_timeout, supervised.stall);
     }
-    let Some(mut stdout) = stdout else {
+    let Some(stdout) = stdout else {
         return fail(
             program,
             StatusCode::INTERNAL_SERVER_ERROR,
             &"no standard output pipe",
         );
     };
+    let mut stdout = Output::new(stdout, supervised.stdout_exited);
 
-    // The head (RFC 3875 §6).
-    let reading = read_head(&mut stdout, &options.limits);
-    let read = match deadline {
-        None => Ok(reading.await),
-        Some(deadline) => tokio::time::timeout_at(deadline, reading).await,
-    };
-    let (head, rest) = match read {
-        Ok(Ok(read)) => read,
-        // The supervisor may have killed it at the deadline just before the timer here
-        // fired: that is a timeout too.
-        Ok(Err(_)) if deadline.is_some_and(|d| Instant::now() >= d) => {
-            return fail(
-                program,
-                StatusCode::GATEWAY_TIMEOUT,
-                &"its time limit expired before it sent its header block",
-            );
-        }
-        Ok(Err(error)) => return fail(program, StatusCode::BAD_GATEWAY, &error),
-        Err(_) => {
-            return fail(
-                program,
-                StatusCode::GATEWAY_TIMEOUT,
-                &"its time limit expired before it sent its header block",
-            );
+    // The head (RFC 3875 §6). The supervisor ends the program at the deadline, on a stall
+    // or a shutdown, and its exit ends the read.
+    let (head, rest) = match read_head(&mut stdout, &options.limits).await {
+        Ok(read) => read,
+        Err(error) => {
+            return match control.state.get() {
+                Ending::Timeout => fail(
+                    program,
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &"its time limit expired before it sent its header block",
+                ),
+                Ending::Stalled => stalled(program),
+                Ending::Shutdown => refuse(
+                    program,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &"the host shut down before it sent its header block",
+                ),
+                Ending::Natural | Ending::Abandoned => {
+                    fail(program, StatusCode::BAD_GATEWAY, &error)
+                }
+            };
         }
     };
     let parsed = if target.nph {
@@ -360,15 +405,18 @@ where
     } else {
         head::parse_cgi(&head, &options.limits)
     };
-    let (status, reason, headers) = match parsed {
+    let (status, reason, headers, content_length) = match parsed {
         Ok(Head::Response {
             status,
             reason,
             headers,
-        }) => (status, reason, headers),
+            content_length,
+        }) => (status, reason, headers, content_length),
         Ok(Head::LocalRedirect(location)) => {
-            process::discard(stdout, kill);
-            return local_redirect(parts, location, &options, home, program).await;
+            // The first program's output is discarded and it is reaped (its slot freed)
+            // before the redirect is served; one that lingers is ended after the grace.
+            process::finish(stdout, control, options.grace).await;
+            return local_redirect(parts, location, &options, home, program, deadline).await;
         }
         Err(error) => return fail(program, StatusCode::BAD_GATEWAY, &error),
     };
@@ -376,19 +424,99 @@ where
     let mut response = Response::new(ResponseBody::empty());
     *response.status_mut() = status;
     *response.headers_mut() = headers;
+    // A status with no standard phrase and none from the program: an empty phrase, never
+    // a made-up one (RFC 9112 §4: the reason phrase is optional).
+    let reason = reason.or_else(|| status.canonical_reason().is_none().then(Bytes::new));
     if let Some(reason) = reason {
-        response.extensions_mut().insert(ReasonPhrase(reason));
+        super::insert_reason(response.extensions_mut(), ReasonPhrase(reason));
     }
     // HEAD: the body is discarded (RFC 3875 §4.3.3); so is one a status forbids.
     if parts.method == Method::HEAD || crate::headers::status_forbids_body(status) {
         if crate::headers::status_forbids_body(status) {
             response.headers_mut().remove(CONTENT_LENGTH);
         }
-        process::discard(stdout, kill);
+        process::spawn_discard(stdout, control.kill);
         return response;
     }
-    *response.body_mut() = ResponseBody::stream(rest, stdout, deadline, kill);
+    *response.body_mut() = ResponseBody::stream(Source {
+        first: rest,
+        stdout,
+        deadline,
+        kill: control.kill,
+        state: control.state,
+        content_length,
+    });
     response
+}
+
+fn stalled(program: &Path) -> Response<ResponseBody> {
+    refuse(
+        program,
+        StatusCode::REQUEST_TIMEOUT,
+        &"the request body stopped arriving",
+    )
+}
+
+fn body_failed(program: &Path, error: &BoxError) -> Response<ResponseBody> {
+    refuse(
+        program,
+        StatusCode::BAD_REQUEST,
+        &format_args!("the request body failed: {error}"),
+    )
+}
+
+/// Whether `environ` (and the options' variables) can be passed to `exec`: no NUL byte
+/// (400), no string over Linux's per-string limit and no more than
+/// [`max_environ`](ProgramOptions::max_environ) bytes in all (431).
+fn check_environ(
+    environ: &Environ,
+    options: &ProgramOptions,
+) -> Result<(), (StatusCode, &'static str)> {
+    let mut total = 0usize;
+    for (key, value) in environ.iter() {
+        if key.contains(&0) || value.contains(&0) {
+            return Err((StatusCode::BAD_REQUEST, "a meta-variable holds a NUL byte"));
+        }
+        let size = key.len() + value.len() + 2;
+        if size > MAX_ARG_STRLEN {
+            return Err((
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "a meta-variable is over the system's limit for one environment string",
+            ));
+        }
+        total += size;
+    }
+    total += options
+        .envs()
+        .map(|(k, v)| k.len() + v.len() + 2)
+        .sum::<usize>();
+    if total > options.max_environ {
+        return Err((
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "the meta-variables are over the environment size limit",
+        ));
+    }
+    Ok(())
+}
+
+/// The request's valid `Content-Length`.
+pub(crate) fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// The request body's length before any of it is read (RFC 3875 §4.2): the `declared`
+/// one (`false`: the environ has it already), 0 for a body that has ended, or an exact size
+/// hint (an HTTP/2 body whose frames add up; `true`: to pass on as `CONTENT_LENGTH`).
+/// `None`: unknown, to spool or stream.
+pub(crate) fn known_length(declared: Option<u64>, body: &impl Body) -> Option<(u64, bool)> {
+    match declared {
+        Some(length) => Some((length, false)),
+        None if body.is_end_stream() => Some((0, false)),
+        None => body.size_hint().exact().map(|length| (length, true)),
+    }
 }
 
 /// What becomes of `HTTP_TRANSFER_ENCODING` for the body the program gets.
@@ -433,7 +561,7 @@ pub(crate) fn environ(
 /// The command that starts `target` with `environ` and the options' variables, in an
 /// otherwise empty environment; standard input is left to the caller. No `pre_exec` and
 /// nothing but plain settings: std takes its `posix_spawn` path.
-pub(crate) fn command(target: &Target, options: &Options, environ: &Environ) -> Command {
+pub(crate) fn command(target: &Target, options: &ProgramOptions, environ: &Environ) -> Command {
     let mut command = Command::new(&*target.path);
     command
         .args(&options.args)
@@ -461,8 +589,8 @@ pub(crate) fn command(target: &Target, options: &Options, environ: &Environ) -> 
 /// Reads the head: everything up to and including the blank line, and what was read past
 /// it.
 async fn read_head(
-    stdout: &mut ChildStdout,
-    limits: &head::Limits,
+    stdout: &mut Output<ChildStdout>,
+    limits: &Limits,
 ) -> Result<(Bytes, Bytes), HeadError> {
     let mut buf = BytesMut::with_capacity(4096);
     loop {
@@ -481,15 +609,16 @@ async fn read_head(
 }
 
 /// Serves a local redirect (RFC 3875 §6.2.2): a `GET` of `location` through the configured
-/// service, or this host.
-async fn local_redirect(
+/// service, or `home`, under the same deadline.
+pub(crate) async fn local_redirect(
     parts: http::request::Parts,
     location: Bytes,
-    options: &Options,
-    home: Dispatch,
+    options: &ProgramOptions,
+    home: impl FnOnce() -> Redirect,
     program: &Path,
+    deadline: Option<Instant>,
 ) -> Response<ResponseBody> {
-    let hops = parts.extensions.get::<Redirects>().map_or(0, |r| r.0) + 1;
+    let hops = parts.extensions.get::<Hop>().map_or(0, |hop| hop.count) + 1;
     if hops > options.max_redirects {
         return fail(
             program,
@@ -525,9 +654,21 @@ async fn local_redirect(
         request.headers_mut().remove(name);
     }
     *request.extensions_mut() = parts.extensions;
-    request.extensions_mut().insert(Redirects(hops));
-    match &options.redirect {
-        Some(redirect) => (redirect.0)(request).await,
-        None => home.call(request).await,
+    request.extensions_mut().insert(Hop {
+        count: hops,
+        deadline,
+    });
+    let service = options.redirect.clone().unwrap_or_else(home);
+    let response = service.call(request);
+    match deadline {
+        None => response.await,
+        Some(deadline) => match tokio::time::timeout_at(deadline, response).await {
+            Ok(response) => response,
+            Err(_) => fail(
+                program,
+                StatusCode::GATEWAY_TIMEOUT,
+                &"the time limit expired while its local redirect was served",
+            ),
+        },
     }
 }

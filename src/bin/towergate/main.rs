@@ -2,17 +2,22 @@
 //!
 //! ```text
 //! towergate serve [DIR] [--addr HOST:PORT] [--timeout SECS] [--max-processes N]
-//!                 [--env K=V]... [--pass-env NAME]... [--pass-authorization]
+//!                 [--slot-wait SECS] [--body-timeout SECS] [--max-body BYTES]
+//!                 [--spool-limit BYTES] [--env K=V]... [--pass-env NAME]... [--pass-authorization]
+//!                 [--header-timeout SECS] [--idle-timeout SECS] [--max-connections N]
+//!                 [--grace SECS]
 //! towergate call PROGRAM [PATH] [-X METHOD] [-d DATA] [-H 'K: V']...
+//! towergate wsgi MODULE:APP [--addr HOST:PORT] [--python-path DIR]... [--threads N]
+//!                [--mount PREFIX] [--static PREFIX=DIR]...      (with the `python` feature)
 //! ```
 //!
 //! Unix only: it runs CGI programs as Unix processes (process groups, signals). Elsewhere the
 //! binary builds and says so.
 #![cfg_attr(not(unix), allow(dead_code, unused_imports))]
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -20,6 +25,9 @@ use clap::{Args, Parser, Subcommand};
 mod call;
 #[cfg(unix)]
 mod serve;
+mod server;
+#[cfg(feature = "python")]
+mod wsgi;
 
 /// Serve static files and CGI programs, or run one CGI program once.
 #[derive(Debug, Parser)]
@@ -33,28 +41,54 @@ struct Cli {
 enum Command {
     /// Serve static files from DIR and the programs of DIR/cgi-bin/ at
     /// /cgi-bin/NAME/PATH_INFO (the successor of `python -m http.server --cgi`).
+    ///
+    /// Dotfiles and dot-directories are never served (404). A program's local redirect
+    /// (`Location: /path`) is served by the whole server, static files included. One
+    /// access-log line per response, written when it ends (bytes sent, and `incomplete:
+    /// REASON` when it did not finish); RUST_LOG filters the log (default `info`).
+    ///
+    /// Past --max-connections, new clients wait in the listen queue until a connection
+    /// closes. On SIGTERM or Ctrl-C the listener closes and requests in flight get --grace
+    /// to finish; then requests with no response head yet get 503, every program still
+    /// running is ended (SIGTERM, 3 s, SIGKILL) and the server exits.
     Serve(ServeArgs),
     /// Run a CGI program once with a synthesized request and print the HTTP response.
     Call(CallArgs),
+    /// Serve a Python WSGI app (Flask, Django, ...) over HTTP/1.1 and HTTP/2.
+    #[cfg(feature = "python")]
+    Wsgi(wsgi::WsgiArgs),
 }
 
 /// `towergate serve`.
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// The directory to serve.
+    /// The directory to serve. Dotfiles and dot-directories (`.env`, `.git/`) are never
+    /// served (404).
     #[arg(default_value = ".")]
     dir: PathBuf,
-    /// The address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8000")]
-    addr: SocketAddr,
     /// The run time limit of one program, in seconds (then SIGTERM, SIGKILL, and 504 when
     /// no header was sent yet).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     timeout: u64,
-    /// The most programs running at once; further requests wait for a slot (503 after the
-    /// timeout).
+    /// The most programs running at once; further requests wait for a slot, up to
+    /// --slot-wait.
     #[arg(long, value_name = "N", default_value_t = 64)]
     max_processes: usize,
+    /// How long a request waits for a process slot before it gets 503 with Retry-After
+    /// (not counted in --timeout). Decimals allowed.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = server::parse_secs)]
+    slot_wait: Duration,
+    /// The longest wait for the next piece of a request body; then 408. Decimals allowed.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = server::parse_secs)]
+    body_timeout: Duration,
+    /// The largest request body accepted, in bytes (suffixes K, M, G: binary multiples);
+    /// a longer one gets 413 and a spooled body stops at the limit.
+    #[arg(long, value_name = "BYTES", default_value = "1G", value_parser = parse_bytes)]
+    max_body: u64,
+    /// The most bytes all spooled request bodies (chunked, HTTP/2) may hold at once, in
+    /// memory and temporary files together; past it a request gets 503 with Retry-After.
+    #[arg(long, value_name = "BYTES", default_value = "2G", value_parser = parse_bytes)]
+    spool_limit: u64,
     /// An extra variable for every program (repeatable).
     #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
     env: Vec<(String, String)>,
@@ -64,6 +98,15 @@ struct ServeArgs {
     /// Pass the Authorization header to programs as HTTP_AUTHORIZATION (RFC 3875 §9.2).
     #[arg(long)]
     pass_authorization: bool,
+    /// Send requests for *.php files under DIR to the FastCGI server at ADDR (php-fpm):
+    /// HOST:PORT or unix:PATH. /d/ runs /d/index.php when present, PATH_INFO follows
+    /// .php/, dotfiles and paths outside DIR get 404 (Caddy's php_fastcgi rules).
+    /// --max-processes bounds the PHP requests in flight too: set it to php-fpm's
+    /// pm.max_children.
+    #[arg(long, value_name = "ADDR")]
+    php: Option<towergate::fastcgi::Address>,
+    #[command(flatten, next_help_heading = "Server")]
+    server: server::ServerArgs,
 }
 
 /// `towergate call`.
@@ -92,6 +135,21 @@ fn parse_env(value: &str) -> Result<(String, String), String> {
     }
 }
 
+/// A byte count: digits with an optional `K`, `M` or `G` suffix (powers of 1024).
+fn parse_bytes(value: &str) -> Result<u64, String> {
+    let (digits, shift) = match value.as_bytes().last() {
+        Some(b'K' | b'k') => (&value[..value.len() - 1], 10),
+        Some(b'M' | b'm') => (&value[..value.len() - 1], 20),
+        Some(b'G' | b'g') => (&value[..value.len() - 1], 30),
+        _ => (value, 0),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("expected a byte count such as 1048576 or 100M, got {value:?}"))
+}
+
 #[cfg(not(unix))]
 fn main() -> ExitCode {
     eprintln!("towergate: the command-line tool runs on Unix only");
@@ -104,5 +162,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::main(args),
         Command::Call(args) => call::main(args),
+        #[cfg(feature = "python")]
+        Command::Wsgi(args) => wsgi::main(args),
     }
 }

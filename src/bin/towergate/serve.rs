@@ -1,41 +1,31 @@
 //! `towergate serve`: static files and a cgi-bin directory over hyper.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::Body;
+use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tower_http::services::ServeDir;
 use tower_service::Service;
-use towergate::ext::ConnectInfo;
-use towergate::host::{CgiBin, CgiProgram, ReasonPhrase};
+use towergate::BoxError;
+use towergate::fastcgi::{Address, Client, PhpFiles};
+use towergate::host::{CgiBin, ProgramOptions};
 
 use crate::ServeArgs;
+use crate::server::{self, text_response};
 
-/// How long in-flight requests get to finish after Ctrl-C or SIGTERM.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-struct App {
-    cgi_bin: CgiBin,
-    files: ServeDir,
-}
+/// How long a program has between SIGTERM and SIGKILL (timeout, client gone, shutdown).
+const KILL_GRACE: Duration = Duration::from_secs(3);
 
 pub(crate) fn main(args: ServeArgs) -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_tracing();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -43,7 +33,10 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(args)) {
+    let result = runtime.block_on(serve(args));
+    // Blocking file reads still running must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("towergate serve: {error}");
@@ -52,172 +45,227 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn serve(args: ServeArgs) -> Result<(), towergate::BoxError> {
+/// Log lines on standard error, `RUST_LOG` filtering (default `info`).
+pub(crate) fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     if !args.dir.is_dir() {
         return Err(format!("{} is not a directory", args.dir.display()).into());
     }
-    let mut template = CgiProgram::default()
+    let mut options = ProgramOptions::new()
         .timeout(Duration::from_secs(args.timeout))
+        .grace(KILL_GRACE)
         .max_processes(args.max_processes)
+        .slot_wait(args.slot_wait)
+        .body_timeout(args.body_timeout)
+        .max_body(args.max_body)
+        .spool_limit(args.spool_limit)
         .pass_authorization(args.pass_authorization);
     for name in &args.pass_env {
-        template = template.inherit_env(name);
+        options = options.inherit_env(name);
     }
     for (key, value) in &args.env {
-        template = template.env(key, value);
+        options = options.env(key, value);
     }
-    let app = Arc::new(App {
-        cgi_bin: CgiBin::new(args.dir.join("cgi-bin"))
-            .mount("/cgi-bin")
-            .options(template),
-        files: ServeDir::new(&args.dir),
-    });
+    let programs = options.shutdown_handle();
+    let php = args
+        .php
+        .clone()
+        .map(|address| (address, args.max_processes));
+    let app = App::new(&args.dir, options, php);
 
-    let listener = tokio::net::TcpListener::bind(args.addr).await?;
-    let local = listener.local_addr()?;
     println!(
-        "towergate: serving {} at http://{local}/ (CGI programs of {} at http://{local}/cgi-bin/NAME)",
+        "towergate: serving {}, CGI programs of {} at /cgi-bin/NAME",
         args.dir.display(),
-        Path::new(&args.dir).join("cgi-bin").display(),
+        args.dir.join("cgi-bin").display(),
     );
+    // At the end of a shutdown, every program still running (a request past the grace, or
+    // one whose client went away) is ended and reaped before the process exits.
+    let programs_ended = async move {
+        let ended = tokio::time::timeout(KILL_GRACE * 2, programs.shutdown()).await;
+        if ended.is_err() {
+            tracing::warn!(target: "towergate::server", "programs still running at exit");
+        }
+    };
+    server::run_with(&args.server, app, programs_ended).await
+}
 
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown_signal());
-    loop {
-        let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+/// The whole server: programs under `/cgi-bin/`, static files elsewhere. A service for any
+/// request body, so that a program's local redirect (`Location: /index.html`, RFC 3875
+/// §6.2.2) is served by it too, static files included.
+#[derive(Clone)]
+struct App(Arc<Inner>);
+
+struct Inner {
+    cgi_bin: CgiBin,
+    files: ServeDir,
+    /// `--php ADDR`: `*.php` files through that FastCGI server, static files for the rest.
+    php: Option<PhpFiles<ServeDir>>,
+}
+
+impl App {
+    fn new(dir: &Path, options: ProgramOptions, php: Option<(Address, usize)>) -> Self {
+        App(Arc::new_cyclic(|app: &Weak<Inner>| {
+            let options = options.local_redirect(LocalRedirect(app.clone()));
+            let php = php.map(|(address, max)| {
+                Client::new(address)
+                    .options(options.clone())
+                    .max_requests(max)
+            });
+            Inner {
+                php: php.map(|client| PhpFiles::new(dir, client).fallback(ServeDir::new(dir))),
+                cgi_bin: CgiBin::new(dir.join("cgi-bin"))
+                    .mount("/cgi-bin")
+                    .options(options),
+                files: ServeDir::new(dir),
+            }
+        }))
+    }
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+impl<B> Service<Request<B>> for App
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> BoxFuture {
+        let path = request.uri().path();
+        if path == "/cgi-bin" || path.starts_with("/cgi-bin/") {
+            let mut cgi_bin = self.0.cgi_bin.clone();
+            let response = cgi_bin.call(request);
+            return Box::pin(async move { Ok(response.await?.map(Body::new)) });
+        }
+        if let Some(refused) = refuse_static(path) {
+            return Box::pin(async move { Ok(text_response(refused)) });
+        }
+        if let Some(php) = &self.0.php {
+            let response = php.clone().call(request);
+            return Box::pin(async move { Ok(response.await?.map(Body::new)) });
+        }
+        let mut files = self.0.files.clone();
+        let response = files.call(request);
+        Box::pin(async move {
+            Ok(match response.await {
+                Ok(response) => response.map(Body::new),
                 Err(error) => {
-                    tracing::warn!("accept failed: {error}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                    tracing::error!(target: "towergate::static", "static file error: {error}");
+                    text_response(StatusCode::INTERNAL_SERVER_ERROR)
                 }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            handle(app.clone(), request, remote, local)
-        });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!("connection from {remote}: {error}");
-            }
-        });
-    }
-    println!("towergate: shutting down");
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; exiting anyway");
-    }
-    Ok(())
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
+            })
+        })
     }
 }
 
-async fn handle(
-    app: Arc<App>,
-    mut request: Request<Incoming>,
-    remote: SocketAddr,
-    local: SocketAddr,
-) -> Result<Response<Body>, Infallible> {
-    let start = Instant::now();
-    request.extensions_mut().insert(ConnectInfo {
-        remote,
-        local: Some(local),
-    });
-    let method = request.method().clone();
-    let uri = request.uri().clone();
-    let version = request.version();
+/// The server itself as the target of local redirects (a weak reference: the server owns
+/// the cgi-bin service that holds this).
+#[derive(Clone)]
+struct LocalRedirect(Weak<Inner>);
 
-    let path = request.uri().path();
-    let response = if path == "/cgi-bin" || path.starts_with("/cgi-bin/") {
-        let mut cgi_bin = app.cgi_bin.clone();
-        let response = cgi_bin.call(request).await?;
-        let (mut parts, body) = response.into_parts();
-        // Send the program's own reason phrase (RFC 3875 §6.3.3).
-        if let Some(reason) = parts.extensions.remove::<ReasonPhrase>() {
-            if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes()) {
-                parts.extensions.insert(reason);
-            }
+impl Service<Request<String>> for LocalRedirect {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<String>) -> BoxFuture {
+        match self.0.upgrade() {
+            Some(app) => App(app).call(request.map(Body::from)),
+            None => Box::pin(async { Ok(text_response(StatusCode::SERVICE_UNAVAILABLE)) }),
         }
-        Response::from_parts(parts, Body::new(body))
-    } else if names_cgi_bin(path) {
-        // Another spelling of /cgi-bin/ (`/%63gi-bin/x`, `//cgi-bin/x`, `/./cgi-bin/x`):
-        // never serve the programs' source as static files.
-        let mut response = Response::new(Body::from("404 Not Found\n"));
-        *response.status_mut() = StatusCode::NOT_FOUND;
-        response
+    }
+}
+
+/// Why a path outside `/cgi-bin/` is not served as a static file, if it is not.
+///
+/// The path is percent-decoded first, as the file service decodes it, and split at `/` and
+/// `\`:
+/// - a segment starting with `.` (`.env`, `.git/config`, `.htpasswd`, `%2Eenv`): 404, hidden
+///   files are never served, as `CgiBin` never runs them;
+/// - another spelling of `/cgi-bin/` (`/%63gi-bin/x`, `//cgi-bin/x`): 404, the programs'
+///   source is never served.
+fn refuse_static(path: &str) -> Option<StatusCode> {
+    let decoded = if path.contains('%') {
+        std::borrow::Cow::Owned(percent_decode(path.as_bytes()))
     } else {
-        let mut files = app.files.clone();
-        match files.call(request).await {
-            Ok(response) => response.map(Body::new),
-            Err(error) => {
-                tracing::error!("static file error: {error}");
-                let mut response = Response::new(Body::from("500 Internal Server Error\n"));
-                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                response
-            }
-        }
+        std::borrow::Cow::Borrowed(path.as_bytes())
     };
-    tracing::info!(
-        target: "towergate::access",
-        "{} \"{} {} {:?}\" {} {:.1}ms",
-        remote.ip(),
-        method,
-        uri,
-        version,
-        response.status().as_u16(),
-        start.elapsed().as_secs_f64() * 1000.0,
-    );
-    Ok(response)
-}
-
-/// Whether a path's first real segment, percent-decoded, is `cgi-bin`.
-fn names_cgi_bin(path: &str) -> bool {
-    let decoded = percent_decode(path.as_bytes());
-    decoded
+    let mut segments = decoded
         .split(|&b| b == b'/' || b == b'\\')
-        .find(|segment| !segment.is_empty() && *segment != b".")
-        .is_some_and(|segment| segment.eq_ignore_ascii_case(b"cgi-bin"))
+        .filter(|segment| !segment.is_empty());
+    let hidden = segments.clone().any(|segment| segment.starts_with(b"."));
+    let cgi_bin = segments
+        .next()
+        .is_some_and(|segment| segment.eq_ignore_ascii_case(b"cgi-bin"));
+    (hidden || cgi_bin).then_some(StatusCode::NOT_FOUND)
 }
 
 fn percent_decode(input: &[u8]) -> Vec<u8> {
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        if input[i] == b'%' && i + 2 < input.len() {
-            if let (Some(h), Some(l)) = (hex(input[i + 1]), hex(input[i + 2])) {
+    let mut rest = input;
+    while let Some((&first, tail)) = rest.split_first() {
+        if let (b'%', [h, l, after @ ..]) = (first, tail) {
+            if let (Some(h), Some(l)) = (hex(*h), hex(*l)) {
                 out.push(h * 16 + l);
-                i += 3;
+                rest = after;
                 continue;
             }
         }
-        out.push(input[i]);
-        i += 1;
+        out.push(first);
+        rest = tail;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_names_are_refused_in_any_spelling() {
+        for path in [
+            "/.env",
+            "/.git/config",
+            "/a/.htpasswd",
+            "/%2eenv",
+            "/%2Egit/config",
+            "/a%2F.env",
+            "/a%5c.env",
+            "/./index.html",
+            "/%63gi-bin/x",
+            "//cgi-bin/x",
+            "/CGI-BIN/x",
+        ] {
+            assert_eq!(refuse_static(path), Some(StatusCode::NOT_FOUND), "{path}");
+        }
+        for path in ["/", "/index.html", "/a/b.c/d", "/env.", "/a%2e"] {
+            assert_eq!(refuse_static(path), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn percent_decoding_keeps_malformed_escapes() {
+        assert_eq!(percent_decode(b"/%2e%zz%4"), b"/.%zz%4");
+    }
 }

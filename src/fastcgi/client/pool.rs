@@ -1,0 +1,626 @@
+//! The connections of a [`Client`](super::Client): a pool of kept-alive connections to one
+//! FastCGI server, each read by one driver task that hands every record to the request it
+//! belongs to (FastCGI specification §3.3: records of several requests may interleave on a
+//! multiplexed connection).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{OnceCell, mpsc, watch};
+
+use super::Address;
+use crate::fastcgi::record::{
+    self, Decoder, EndRequest, MAX_CONNS, MAX_REQS, MPXS_CONNS, NULL_REQUEST_ID, Record, RecordType,
+};
+
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// How many response records may wait for a request's reader (each at most 64 KiB): the
+/// driver waits when they are not taken, so a response never grows memory.
+const EVENTS: usize = 4;
+
+/// What the driver hands to a request.
+#[derive(Debug)]
+pub(super) enum Event {
+    /// A non-empty STDOUT record's content.
+    Stdout(Bytes),
+    /// END_REQUEST (§5.5).
+    End(EndRequest),
+}
+
+/// The pool's settings.
+#[derive(Clone, Debug)]
+pub(super) struct Settings {
+    pub(super) connect_timeout: Duration,
+    pub(super) idle_timeout: Duration,
+    pub(super) multiplex: bool,
+    pub(super) max_requests: usize,
+}
+
+/// Connections to one server.
+pub(super) struct Pool {
+    address: Address,
+    settings: Settings,
+    conns: Mutex<Vec<Arc<Conn>>>,
+    /// Requests per connection: 1, or more when the server multiplexes (probed once).
+    capacity: OnceCell<u16>,
+    serial: AtomicU64,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("address", &self.address)
+            .field("settings", &self.settings)
+            .field("capacity", &self.capacity.get())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why no connection could be had.
+#[derive(Debug)]
+pub(super) enum ConnectError {
+    Timeout(Duration),
+    Io(io::Error),
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::Timeout(after) => write!(f, "no connection within {after:?}"),
+            ConnectError::Io(error) => write!(f, "cannot connect: {error}"),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Pool {
+    pub(super) fn new(address: Address, settings: Settings) -> Self {
+        Pool {
+            address,
+            settings,
+            conns: Mutex::new(Vec::new()),
+            capacity: OnceCell::new(),
+            serial: AtomicU64::new(0),
+            connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// How many connections are open (for tests and logs).
+    pub(super) fn open_connections(&self) -> usize {
+        lock(&self.conns).len()
+    }
+
+    /// Requests per connection.
+    pub(super) fn capacity(&self) -> Option<u16> {
+        self.capacity.get().copied()
+    }
+
+    async fn connect(&self) -> Result<(Reader, Writer), ConnectError> {
+        let connecting = async {
+            match &self.address {
+                Address::Tcp(addr) => {
+                    let stream = tokio::net::TcpStream::connect(addr.as_str()).await?;
+                    let _ = stream.set_nodelay(true);
+                    let (r, w) = stream.into_split();
+                    Ok::<(Reader, Writer), io::Error>((Box::new(r), Box::new(w)))
+                }
+                Address::Unix(path) => {
+                    let stream = tokio::net::UnixStream::connect(path).await?;
+                    let (r, w) = stream.into_split();
+                    Ok::<(Reader, Writer), io::Error>((Box::new(r), Box::new(w)))
+                }
+            }
+        };
+        match tokio::time::timeout(self.settings.connect_timeout, connecting).await {
+            Ok(Ok(halves)) => Ok(halves),
+            Ok(Err(error)) => Err(ConnectError::Io(error)),
+            Err(_) => Err(ConnectError::Timeout(self.settings.connect_timeout)),
+        }
+    }
+
+    /// Asks the server whether it multiplexes (GET_VALUES, §4.1), on a connection of its
+    /// own that is closed afterwards (php-fpm closes it itself). A server that does not
+    /// answer within the connect timeout, or answers no, gets one request per connection.
+    async fn probe(&self) -> Result<u16, ConnectError> {
+        if !self.settings.multiplex {
+            return Ok(1);
+        }
+        let (mut reader, mut writer) = self.connect().await?;
+        let asking = async {
+            let mut pairs = BytesMut::new();
+            for name in [MAX_CONNS, MAX_REQS, MPXS_CONNS] {
+                record::encode_pair(&mut pairs, name, b"");
+            }
+            let mut out = BytesMut::new();
+            record::encode_record(&mut out, RecordType::GetValues, NULL_REQUEST_ID, &pairs);
+            writer.write_all(&out).await?;
+            writer.flush().await?;
+            let mut buf = BytesMut::with_capacity(1024);
+            let mut decoder = Decoder::new();
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Some(record)) if record.kind == RecordType::GetValuesResult => {
+                        return Ok(Some(record.content));
+                    }
+                    Ok(Some(_)) => continue,
+                    Ok(None) => {}
+                    Err(_) => return Ok(None),
+                }
+                if reader.read_buf(&mut buf).await? == 0 {
+                    return Ok(None);
+                }
+            }
+        };
+        let answer: Result<Option<Bytes>, io::Error> =
+            tokio::time::timeout(self.settings.connect_timeout, asking)
+                .await
+                .unwrap_or(Ok(None));
+        let mut mpxs = false;
+        let mut max_reqs = None;
+        if let Ok(Some(content)) = answer {
+            for (name, value) in record::decode_pairs(&content).flatten() {
+                let number = std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                if name.as_ref() == MPXS_CONNS {
+                    mpxs = number.is_some_and(|n| n > 0);
+                } else if name.as_ref() == MAX_REQS {
+                    max_reqs = number;
+                }
+            }
+        }
+        let capacity = if mpxs {
+            let limit = self.settings.max_requests as u64;
+            max_reqs
+                .unwrap_or(limit)
+                .min(limit)
+                .clamp(1, u64::from(u16::MAX)) as u16
+        } else {
+            1
+        };
+        tracing::debug!(
+            target: "towergate::fastcgi::client",
+            "{}: {capacity} request(s) per connection",
+            self.address
+        );
+        Ok(capacity)
+    }
+
+    /// A slot for one request on a kept-alive connection with room, or on a new one.
+    pub(super) async fn checkout(self: &Arc<Self>) -> Result<Exchange, ConnectError> {
+        let capacity = *self.capacity.get_or_try_init(|| self.probe()).await?;
+        let serial = self.serial.fetch_add(1, Ordering::Relaxed);
+        if let Some(exchange) = self.find(serial) {
+            return Ok(exchange);
+        }
+        // Multiplexed connections are opened one at a time: the requests waiting meanwhile
+        // share the new one rather than each opening their own.
+        let _connecting = match capacity {
+            1 => None,
+            _ => {
+                let guard = self.connecting.lock().await;
+                if let Some(exchange) = self.find(serial) {
+                    return Ok(exchange);
+                }
+                Some(guard)
+            }
+        };
+        let (reader, writer) = self.connect().await?;
+        let (closed, _) = watch::channel(false);
+        let conn = Arc::new(Conn {
+            writer: tokio::sync::Mutex::new(writer),
+            state: Mutex::new(State {
+                slots: HashMap::new(),
+                served: 0,
+                answered: false,
+                next_id: 0,
+                reusable: true,
+                closed: false,
+            }),
+            closed,
+            capacity,
+            pool: Arc::downgrade(self),
+        });
+        // Registered before anyone else can see it: the slot is this request's.
+        let exchange = conn.register(serial);
+        lock(&self.conns).push(conn.clone());
+        tokio::spawn(drive(conn.clone(), reader, self.settings.idle_timeout));
+        exchange.ok_or_else(|| ConnectError::Io(io::Error::other("the new connection is full")))
+    }
+
+    /// Whether another connection carries a request but has had no answer at all yet: a
+    /// connection the server has not taken up.
+    fn starving(&self, except: &Conn) -> bool {
+        lock(&self.conns).iter().any(|conn| {
+            if std::ptr::eq(Arc::as_ptr(conn), except) {
+                return false;
+            }
+            let state = lock(&conn.state);
+            !state.closed && !state.answered && !state.slots.is_empty()
+        })
+    }
+
+    fn find(&self, serial: u64) -> Option<Exchange> {
+        lock(&self.conns)
+            .iter()
+            .find_map(|conn| conn.register(serial))
+    }
+
+    fn remove(&self, conn: &Conn) {
+        lock(&self.conns).retain(|c| !std::ptr::eq(Arc::as_ptr(c), conn));
+    }
+}
+
+/// One request's place on a connection.
+#[derive(Debug)]
+struct Slot {
+    serial: u64,
+    events: Option<mpsc::Sender<Event>>,
+    ended: bool,
+    stdin_done: bool,
+}
+
+#[derive(Debug)]
+struct State {
+    slots: HashMap<u16, Slot>,
+    /// Requests that ended on this connection.
+    served: u64,
+    /// Whether any answer (STDOUT, END_REQUEST) came on this connection.
+    answered: bool,
+    /// Where the search for a free request id starts (0-based).
+    next_id: u16,
+    /// False once a request ended before its STDIN was all sent (the server may still read
+    /// its leftover records), or to free a worker: the connection takes no new request.
+    reusable: bool,
+    closed: bool,
+}
+
+/// One connection.
+pub(super) struct Conn {
+    writer: tokio::sync::Mutex<Writer>,
+    state: Mutex<State>,
+    /// True once the connection is closed: its driver and writers stop.
+    closed: watch::Sender<bool>,
+    capacity: u16,
+    pool: Weak<Pool>,
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conn")
+            .field("state", &*lock(&self.state))
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Conn {
+    fn register(self: &Arc<Self>, serial: u64) -> Option<Exchange> {
+        let mut state = lock(&self.state);
+        if state.closed || !state.reusable || state.slots.len() >= usize::from(self.capacity) {
+            return None;
+        }
+        // Ids go round (1, 2, …, capacity, 1, …) rather than the lowest free one: an id
+        // is not sent again right after its END_REQUEST, while the server may still be
+        // tidying it up.
+        let capacity = self.capacity;
+        let start = state.next_id;
+        let id = (0..capacity)
+            .map(|i| ((u32::from(start) + u32::from(i)) % u32::from(capacity)) as u16 + 1)
+            .find(|id| !state.slots.contains_key(id))?;
+        state.next_id = id % capacity;
+        let (tx, rx) = mpsc::channel(EVENTS);
+        state.slots.insert(
+            id,
+            Slot {
+                serial,
+                events: Some(tx),
+                ended: false,
+                stdin_done: false,
+            },
+        );
+        Some(Exchange {
+            conn: self.clone(),
+            id,
+            serial,
+            reused: state.served > 0,
+            events: rx,
+            ended: false,
+        })
+    }
+
+    /// Writes `bytes` (whole records), unless the connection is closed.
+    pub(super) async fn write(&self, bytes: &[u8]) -> io::Result<()> {
+        let mut closed = self.closed.subscribe();
+        if *closed.borrow() {
+            return Err(io::ErrorKind::NotConnected.into());
+        }
+        let writing = async {
+            let mut writer = self.writer.lock().await;
+            writer.write_all(bytes).await?;
+            writer.flush().await
+        };
+        tokio::select! {
+            result = writing => {
+                if result.is_err() {
+                    self.close();
+                }
+                result
+            }
+            _ = closed.wait_for(|c| *c) => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// A future that completes when the connection closes.
+    pub(super) fn closed(&self) -> watch::Receiver<bool> {
+        self.closed.subscribe()
+    }
+
+    /// Whether the request `id` (`serial`) ended: its STDIN need not be sent on.
+    pub(super) fn ended(&self, id: u16, serial: u64) -> bool {
+        let state = lock(&self.state);
+        state
+            .slots
+            .get(&id)
+            .is_none_or(|s| s.serial != serial || s.ended)
+    }
+
+    /// The request's STDIN was all sent (`complete`), or its sending stopped. A request
+    /// that ended with its STDIN cut short leaves the connection unusable: the server may
+    /// still read what was sent of it.
+    pub(super) fn stdin_done(&self, id: u16, serial: u64, complete: bool) {
+        let starving = self.starving();
+        let mut state = lock(&self.state);
+        if let Some(slot) = state.slots.get_mut(&id).filter(|s| s.serial == serial) {
+            slot.stdin_done = true;
+            if slot.ended {
+                state.slots.remove(&id);
+                if !complete || starving {
+                    state.reusable = false;
+                }
+            }
+        }
+        self.close_if_spent(state);
+    }
+
+    /// Closes the connection: the driver stops, every waiting request sees the end of its
+    /// events, and the pool forgets it.
+    pub(super) fn close(&self) {
+        {
+            let mut state = lock(&self.state);
+            if state.closed {
+                return;
+            }
+            state.closed = true;
+            state.slots.clear();
+        }
+        self.closed.send_replace(true);
+        if let Some(pool) = self.pool.upgrade() {
+            pool.remove(self);
+        }
+    }
+
+    /// Closes a connection that will take no new request once its last one is done.
+    fn close_if_spent(&self, state: MutexGuard<'_, State>) {
+        let spent = !state.reusable && state.slots.is_empty() && !state.closed;
+        drop(state);
+        if spent {
+            self.close();
+        }
+    }
+
+    /// Hands `record` to its request.
+    async fn dispatch(&self, record: Record) {
+        match record.kind {
+            RecordType::Stdout if record.content.is_empty() => {}
+            RecordType::Stdout => {
+                let events = {
+                    let mut state = lock(&self.state);
+                    state.answered = true;
+                    state
+                        .slots
+                        .get(&record.request_id)
+                        .and_then(|s| s.events.clone())
+                };
+                if let Some(events) = events {
+                    // A reader that went away abandoned its request: the rest is dropped.
+                    let _ = events.send(Event::Stdout(record.content)).await;
+                }
+            }
+            RecordType::Stderr => log_stderr(&record.content),
+            RecordType::EndRequest => {
+                let Ok(end) = EndRequest::parse(&record.content) else {
+                    tracing::warn!(
+                        target: "towergate::fastcgi::client",
+                        "an END_REQUEST record of {} bytes, not 8: closing the connection",
+                        record.content.len()
+                    );
+                    self.close();
+                    return;
+                };
+                let starving = self.starving();
+                let events = {
+                    let mut state = lock(&self.state);
+                    state.answered = true;
+                    let id = record.request_id;
+                    let Some(slot) = state.slots.get_mut(&id) else {
+                        return;
+                    };
+                    slot.ended = true;
+                    let events = slot.events.take();
+                    let stdin_done = slot.stdin_done;
+                    state.served += 1;
+                    if starving {
+                        state.reusable = false;
+                    }
+                    // Otherwise the STDIN sender frees the slot when it is done (its last
+                    // write may have returned a moment ago).
+                    if stdin_done {
+                        state.slots.remove(&id);
+                    }
+                    self.close_if_spent(state);
+                    events
+                };
+                if let Some(events) = events {
+                    let _ = events.send(Event::End(end)).await;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The request `id` (`serial`) was given up before its END_REQUEST: on a multiplexed
+    /// connection it is aborted (§5.4) and its records discarded until it ends; otherwise
+    /// the connection closes (the server may still be writing its response).
+    fn abandon(self: &Arc<Self>, id: u16, serial: u64) {
+        let mut state = lock(&self.state);
+        let Some(slot) = state.slots.get_mut(&id).filter(|s| s.serial == serial) else {
+            return;
+        };
+        if slot.ended {
+            return;
+        }
+        slot.events = None;
+        drop(state);
+        if self.capacity == 1 {
+            self.close();
+            return;
+        }
+        let conn = self.clone();
+        tokio::spawn(async move {
+            let mut abort = BytesMut::new();
+            record::encode_record(&mut abort, RecordType::AbortRequest, id, &[]);
+            let _ = conn.write(&abort).await;
+        });
+    }
+
+    /// Whether this connection, once its request is done, is to close rather than be kept:
+    /// a server without multiplexing (php-fpm) gives each connection a worker of its own
+    /// until the connection closes, so while a new connection of the pool waits unanswered
+    /// (in the listen queue, every worker held by a kept connection), closing this one
+    /// frees a worker for it.
+    fn starving(&self) -> bool {
+        self.capacity == 1 && self.pool.upgrade().is_some_and(|pool| pool.starving(self))
+    }
+
+    fn is_idle(&self) -> bool {
+        lock(&self.state).slots.is_empty()
+    }
+}
+
+/// Logs what a FastCGI application wrote to its STDERR stream (§5.3), line by line: it is
+/// the application's log, not a failure.
+fn log_stderr(content: &[u8]) {
+    for line in content.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let line = String::from_utf8_lossy(line);
+        if tracing::dispatcher::has_been_set() {
+            tracing::warn!(target: "towergate::fastcgi::stderr", "{}", line.trim_end());
+        } else {
+            eprintln!("towergate: FastCGI stderr: {}", line.trim_end());
+        }
+    }
+}
+
+/// Reads `conn` until it closes: records go to their requests; an idle connection is
+/// closed after `idle`.
+async fn drive(conn: Arc<Conn>, mut reader: Reader, idle: Duration) {
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut decoder = Decoder::new();
+    let mut closed = conn.closed();
+    loop {
+        match decoder.decode(&mut buf) {
+            Ok(Some(record)) => {
+                tokio::select! {
+                    () = conn.dispatch(record) => {}
+                    _ = closed.wait_for(|c| *c) => break,
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(
+                    target: "towergate::fastcgi::client",
+                    "the FastCGI server sent an invalid record ({error}): closing the connection"
+                );
+                break;
+            }
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(16 * 1024);
+        }
+        // Nothing read for `idle` and no request in flight: the connection is closed (one
+        // that has just become idle may go early: the next request opens another).
+        tokio::select! {
+            read = reader.read_buf(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            },
+            _ = closed.wait_for(|c| *c) => break,
+            () = tokio::time::sleep(idle) => {
+                if conn.is_idle() {
+                    break;
+                }
+            }
+        }
+    }
+    conn.close();
+}
+
+/// One request's place on a connection: its id and the events of its response. Dropping
+/// it before the END_REQUEST abandons the request.
+#[derive(Debug)]
+pub(super) struct Exchange {
+    pub(super) conn: Arc<Conn>,
+    pub(super) id: u16,
+    pub(super) serial: u64,
+    /// The connection served requests before: a close before any answer may be the server
+    /// recycling it, and the request can be retried.
+    pub(super) reused: bool,
+    events: mpsc::Receiver<Event>,
+    ended: bool,
+}
+
+impl Exchange {
+    /// The next event; `None` when the connection closed first.
+    pub(super) async fn next(&mut self) -> Option<Event> {
+        let event = self.events.recv().await;
+        if matches!(event, Some(Event::End(_))) {
+            self.ended = true;
+        }
+        event
+    }
+
+    /// Polls the next event (for the response body).
+    pub(super) fn poll_next(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Event>> {
+        let event = std::task::ready!(self.events.poll_recv(cx));
+        if matches!(event, Some(Event::End(_))) {
+            self.ended = true;
+        }
+        std::task::Poll::Ready(event)
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.conn.abandon(self.id, self.serial);
+        }
+    }
+}

@@ -1,0 +1,411 @@
+//! [`PhpFiles`]: the `*.php` files of a directory served through a FastCGI [`Client`], the
+//! way Caddy's `php_fastcgi` routes them.
+
+use std::convert::Infallible;
+use std::ffi::OsStr;
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::LOCATION;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body::Body;
+use tower_service::Service;
+
+use super::client::{Client, Script};
+use crate::BoxError;
+use crate::host::{ResponseBody, ResponseFuture};
+use crate::panic::log;
+
+/// The PHP scripts under a directory, served by a FastCGI server (php-fpm) through a
+/// [`Client`]; every other request goes to a fallback service (static files, say).
+///
+/// The rules are those of Caddy's `php_fastcgi`:
+///
+/// | request path | what runs | `SCRIPT_NAME` | `PATH_INFO` |
+/// |---|---|---|---|
+/// | `/a/b.php` | `DIR/a/b.php` | `/a/b.php` | `""` |
+/// | `/a/b.php/x/y` | `DIR/a/b.php` | `/a/b.php` | `/x/y` (decoded) |
+/// | `/d/` with `DIR/d/index.php` | `DIR/d/index.php` | `/d/index.php` | `""` |
+/// | `/d` with `DIR/d/index.php` | a 308 redirect to `/d/` (query kept) | | |
+/// | anything else | the fallback | | |
+///
+/// The first path segment ending in `.php` (any case) names the script. `SCRIPT_FILENAME`
+/// is the script's real path (symlinks resolved) and `DOCUMENT_ROOT` is `DIR`'s.
+/// Nothing outside `DIR` ever runs (RFC 3875 §9.8): a `..` segment, a segment with an
+/// encoded `/` or `\` or a NUL byte, or a script that resolves outside `DIR` gets 404; so
+/// does a script path with a segment starting with `.` (dotfiles and dot-directories), and a
+/// script that is not a regular file.
+///
+/// Requests that never reach the FastCGI server:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use tower::ServiceExt;
+/// use towergate::fastcgi::{Client, PhpFiles};
+///
+/// let dir = std::env::temp_dir().join(format!("towergate-php-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(dir.join("d")).unwrap();
+/// std::fs::write(dir.join("d/index.php"), "<?php echo 'hi';").unwrap();
+/// std::fs::write(dir.join(".env.php"), "<?php echo 'secret';").unwrap();
+///
+/// // Nothing listens there: any request that went to it would get 502.
+/// let site = PhpFiles::new(&dir, Client::new("127.0.0.1:1".parse().unwrap()));
+/// let status = |path: &'static str| {
+///     let site = site.clone();
+///     async move {
+///         let request = http::Request::get(path).body(String::new()).unwrap();
+///         let response = site.oneshot(request).await.unwrap();
+///         (response.status().as_u16(), response.headers().get("location").cloned())
+///     }
+/// };
+/// assert_eq!(status("/d?x=1").await, (308, Some(http::HeaderValue::from_static("/d/?x=1"))));
+/// assert_eq!(status("/.env.php").await.0, 404);
+/// assert_eq!(status("/%2e%2e/etc/passwd.php").await.0, 404);
+/// assert_eq!(status("/missing.php").await.0, 404);
+/// assert_eq!(status("/style.css").await.0, 404); // the default fallback
+/// assert_eq!(status("/d/").await.0, 502); // d/index.php: sent to the (absent) server
+/// std::fs::remove_dir_all(&dir).unwrap();
+/// # }
+/// ```
+///
+/// With php-fpm and static files for the rest:
+///
+/// ```no_run
+/// use towergate::fastcgi::{Client, PhpFiles};
+///
+/// let php = Client::new("unix:/run/php/php8.2-fpm.sock".parse().unwrap());
+/// let site = PhpFiles::new("/srv/www", php)
+///     .fallback(tower_http::services::ServeDir::new("/srv/www"));
+/// let app = axum::Router::new().fallback_service(site);
+/// # let _: axum::Router = app;
+/// ```
+#[derive(Clone)]
+pub struct PhpFiles<F = NotFound> {
+    root: Arc<Root>,
+    client: Client,
+    fallback: F,
+}
+
+struct Root {
+    /// As given, then resolved at the first request.
+    given: PathBuf,
+    resolved: std::sync::OnceLock<Option<PathBuf>>,
+}
+
+impl Root {
+    fn resolved(&self) -> Option<&Path> {
+        self.resolved
+            .get_or_init(|| std::fs::canonicalize(&self.given).ok())
+            .as_deref()
+    }
+}
+
+impl<F: fmt::Debug> fmt::Debug for PhpFiles<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PhpFiles")
+            .field("root", &self.root.given)
+            .field("client", &self.client)
+            .field("fallback", &self.fallback)
+            .finish()
+    }
+}
+
+impl PhpFiles<NotFound> {
+    /// The scripts under `root`, through `client` (whose `SCRIPT_NAME`, `SCRIPT_FILENAME`
+    /// and `DOCUMENT_ROOT` are set per request). Every other request gets 404 until a
+    /// [`fallback`](Self::fallback) is set.
+    pub fn new(root: impl Into<PathBuf>, client: Client) -> Self {
+        let given = root.into();
+        let root = std::fs::canonicalize(&given).unwrap_or_else(|_| given.clone());
+        PhpFiles {
+            client: client.document_root(&root),
+            root: Arc::new(Root {
+                given,
+                resolved: std::sync::OnceLock::new(),
+            }),
+            fallback: NotFound,
+        }
+    }
+}
+
+impl<F> PhpFiles<F> {
+    /// The service for requests that name no PHP script. Defaults to [`NotFound`].
+    pub fn fallback<G>(self, fallback: G) -> PhpFiles<G> {
+        PhpFiles {
+            root: self.root,
+            client: self.client,
+            fallback,
+        }
+    }
+}
+
+/// The default fallback of [`PhpFiles`]: 404 for every request.
+#[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
+pub struct NotFound;
+
+impl<B> Service<Request<B>> for NotFound {
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<ResponseBody>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _request: Request<B>) -> Self::Future {
+        std::future::ready(Ok(crate::host::error_response(StatusCode::NOT_FOUND)))
+    }
+}
+
+/// Where a request goes.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    Script(Script),
+    /// 308 to the path with a trailing slash: a directory with an `index.php`.
+    Slash,
+    Fallback,
+    NotFound,
+}
+
+impl PartialEq for Script {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.name, &self.path_info, &self.filename)
+            == (&other.name, &other.path_info, &other.filename)
+    }
+}
+
+impl Eq for Script {}
+
+/// Routes `path` (raw, as in the URI) under `root` (resolved).
+fn route(root: &Path, path: &str) -> Route {
+    let raw: Vec<&[u8]> = path
+        .as_bytes()
+        .split(|&b| b == b'/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut segments = Vec::with_capacity(raw.len());
+    for segment in &raw {
+        let decoded = crate::percent::decode(segment);
+        if decoded == b".." || decoded.iter().any(|&b| b == b'/' || b == b'\\' || b == 0) {
+            return Route::NotFound;
+        }
+        segments.push(decoded);
+    }
+    let php = segments
+        .iter()
+        .position(|s| s.len() > 4 && s[s.len() - 4..].eq_ignore_ascii_case(b".php"));
+    let (script, path_info): (Vec<Vec<u8>>, Vec<u8>) = match php {
+        Some(i) => {
+            let mut info = Vec::new();
+            for segment in &segments[i + 1..] {
+                info.push(b'/');
+                info.extend_from_slice(segment);
+            }
+            if path.ends_with('/') {
+                info.push(b'/');
+            }
+            (segments[..=i].to_vec(), info)
+        }
+        None => {
+            let dir = relative(root, &segments);
+            let has_index = dir.join("index.php").is_file();
+            if !has_index {
+                return Route::Fallback;
+            }
+            if !path.ends_with('/') {
+                return Route::Slash;
+            }
+            let mut script = segments.clone();
+            script.push(b"index.php".to_vec());
+            (script, Vec::new())
+        }
+    };
+    if script.iter().any(|s| s.starts_with(b".")) {
+        return Route::NotFound;
+    }
+    let Ok(file) = std::fs::canonicalize(relative(root, &script)) else {
+        return Route::NotFound;
+    };
+    if !file.starts_with(root) || !file.is_file() {
+        return Route::NotFound;
+    }
+    let mut name = Vec::new();
+    for segment in &script {
+        name.push(b'/');
+        name.extend_from_slice(segment);
+    }
+    Route::Script(Script {
+        name: Bytes::from(name),
+        path_info: Bytes::from(path_info),
+        filename: Bytes::copy_from_slice(file.as_os_str().as_bytes()),
+    })
+}
+
+fn relative(root: &Path, segments: &[Vec<u8>]) -> PathBuf {
+    let mut path = root.to_path_buf();
+    for segment in segments {
+        path.push(OsStr::from_bytes(segment));
+    }
+    path
+}
+
+impl<B, F, RB> Service<Request<B>> for PhpFiles<F>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    F: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
+    F::Future: Send + 'static,
+    F::Error: Into<BoxError>,
+    RB: Body<Data = Bytes> + Send + 'static,
+    RB::Error: Into<BoxError>,
+{
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> ResponseFuture {
+        let root = self.root.clone();
+        let client = self.client.clone();
+        let mut fallback = self.fallback.clone();
+        ResponseFuture::new(async move {
+            let Some(resolved) = root.resolved() else {
+                log(format_args!(
+                    "PHP root {} cannot be resolved",
+                    root.given.display()
+                ));
+                return crate::host::error_response(StatusCode::NOT_FOUND);
+            };
+            let path = request.uri().path().to_owned();
+            let resolved = resolved.to_path_buf();
+            let routed = tokio::task::spawn_blocking(move || route(&resolved, &path)).await;
+            match routed.unwrap_or(Route::NotFound) {
+                Route::Script(script) => match client.call_script(request, script).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                },
+                Route::Slash => {
+                    let mut location = format!("{}/", request.uri().path());
+                    if let Some(query) = request.uri().query() {
+                        location.push('?');
+                        location.push_str(query);
+                    }
+                    let mut response = Response::new(ResponseBody::empty());
+                    *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+                    if let Ok(value) = HeaderValue::try_from(location) {
+                        response.headers_mut().insert(LOCATION, value);
+                    }
+                    response
+                }
+                Route::NotFound => crate::host::error_response(StatusCode::NOT_FOUND),
+                Route::Fallback => {
+                    let ready = std::future::poll_fn(|cx| fallback.poll_ready(cx))
+                        .await
+                        .map_err(Into::into);
+                    let result: Result<_, BoxError> = match ready {
+                        Ok(()) => fallback.call(request).await.map_err(Into::into),
+                        Err(error) => Err(error),
+                    };
+                    match result {
+                        Ok(response) => response.map(ResponseBody::boxed),
+                        Err(error) => {
+                            log(format_args!("PHP fallback service failed: {error}"));
+                            crate::host::error_response(StatusCode::INTERNAL_SERVER_ERROR)
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(name: &str) -> Dir {
+            let dir = std::env::temp_dir()
+                .join(format!("towergate-php-route-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            for sub in ["d", "plain", ".hidden"] {
+                std::fs::create_dir_all(dir.join(sub)).unwrap();
+            }
+            for file in [
+                "a.php",
+                "d/index.php",
+                ".hidden/x.php",
+                ".env.php",
+                "plain/f.txt",
+            ] {
+                std::fs::write(dir.join(file), "<?php\n").unwrap();
+            }
+            Dir(std::fs::canonicalize(&dir).unwrap())
+        }
+
+        fn script(&self, name: &str, path_info: &str, file: &str) -> Route {
+            Route::Script(Script {
+                name: Bytes::copy_from_slice(name.as_bytes()),
+                path_info: Bytes::copy_from_slice(path_info.as_bytes()),
+                filename: Bytes::copy_from_slice(self.0.join(file).as_os_str().as_bytes()),
+            })
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn php_paths_split_at_the_script_and_directories_get_their_index() {
+        let dir = Dir::new("split");
+        let root = &dir.0;
+        assert_eq!(route(root, "/a.php"), dir.script("/a.php", "", "a.php"));
+        assert_eq!(
+            route(root, "/a.php/x/y%20z"),
+            dir.script("/a.php", "/x/y z", "a.php")
+        );
+        assert_eq!(route(root, "/a.php/"), dir.script("/a.php", "/", "a.php"));
+        assert_eq!(
+            route(root, "/d/"),
+            dir.script("/d/index.php", "", "d/index.php")
+        );
+        assert_eq!(route(root, "/d"), Route::Slash);
+        assert_eq!(route(root, "/plain/f.txt"), Route::Fallback);
+        assert_eq!(route(root, "/plain/"), Route::Fallback);
+        assert_eq!(route(root, "/missing.php"), Route::NotFound);
+    }
+
+    #[test]
+    fn traversal_and_dotfiles_are_refused() {
+        let dir = Dir::new("refuse");
+        let root = &dir.0;
+        for path in [
+            "/../a.php",
+            "/d/../a.php",
+            "/%2e%2e/a.php",
+            "/d%2F..%2Fa.php",
+            "/d%5c..%5ca.php",
+            "/.hidden/x.php",
+            "/.env.php",
+            "/%2ehidden/x.php",
+            "/a.php%00.txt",
+        ] {
+            assert_eq!(route(root, path), Route::NotFound, "{path}");
+        }
+    }
+}

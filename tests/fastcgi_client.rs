@@ -1,0 +1,466 @@
+//! `towergate::fastcgi::Client` against real FastCGI servers: Debian's php-fpm (TCP and a
+//! Unix socket, its own pool, recycled workers) and `php-cgi -b`.
+#![cfg(all(feature = "fastcgi", feature = "host"))]
+
+#[path = "support/php.rs"]
+mod php;
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::BodyExt;
+use php::{Listen, PhpCgi, PhpFpm};
+use tower::ServiceExt;
+use towergate::fastcgi::{Client, PhpFiles};
+use towergate::host::{ProgramOptions, ReasonPhrase};
+
+/// A response taken apart: status, headers, whole body.
+struct Answer {
+    status: u16,
+    headers: http::HeaderMap,
+    reason: Option<Bytes>,
+    body: String,
+}
+
+async fn call<S, B>(service: &S, request: Request<B>) -> Answer
+where
+    S: tower::Service<Request<B>, Response = http::Response<towergate::host::ResponseBody>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let response = service.clone().oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let reason = response
+        .extensions()
+        .get::<ReasonPhrase>()
+        .map(|r| Bytes::copy_from_slice(r.as_bytes()));
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Answer {
+        status,
+        headers,
+        reason,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// A client of `address` running `root/script` for every request, mounted at `/script`.
+fn client_for(address: &str, root: &std::path::Path, script: &str) -> Client {
+    Client::new(address.parse().unwrap())
+        .script_name(format!("/{script}"))
+        .script_filename(root.join(script))
+        .document_root(root)
+}
+
+fn expected_echo(root: &std::path::Path, method: &str, path_info: &str, query: &str) -> String {
+    format!(
+        "method={method}\nscript_name=/echo.php\nscript_filename={}/echo.php\npath_info={path_info}\nquery={query}\n",
+        root.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn php_fpm_gets_the_environ_the_cgi_host_builds() {
+    let fpm = PhpFpm::start(Listen::Tcp, 2, 0);
+    let root = fpm.root();
+    let client = client_for(&fpm.address, &root, "echo.php");
+    let request = Request::get("http://example.com/echo.php/a%20b/c?x=1&y=%20")
+        .header("x-custom", "one")
+        .header("proxy", "http://evil.example")
+        .header("authorization", "Basic c2VjcmV0")
+        .body(String::new())
+        .unwrap();
+    let answer = call(&client, request).await;
+    assert_eq!(answer.status, 200, "{}\n{}", answer.body, fpm.log());
+    assert_eq!(answer.headers["content-type"], "text/plain;charset=UTF-8");
+    assert_eq!(answer.headers["x-echo"], "yes");
+    let expected = expected_echo(&root, "GET", "/a b/c", "x=1&y=%20")
+        + "content_length=\n"
+        + "http_proxy=unset\n"
+        + "http_authorization=unset\n"
+        + &format!("document_root={}\n", root.display())
+        + "header host: example.com\n"
+        + "header x-custom: one\n"
+        + "body=";
+    assert_eq!(answer.body, expected);
+
+    // Authorization only when configured (RFC 3875 §9.2).
+    let client = client.options(ProgramOptions::new().pass_authorization(true));
+    let request = Request::get("/echo.php")
+        .header("authorization", "Basic c2VjcmV0")
+        .body(String::new())
+        .unwrap();
+    let answer = call(&client, request).await;
+    assert!(
+        answer
+            .body
+            .contains("\nhttp_authorization=Basic c2VjcmV0\n"),
+        "{}",
+        answer.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_reach_php_fpm_with_an_exact_content_length() {
+    let fpm = PhpFpm::start(Listen::Unix, 2, 0);
+    let root = fpm.root();
+    let client = client_for(&fpm.address, &root, "echo.php");
+
+    // A declared length: streamed.
+    let request = Request::post("/echo.php")
+        .header("content-type", "text/plain")
+        .header("content-length", "11")
+        .body(String::from("hello world"))
+        .unwrap();
+    let answer = call(&client, request).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(
+        answer.body.contains("\ncontent_length=11\n"),
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer.body.contains("\nheader content-type: text/plain\n"),
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer.body.ends_with("\nbody=hello world"),
+        "{}",
+        answer.body
+    );
+
+    // No length (chunked): spooled, memory then a file, so CONTENT_LENGTH is exact.
+    for (spool_memory, chunks) in [(1 << 20, 3), (100_000, 40)] {
+        let client = client
+            .clone()
+            .options(ProgramOptions::new().spool_memory(spool_memory));
+        let chunk = "0123456789".repeat(1000);
+        let frames: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> = (0..chunks)
+            .map(|_| Ok(http_body::Frame::data(Bytes::from(chunk.clone()))))
+            .collect();
+        let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+        let request = Request::put("/echo.php").body(body).unwrap();
+        let answer = call(&client, request).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let length = chunks * chunk.len();
+        assert!(
+            answer
+                .body
+                .contains(&format!("\ncontent_length={length}\n")),
+            "{}",
+            &answer.body[..200]
+        );
+        assert!(
+            answer
+                .body
+                .ends_with(&format!("\nbody={}", chunk.repeat(chunks)))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn php_responses_follow_the_cgi_rules() {
+    let fpm = PhpFpm::start(Listen::Tcp, 2, 0);
+    // One client for every script: php-fpm's two workers are not pinned by the idle
+    // connections of several pools.
+    let client = Client::new(fpm.address.parse().unwrap());
+    let site = PhpFiles::new(fpm.root(), client.clone());
+    let get = |path: &str| Request::get(path).body(String::new()).unwrap();
+
+    // Status with its own reason phrase (RFC 3875 §6.3.3).
+    let answer = call(&site, get("/status.php")).await;
+    assert_eq!(answer.status, 299);
+    assert_eq!(answer.reason.as_deref(), Some(&b"Fine"[..]));
+    assert_eq!(answer.body, "fine");
+
+    // HEAD: no body (RFC 3875 §4.3.3), and the connection serves the next request.
+    let answer = call(
+        &site,
+        Request::head("/hello.php").body(String::new()).unwrap(),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, "");
+    let answer = call(&site, get("/hello.php")).await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (200, "Hello, world!")
+    );
+
+    // PHP turns a Location into a 302 itself.
+    let answer = call(&site, get("/redirect.php")).await;
+    assert_eq!(answer.status, 302);
+    assert_eq!(answer.headers["location"], "/hello.php");
+
+    // STDERR goes to the log; the response is whole.
+    let answer = call(&site, get("/stderr.php")).await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "logged"));
+
+    // A large response streams through, record by record.
+    let answer = call(&site, get("/big.php?n=40")).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body.len(), 40 * 65536);
+    assert!(answer.body.bytes().all(|b| b == b'x'));
+
+    // php-fpm's own 404 for a script it cannot find (SCRIPT_FILENAME names no file).
+    let answer = call(
+        &client_for(&fpm.address, &fpm.root(), "missing.php"),
+        get("/missing.php"),
+    )
+    .await;
+    assert_eq!(answer.status, 404);
+    assert_eq!(answer.body, "File not found.\n");
+    assert!(client.open_connections() <= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recycled_php_fpm_workers_never_cause_a_502() {
+    // Each worker serves two requests, then php-fpm replaces it and its connection closes.
+    let fpm = PhpFpm::start(Listen::Tcp, 2, 2);
+    let root = fpm.root();
+    let client = client_for(&fpm.address, &root, "pid.php");
+    let mut pids = BTreeSet::new();
+    for i in 0..50 {
+        let request = if i % 2 == 0 {
+            Request::get("/pid.php").body(String::new()).unwrap()
+        } else {
+            Request::post("/pid.php")
+                .header("content-length", "3")
+                .body(String::from("abc"))
+                .unwrap()
+        };
+        let answer = call(&client, request).await;
+        assert_eq!(
+            answer.status,
+            200,
+            "request {i}: {}\n{}",
+            answer.body,
+            fpm.log()
+        );
+        pids.insert(answer.body);
+    }
+    // The workers were recycled: many processes served the 50 requests.
+    assert!(pids.len() >= 20, "{pids:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_alive_connections_are_reused() {
+    let fpm = PhpFpm::start(Listen::Tcp, 1, 0);
+    let root = fpm.root();
+    let client = client_for(&fpm.address, &root, "pid.php");
+    let mut pids = BTreeSet::new();
+    for _ in 0..10 {
+        let answer = call(
+            &client,
+            Request::get("/pid.php").body(String::new()).unwrap(),
+        )
+        .await;
+        assert_eq!(answer.status, 200);
+        pids.insert(answer.body);
+    }
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    assert_eq!(client.open_connections(), 1);
+    // php-fpm does not multiplex.
+    assert_eq!(client.requests_per_connection(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn php_cgi_serves_through_the_client() {
+    let php = PhpCgi::start(2);
+    let root = php.root();
+    let client = client_for(&php.address, &root, "echo.php");
+    let request = Request::post("/echo.php/x?q=1")
+        .header("content-length", "4")
+        .body(String::from("data"))
+        .unwrap();
+    let answer = call(&client, request).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(
+        answer
+            .body
+            .starts_with(&expected_echo(&root, "POST", "/x", "q=1")),
+        "{}",
+        answer.body
+    );
+    assert!(answer.body.ends_with("\nbody=data"), "{}", answer.body);
+    // php-cgi answers GET_VALUES: no multiplexing.
+    assert_eq!(client.requests_per_connection(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_is_a_502() {
+    let port = support::server::free_port();
+    let client = Client::new(format!("127.0.0.1:{port}").parse().unwrap())
+        .script_filename("/nonexistent.php")
+        .connect_timeout(Duration::from_secs(2));
+    let answer = call(&client, Request::get("/").body(String::new()).unwrap()).await;
+    assert_eq!(answer.status, 502);
+}
+
+/// towergate's own FastCGI server on 127.0.0.1: `/slow` answers once `release` is
+/// notified, `/echo` streams the request body back, anything else answers its path and the
+/// meta-variables it was given.
+async fn own_server(
+    release: std::sync::Arc<tokio::sync::Notify>,
+) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
+    use towergate::ext::RequestExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let service = tower::service_fn(move |request: Request<towergate::fastcgi::RequestBody>| {
+        let release = release.clone();
+        async move {
+            let response = match request.uri().path() {
+                "/slow" => {
+                    release.notified().await;
+                    http::Response::new(http_body_util::Either::Left(String::from("slow done")))
+                }
+                "/echo" => http::Response::new(http_body_util::Either::Right(request.into_body())),
+                path => {
+                    let text = format!(
+                        "path={path} script_name={} content_length={:?}",
+                        request.script_name(),
+                        request.headers().get("content-length"),
+                    );
+                    http::Response::new(http_body_util::Either::Left(text))
+                }
+            };
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    let server = tokio::spawn(towergate::fastcgi::serve(listener, service));
+    (address, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_share_a_connection_to_a_server_that_multiplexes() {
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (address, server) = own_server(release.clone()).await;
+    let client = Client::new(address.parse().unwrap()).script_name("/app");
+
+    // A slow request holds its place; the fast ones pass it on the same connection.
+    let slow = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            call(
+                &client,
+                Request::get("/app/slow").body(String::new()).unwrap(),
+            )
+            .await
+        })
+    };
+    for i in 0..10 {
+        let answer = call(
+            &client,
+            Request::get(format!("/app/fast/{i}"))
+                .body(String::new())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(
+            answer.body,
+            format!("path=/fast/{i} script_name=/app content_length=None")
+        );
+    }
+    assert!(!slow.is_finished());
+    assert!(client.requests_per_connection().unwrap() > 1);
+    assert_eq!(client.open_connections(), 1);
+    release.notify_one();
+    let answer = slow.await.unwrap();
+    assert_eq!((answer.status, answer.body.as_str()), (200, "slow done"));
+
+    // Bodies stream both ways: declared, spooled, and unspooled to the end of STDIN.
+    let data: String = (0..200_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let request = Request::post("/app/echo")
+        .header("content-type", "text/plain")
+        .body(data.clone())
+        .unwrap();
+    let answer = call(&client, request).await;
+    assert_eq!(answer.status, 200);
+    // The service set none: the server sniffed one (RFC 3875 §6.3.1).
+    assert_eq!(answer.headers["content-type"], "text/plain; charset=utf-8");
+    assert!(answer.body == data, "{} bytes back", answer.body.len());
+    for client in [
+        client.clone(),
+        client.clone().options(ProgramOptions::new().spool(false)),
+    ] {
+        let frames: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> = data
+            .as_bytes()
+            .chunks(70_000)
+            .map(|c| Ok(http_body::Frame::data(Bytes::copy_from_slice(c))))
+            .collect();
+        let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+        let answer = call(&client, Request::post("/app/echo").body(body).unwrap()).await;
+        assert_eq!(answer.status, 200);
+        assert!(answer.body == data, "{} bytes back", answer.body.len());
+    }
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_concurrent_requests_than_php_fpm_workers_all_get_answers() {
+    // Two workers, eight requests at a time: kept-alive connections must not hold both
+    // workers while the other connections wait in php-fpm's listen queue.
+    let fpm = PhpFpm::start(Listen::Unix, 2, 0);
+    let client = Client::new(fpm.address.parse().unwrap()).head_timeout(Duration::from_secs(20));
+    let site = PhpFiles::new(fpm.root(), client);
+    for _ in 0..5 {
+        let mut calls = Vec::new();
+        for _ in 0..8 {
+            let site = site.clone();
+            calls.push(tokio::spawn(async move {
+                call(
+                    &site,
+                    Request::get("/hello.php").body(String::new()).unwrap(),
+                )
+                .await
+            }));
+        }
+        for answer in calls {
+            let answer = answer.await.unwrap();
+            assert_eq!(
+                (answer.status, answer.body.as_str()),
+                (200, "Hello, world!")
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_after_the_idle_timeout() {
+    let fpm = PhpFpm::start(Listen::Tcp, 1, 0);
+    let client =
+        client_for(&fpm.address, &fpm.root(), "hello.php").idle_timeout(Duration::from_millis(300));
+    let answer = call(
+        &client,
+        Request::get("/hello.php").body(String::new()).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (200, "Hello, world!")
+    );
+    assert_eq!(client.open_connections(), 1);
+    // Polled, not timed: the connection goes once it has been idle for the timeout.
+    let mut waited = 0;
+    while client.open_connections() > 0 && waited < 100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    assert_eq!(client.open_connections(), 0);
+    // The single php-fpm worker is free again: the next request is answered.
+    let answer = call(
+        &client,
+        Request::get("/hello.php").body(String::new()).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (200, "Hello, world!")
+    );
+}
