@@ -13,6 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# The `python` feature (built by --all-features) embeds this interpreter (section 5).
+export PYO3_PYTHON=${PYO3_PYTHON:-/usr/bin/python3}
 
 QUICK=${QUICK:-}
 RUNS=${RUNS:-$([ -n "$QUICK" ] && echo 200 || echo 1000)}
@@ -245,8 +247,8 @@ row "1 GiB POST through towergate serve to a C echo (host) | ${t_gibs} GiB/s, se
 # ---------------------------------------------------------------- 5. FastCGI application
 # nginx → cgi_axum as a FastCGI application (keep-alive upstream) against nginx → Go
 # net/http/fcgi with the same config, nginx proxy_pass → the same axum router over native
-# HTTP (native_axum), and nginx + fcgiwrap + cgi_hello (the CGI path); then 1 GiB up and
-# down through nginx → FastCGI → /echo with the app's peak RSS, beside nginx proxy_pass →
+# HTTP (native_axum), and nginx + fcgiwrap + cgi_hello (the CGI path); then 1 GiB down
+# through nginx → FastCGI → /stream with the app's peak RSS, beside nginx proxy_pass →
 # native_axum. Both FastCGI apps get their socket on descriptor 0 from spawn-fcgi.
 fastcgi_section() {
   local need_f=()
@@ -283,6 +285,9 @@ http {
   scgi_temp_path $WORK/nginx-scgi;
   keepalive_requests 100000;
   client_max_body_size 0;
+  # Unbuffered responses are read from the app a buffer at a time: 64 KiB, not 4 KiB.
+  fastcgi_buffer_size 64k;
+  proxy_buffer_size 64k;
   upstream app {
     $3
     keepalive 32;
@@ -310,34 +315,52 @@ CONF
       proxy_request_buffering off;
       proxy_pass http://app;'
 
+  # download URL PID -> "GiB/s server_peak_rss_mib server_cpu_s"
+  download() {
+    local start_ns end_ns got
+    start_ns=$(date +%s%N)
+    got=$(curl -s -o /dev/null -w '%{size_download}' "$1")
+    end_ns=$(date +%s%N)
+    [ "$got" = "$BIG" ] || log "$1 returned $got bytes, expected $BIG"
+    echo "$(awk -v g="$gib" -v n=$((end_ns - start_ns)) 'BEGIN { printf "%.2f", g / (n / 1e9) }')" \
+      "$(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$2/status")" \
+      "$(awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$2/stat")"
+  }
   # fcgi_app PROGRAM -> starts it under spawn-fcgi on a free port; sets APP_PORT, APP_PID
   fcgi_app() {
     APP_PORT=$(free_port)
     start spawn-fcgi -n -a 127.0.0.1 -p "$APP_PORT" -- "$1"; APP_PID=$LAST; wait_port "$APP_PORT"
   }
-  # through_nginx LOCATION UPSTREAM PATH -> "req/s p50 p99"; leaves NGINX_PORT, NGINX_PID
-  through_nginx() {
+  # start_nginx LOCATION UPSTREAM -> sets NGINX_PORT, NGINX_PID (not in a subshell: the
+  # cleanup must know the pid)
+  start_nginx() {
     NGINX_PORT=$(free_port)
-    start nginx -c "$(nginx_conf "$NGINX_PORT" "$1" "$2")"; NGINX_PID=$LAST; wait_port "$NGINX_PORT"
-    wrk_run "http://127.0.0.1:$NGINX_PORT$3" 64
+    local conf; conf=$(nginx_conf "$NGINX_PORT" "$1" "$2")
+    start nginx -c "$conf"; NGINX_PID=$LAST; wait_port "$NGINX_PORT"
   }
 
   fcgi_app "$STATIC/cgi_axum"
-  read -r ft_rps ft_p50 ft_p99 <<<"$(through_nginx "$fcgi_location" "server 127.0.0.1:$APP_PORT;" /app/)"
-  # 1 GiB up and down through the same nginx and app, then the app's peak RSS.
-  read -r ft_gibs ft_rss ft_cpu _ <<<"$(upload "http://127.0.0.1:$NGINX_PORT/app/echo" "$APP_PID")"
+  start_nginx "$fcgi_location" "server 127.0.0.1:$APP_PORT;"
+  read -r ft_rps ft_p50 ft_p99 <<<"$(wrk_run "http://127.0.0.1:$NGINX_PORT/app/" 64)"
+  # 1 GiB down through the same nginx and app (/stream: 1024 chunks of 1 MiB), then the
+  # app's peak RSS. Not up and down through /echo: nginx stops sending a request body once
+  # the response head has arrived (it closes its spooled body), so an echo of more than its
+  # buffers stalls until fastcgi_read_timeout, whatever the app.
+  read -r ft_gibs ft_rss ft_cpu <<<"$(download "http://127.0.0.1:$NGINX_PORT/app/stream?n=$((BIG >> 20))&bytes=1048576" "$APP_PID")"
   stop "$NGINX_PID"; stop "$APP_PID"
 
   fcgi_app "$WORK/hello_fcgi"
-  read -r fg_rps fg_p50 fg_p99 <<<"$(through_nginx "$fcgi_location" "server 127.0.0.1:$APP_PORT;" /app/)"
+  start_nginx "$fcgi_location" "server 127.0.0.1:$APP_PORT;"
+  read -r fg_rps fg_p50 fg_p99 <<<"$(wrk_run "http://127.0.0.1:$NGINX_PORT/app/" 64)"
   stop "$NGINX_PID"; stop "$APP_PID"
 
   local fp_rps="" fp_p99="" fp_gibs="" fp_rss=""
   if [ -n "$native" ]; then
     APP_PORT=$(free_port)
     start "$native" --addr "127.0.0.1:$APP_PORT"; APP_PID=$LAST; wait_port "$APP_PORT"
-    read -r fp_rps _ fp_p99 <<<"$(through_nginx "$proxy_location" "server 127.0.0.1:$APP_PORT;" /cgi-bin/app/)"
-    read -r fp_gibs fp_rss _ _ <<<"$(upload "http://127.0.0.1:$NGINX_PORT/cgi-bin/app/echo" "$APP_PID")"
+    start_nginx "$proxy_location" "server 127.0.0.1:$APP_PORT;"
+    read -r fp_rps _ fp_p99 <<<"$(wrk_run "http://127.0.0.1:$NGINX_PORT/cgi-bin/app/" 64)"
+    read -r fp_gibs fp_rss _ <<<"$(download "http://127.0.0.1:$NGINX_PORT/cgi-bin/app/stream?n=$((BIG >> 20))&bytes=1048576" "$APP_PID")"
     stop "$NGINX_PID"; stop "$APP_PID"
   fi
 
@@ -349,7 +372,8 @@ CONF
   local cgi_location="      include /etc/nginx/fastcgi_params;
       fastcgi_param SCRIPT_FILENAME $WORK/fdoc\$fastcgi_script_name;
       fastcgi_pass unix:$fsock;"
-  read -r fc_rps _ fc_p99 <<<"$(through_nginx "$cgi_location" "server 127.0.0.1:1;" /cgi-bin/hello)"
+  start_nginx "$cgi_location" "server 127.0.0.1:1;"
+  read -r fc_rps _ fc_p99 <<<"$(wrk_run "http://127.0.0.1:$NGINX_PORT/cgi-bin/hello" 64)"
   stop "$NGINX_PID"; kill -- "-$fpid" 2>/dev/null || true; stop "$fpid"; fpid=""
 
   row "FastCGI: nginx → Go net/http/fcgi hello, keep-alive upstream, c=64 | ${fg_rps} req/s (p50 ${fg_p50} ms, p99 ${fg_p99} ms) | 1.00 | —"
@@ -358,9 +382,9 @@ CONF
     row "FastCGI: nginx proxy_pass → native_axum (same router over HTTP), c=64 | ${fp_rps} req/s (p99 ${fp_p99} ms) | $(ratio "$fp_rps" "$fg_rps") | towergate FastCGI ≥ 0.9× this ($(ratio "$ft_rps" "$fp_rps")×)"
   fi
   row "FastCGI: nginx + fcgiwrap + cgi_hello (the CGI path), c=64 | ${fc_rps} req/s (p99 ${fc_p99} ms) | $(ratio "$fc_rps" "$fg_rps") | towergate FastCGI is $(ratio "$ft_rps" "$fc_rps")× this"
-  row "1 GiB POST up and down, nginx → towergate FastCGI → /echo | ${ft_gibs} GiB/s, app peak RSS ${ft_rss} MiB, app CPU ${ft_cpu} s | — | ≤ 20 MiB"
+  row "1 GiB down, nginx → towergate FastCGI → /stream | ${ft_gibs} GiB/s, app peak RSS ${ft_rss} MiB, app CPU ${ft_cpu} s | — | ≤ 20 MiB"
   if [ -n "$native" ]; then
-    row "1 GiB POST up and down, nginx proxy_pass → native_axum /echo | ${fp_gibs} GiB/s, app peak RSS ${fp_rss} MiB | — | —"
+    row "1 GiB down, nginx proxy_pass → native_axum /stream | ${fp_gibs} GiB/s, app peak RSS ${fp_rss} MiB | — | —"
   fi
 }
 fastcgi_section
@@ -455,6 +479,114 @@ CONF
   row "PHP: towergate serve --php → the same php-fpm pool, c=16 | ${t_med} req/s (median of $rounds; per-round ratio ${spread}) | $(ratio "$t_med" "$n_med") | ≥ 1.00"
 }
 php_section
+
+# ---------------------------------------------------------------- 7. WSGI apps, c=64
+# towergate wsgi against Granian (`--interface wsgi`, one worker, the same number of Python
+# threads) and gunicorn (sync, a worker per core), on a plain WSGI hello and a Flask hello;
+# then 1 GiB up through wsgi.input and 1 GiB down from a generator, with the server's peak
+# RSS. Flask, Granian and gunicorn come from PyPI into a virtualenv of the interpreter
+# towergate embeds. Rounds interleave the three servers; the median round is reported,
+# with the spread of the rounds.
+WSGI_THREADS=${WSGI_THREADS:-8}
+WSGI_ROUNDS=${WSGI_ROUNDS:-$([ -n "$QUICK" ] && echo 1 || echo 3)}
+log "WSGI: virtualenv with Flask, Granian, gunicorn"
+"$PYO3_PYTHON" -m venv "$WORK/wsgi-venv"
+"$WORK/wsgi-venv/bin/pip" install -q --disable-pip-version-check flask granian gunicorn
+WSGI_BIN="$WORK/wsgi-venv/bin"
+mkdir -p "$WORK/wsgi"
+# Two modules: the plain apps must not pay for Flask's import in the RSS figures.
+cat >"$WORK/wsgi/bench_flask.py" <<'PY'
+from flask import Flask
+
+app = Flask(__name__)
+
+@app.get("/")
+def hello():
+    return "Hello, world!"
+PY
+cat >"$WORK/wsgi/bench_apps.py" <<'PY'
+def hello(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "13")])
+    return [b"Hello, world!"]
+
+def upload(environ, start_response):
+    stream, size = environ["wsgi.input"], 0
+    while True:
+        block = stream.read(65536)
+        if not block:
+            break
+        size += len(block)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(size).encode()]
+
+def download(environ, start_response):
+    block, n = b"x" * 65536, int(environ.get("QUERY_STRING") or "0") // 65536
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return (block for _ in range(n))
+PY
+
+# wsgi_server NAME MODULE:APP PORT: starts one server for the app on PORT (sets LAST).
+wsgi_server() {
+  case $1 in
+    towergate) start env -i PATH="$PATH" VIRTUAL_ENV="$WORK/wsgi-venv" RUST_LOG=warn \
+      "$REL/towergate" wsgi "$2" --python-path "$WORK/wsgi" \
+      --threads "$WSGI_THREADS" --addr "127.0.0.1:$3" ;;
+    granian) start env -i PATH="$PATH" PYTHONPATH="$WORK/wsgi" "$WSGI_BIN/granian" \
+      --interface wsgi --workers 1 --blocking-threads "$WSGI_THREADS" --log-level warning \
+      --host 127.0.0.1 --port "$3" "$2" ;;
+    gunicorn) start env -i PATH="$PATH" "$WSGI_BIN/gunicorn" --chdir "$WORK/wsgi" -k sync \
+      -w "$(nproc)" -b "127.0.0.1:$3" --log-level warning "$2" ;;
+  esac
+  wait_port "$3"
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+spread() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (lo > 0) printf "±%.0f%%", 50 * (hi - lo) / lo; else print "n/a" }'; }
+
+for app in hello flask; do
+  target=$([ "$app" = hello ] && echo bench_apps:hello || echo bench_flask:app)
+  log "WSGI $app hello, wrk c=64 for ${WRK_SECS}s, $WSGI_ROUNDS rounds"
+  declare -A rps=() p99=() med=() spr=() p99m=()
+  for _ in $(seq 1 "$WSGI_ROUNDS"); do
+    for server in towergate granian gunicorn; do
+      port=$(free_port); wsgi_server "$server" "$target" "$port"; pid=$LAST
+      curl -sf -o /dev/null "http://127.0.0.1:$port/" || log "$server $app: the warm-up request failed"
+      read -r r _ q <<<"$(wrk_run "http://127.0.0.1:$port/" 64)"
+      stop "$pid"
+      rps[$server]+="$r "; p99[$server]+="$q "
+    done
+  done
+  for server in towergate granian gunicorn; do
+    med[$server]=$(tr ' ' '\n' <<<"${rps[$server]}" | grep . | median)
+    spr[$server]=$(tr ' ' '\n' <<<"${rps[$server]}" | grep . | spread)
+    p99m[$server]=$(tr ' ' '\n' <<<"${p99[$server]}" | grep . | median)
+  done
+  goal=$([ "$app" = hello ] && echo "≥ 1.0× Granian, ≥ 3× gunicorn" || echo "≥ 1.0× Granian")
+  row "WSGI $app, Granian --interface wsgi, $WSGI_THREADS threads (anchor) | ${med[granian]} req/s ${spr[granian]}, p99 ${p99m[granian]} ms | 1.00 | —"
+  row "WSGI $app, gunicorn sync, $(nproc) workers | ${med[gunicorn]} req/s ${spr[gunicorn]}, p99 ${p99m[gunicorn]} ms | $(ratio "${med[gunicorn]}" "${med[granian]}") | —"
+  row "WSGI $app, towergate wsgi, $WSGI_THREADS threads | ${med[towergate]} req/s ${spr[towergate]}, p99 ${p99m[towergate]} ms | $(ratio "${med[towergate]}" "${med[granian]}") (× gunicorn $(ratio "${med[towergate]}" "${med[gunicorn]}")) | $goal"
+done
+
+log "WSGI: 1 GiB up through wsgi.input, 1 GiB down from a generator"
+[ -f "$WORK/big.bin" ] || truncate -s "$BIG" "$WORK/big.bin"
+port=$(free_port); wsgi_server towergate bench_apps:upload "$port"; pid=$LAST
+start_ns=$(date +%s%N)
+got=$(curl -s -T "$WORK/big.bin" -H "Content-Type: application/octet-stream" -X POST "http://127.0.0.1:$port/")
+end_ns=$(date +%s%N)
+[ "$got" = "$BIG" ] || log "the upload app read $got bytes, expected $BIG"
+up_rss=$(( $(awk '/VmHWM/ {print $2}' "/proc/$pid/status") / 1024 ))
+up_gibs=$(awk -v g="$gib" -v n=$((end_ns - start_ns)) 'BEGIN { printf "%.2f", g / (n / 1e9) }')
+stop "$pid"
+port=$(free_port); wsgi_server towergate bench_apps:download "$port"; pid=$LAST
+start_ns=$(date +%s%N)
+got=$(curl -s -o /dev/null -w '%{size_download}' "http://127.0.0.1:$port/?$BIG")
+end_ns=$(date +%s%N)
+[ "$got" = "$BIG" ] || log "the download returned $got bytes, expected $BIG"
+down_rss=$(( $(awk '/VmHWM/ {print $2}' "/proc/$pid/status") / 1024 ))
+down_gibs=$(awk -v g="$gib" -v n=$((end_ns - start_ns)) 'BEGIN { printf "%.2f", g / (n / 1e9) }')
+stop "$pid"
+row "1 GiB POST read through wsgi.input in 64 KiB blocks, towergate wsgi | ${up_gibs} GiB/s, server peak RSS ${up_rss} MiB | — | ≤ 30 MiB"
+row "1 GiB GET from a Python generator of 64 KiB blocks, towergate wsgi | ${down_gibs} GiB/s, server peak RSS ${down_rss} MiB | — | ≤ 30 MiB"
 
 # ---------------------------------------------------------------- table
 echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(rustc --version)."

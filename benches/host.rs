@@ -2,7 +2,8 @@
 //! head (RFC 3875 §6) and building the environment it is started with (RFC 3875 §4.1),
 //! time and allocations per operation.
 //!
-//! `cargo bench --bench host`
+//! `cargo bench --bench host --features unstable-bench` (the steps are reached through
+//! `towergate::host::bench`, an explicitly unstable module behind that feature).
 
 use bytes::{Bytes, BytesMut};
 use divan::{AllocProfiler, Bencher, black_box};

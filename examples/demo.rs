@@ -10,23 +10,23 @@
 //! curl http://127.0.0.1:8000/gateway/hello
 //! ```
 
+#[path = "common/addr.rs"]
+mod addr;
 #[path = "common/gateway_app.rs"]
 mod gateway_app;
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tower::ServiceExt;
+use hyper_util::service::TowerToHyperService;
+use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
-use towergate::ext::ConnectInfo;
 use towergate::host::{CgiBin, ProgramOptions};
+use towergate::layer::ConnectInfoLayer;
 use towergate::service::AppService;
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8000";
@@ -58,26 +58,6 @@ async fn index() -> &'static str {
      CGI programs under /cgi-bin/ (hello, printenv)\n"
 }
 
-fn addr() -> Result<SocketAddr, String> {
-    let mut args = std::env::args().skip(1);
-    let mut addr = DEFAULT_ADDR.to_owned();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
-            other => match other.strip_prefix("--addr=") {
-                Some(value) => addr = value.to_owned(),
-                None => {
-                    return Err(format!(
-                        "unknown argument {other:?} (usage: demo [--addr HOST:PORT])"
-                    ));
-                }
-            },
-        }
-    }
-    addr.parse()
-        .map_err(|e| format!("bad address {addr:?}: {e}"))
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     tracing_subscriber::fmt()
@@ -86,7 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 .unwrap_or_else(|_| "info,tower_http=debug".into()),
         )
         .init();
-    let addr = addr()?;
+    let addr = addr::from_args("demo", DEFAULT_ADDR)?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     println!("towergate demo listening on http://{local}/");
@@ -102,24 +82,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             accepted = listener.accept() => accepted?,
             _ = tokio::signal::ctrl_c() => break,
         };
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo {
-                remote,
-                local: Some(local),
-            });
-            let app = app.clone();
-            async move {
-                // A CGI program's own reason phrase (`Status: 299 Fine Thanks`) reaches the
-                // wire: the host puts it in hyper's extension (feature `hyper`).
-                let response = app.oneshot(request).await.unwrap_or_else(|e| match e {});
-                Ok::<_, Infallible>(response)
-            }
-        });
+        // A CGI program's own reason phrase (`Status: 299 Fine Thanks`) reaches the wire: the
+        // host puts it in hyper's extension itself (feature `hyper`).
+        let service = ServiceBuilder::new()
+            .layer(ConnectInfoLayer::new(remote, Some(local)))
+            .service(app.clone());
         tokio::spawn(async move {
             let builder = auto::Builder::new(TokioExecutor::new());
             if let Err(error) = builder
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
                 .await
             {
                 tracing::debug!("connection from {remote}: {error}");

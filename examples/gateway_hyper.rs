@@ -20,7 +20,7 @@ use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
-use towergate::ext::ConnectInfo;
+use towergate::layer::ConnectInfoLayer;
 use towergate::service::AppService;
 
 #[tokio::main]
@@ -55,12 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Duration::from_secs(30),
             ))
             .layer(CompressionLayer::new())
-            .map_request(move |mut request: http::Request<_>| {
-                request
-                    .extensions_mut()
-                    .insert(ConnectInfo { remote, local });
-                request
-            })
+            .layer(ConnectInfoLayer::new(remote, local))
             .service(app.clone());
         tokio::spawn(async move {
             let served = auto::Builder::new(TokioExecutor::new())

@@ -19,6 +19,9 @@ command -v php-cgi >/dev/null 2>&1 || need_apt+=(php-cgi)
 # with apache2).
 command -v spawn-fcgi >/dev/null 2>&1 || need_apt+=(spawn-fcgi)
 [ -e /usr/lib/apache2/modules/mod_fcgid.so ] || need_apt+=(libapache2-mod-fcgid)
+# The `python` feature embeds Debian's Python: its headers and venv module.
+dpkg -s python3-dev >/dev/null 2>&1 || need_apt+=(python3-dev)
+dpkg -s python3-venv >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -26,6 +29,16 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 command -v cargo-nextest >/dev/null 2>&1 || cargo install cargo-nextest --locked
+
+# The `python` feature builds against the interpreter it will load (PyO3 picks the first
+# python3 on PATH otherwise), and the Python tests use Flask and Django from a virtualenv
+# made from that same interpreter, under target/ (see tests/python.rs).
+export PYO3_PYTHON="${PYO3_PYTHON:-/usr/bin/python3}"
+venv="${TOWERGATE_PYTHON_VENV:-target/python-venv}"
+if ! "$venv/bin/python" -c 'import flask, django' >/dev/null 2>&1; then
+  "$PYO3_PYTHON" -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check flask django
+fi
 
 cargo build --all-features --examples --bins
 cargo nextest run --all-features --no-fail-fast

@@ -30,13 +30,17 @@
 //!   behind nginx, Apache or lighttpd: `fastcgi::serve`, `fastcgi::run`, `fastcgi::Builder`;
 //!   and `run`, which picks CGI or FastCGI by itself.
 //! - [`ext`]: the typed request extensions and [`ext::RequestExt`].
+//! - [`layer`]: tower layers so one app sees the same request under every transport:
+//!   [`layer::MountLayer`] gives a natively served request what [`cgi::run`] gives it, and
+//!   [`layer::ConnectInfoLayer`] the connection's addresses.
 //! - [`gateway`]: gateway apps, the `environ` + `start_response` contract of PEP 3333
 //!   ([`gateway::App`], [`gateway::app_fn`], [`gateway::blocking_app_fn`]).
 //! - [`handler`]: the engine that runs a gateway app, Python's `wsgiref.handlers`
 //!   ([`handler::CgiHandler`], [`handler::SimpleHandler`]).
 //! - [`service`]: the bridges to tower and hyper: [`service::AppService`] (app → service) and
 //!   [`service::ServiceApp`] (service → app).
-//! - [`lint`]: a wrapper checking an app's conformance, like `wsgiref.validate`.
+//! - [`lint`]: [`lint::LintLayer`], checking an app's conformance like `wsgiref.validate`,
+//!   or any tower service's responses against HTTP's rules.
 //! - [`host`]: the CGI host: [`host::CgiProgram`] runs an external CGI program per request
 //!   as a tower service (Go's `cgi.Handler`, with limits, timeouts and spooling), and
 //!   [`host::CgiBin`] serves a cgi-bin directory.
@@ -51,14 +55,27 @@
 //! - `gateway` (default): [`gateway`], [`handler`], [`service`] and [`lint`]. Implies `cgi`
 //!   (a gateway app runs as a CGI program through the same entry); pulls in `tokio` with the
 //!   `rt` and `sync` features only.
-//! - `host` (default): [`host`], running external CGI programs. Pulls in `tokio` (process,
-//!   io-util, time, sync, fs) and `rustix` (to send `SIGTERM`).
-//! - `fastcgi`: `fastcgi` and `run`, a tower service as a FastCGI application. Pulls in
-//!   `tokio` (multi-threaded runtime, net, io-util, sync, time, signal) and `rustix` (to look
-//!   at descriptor 0).
-//! - `cli`: the `towergate` command-line tool.
+//! - `host` (default, Unix only): [`host`], running external CGI programs. Pulls in `tokio`
+//!   (process, io-util, time, sync, fs) and `rustix` (to send `SIGTERM`).
+//! - `fastcgi` (Unix only): `fastcgi` and `run`, a tower service as a FastCGI application.
+//!   Pulls in `tokio` (multi-threaded runtime, net, io-util, sync, time, signal) and `rustix`
+//!   (to look at descriptor 0).
+//! - `cli`: the `towergate` command-line tool (Unix only).
+//! - `axum`: reads axum's `ConnectInfo` for the connection's addresses (an axum server built
+//!   with `into_make_service_with_connect_info::<SocketAddr>()` needs no glue), makes
+//!   [`ext::ConnectInfo`] usable as axum's connect info, and lets [`layer::MountLayer`]
+//!   under axum's `nest_service` read the full path from `OriginalUri`. Pulls in `axum` with
+//!   its `tokio`, `http1` and `original-uri` features.
+//!
+//! # Platforms
+//!
+//! Everything but the CGI host and the FastCGI application builds on every platform Rust and
+//! tokio support, Windows included. [`host`] and the `towergate` command run programs as Unix
+//! processes (process groups, signals), and `fastcgi` serves Unix listening sockets handed
+//! over on descriptor 0: they are built on Unix only (Linux, macOS, the BSDs); on other
+//! targets the `host` and `fastcgi` features build nothing.
 
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
 #[cfg(feature = "cgi")]
@@ -66,7 +83,7 @@ pub mod cgi;
 pub mod environ;
 pub mod error_response;
 pub mod ext;
-#[cfg(feature = "fastcgi")]
+#[cfg(all(unix, feature = "fastcgi"))]
 pub mod fastcgi;
 #[cfg(feature = "gateway")]
 pub mod gateway;
@@ -75,20 +92,23 @@ pub mod handler;
 // The crate-private helpers of `headers` and `panic` serve several features; a build with
 // only some of them leaves the others' helpers unused.
 #[cfg_attr(
-    not(all(feature = "cgi", feature = "gateway", feature = "host")),
+    not(all(unix, feature = "cgi", feature = "gateway", feature = "host")),
     allow(dead_code, unused_imports)
 )]
 pub mod headers;
-#[cfg(feature = "host")]
+#[cfg(all(unix, feature = "host"))]
 pub mod host;
+pub mod layer;
 #[cfg(feature = "gateway")]
 pub mod lint;
 #[cfg_attr(
-    not(all(feature = "cgi", feature = "gateway", feature = "host")),
+    not(all(unix, feature = "cgi", feature = "gateway", feature = "host")),
     allow(dead_code, unused_imports)
 )]
 mod panic;
 mod percent;
+#[cfg(feature = "python")]
+pub mod python;
 // The handler family (feature `gateway`) uses the whole engine; the CGI program alone, part.
 #[cfg(feature = "cgi")]
 #[cfg_attr(not(feature = "gateway"), allow(dead_code, unreachable_pub))]
@@ -118,7 +138,7 @@ pub const SERVER_SOFTWARE: &str = concat!("towergate/", env!("CARGO_PKG_VERSION"
 ///     towergate::run(app)
 /// }
 /// ```
-#[cfg(feature = "fastcgi")]
+#[cfg(all(unix, feature = "fastcgi"))]
 pub fn run<S, B>(service: S) -> std::process::ExitCode
 where
     S: tower_service::Service<http::Request<fastcgi::RequestBody>, Response = http::Response<B>>

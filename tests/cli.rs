@@ -414,6 +414,54 @@ fn idle_connections_are_closed_after_the_idle_timeout() {
     assert!(log.contains("closed: idle timeout"), "{log}");
 }
 
+#[tokio::test]
+async fn http2_streams_share_a_connection_and_an_idle_one_is_closed() {
+    use http_body_util::BodyExt;
+
+    let dir = TempDir::new("cli-h2");
+    dir.file("index.html", "over h2\n");
+    dir.script(
+        "cgi-bin/proto",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n%s %s' \"$SERVER_PROTOCOL\" \"$SERVER_NAME\"\n",
+    );
+    let server = Towergate::start(dir.path(), &["--idle-timeout", "0.5"]);
+    let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("HTTP/2 with prior knowledge");
+    let connection = tokio::spawn(connection);
+    let get = |path: &str| {
+        let mut sender = sender.clone();
+        let request = http::Request::get(format!("http://h2.test{path}"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        async move {
+            let response = sender.send_request(request).await.expect("a response");
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    // Two streams at once on the one connection.
+    let (file, program) = tokio::join!(get("/index.html"), get("/cgi-bin/proto"));
+    assert_eq!(file, (200, "over h2\n".to_owned()));
+    assert_eq!(program, (200, "HTTP/2.0 h2.test".to_owned()));
+    // Nothing in flight and nothing sent: the server ends the connection, while the client
+    // still holds it (its sender alive).
+    let ended = tokio::time::timeout(towergate_support::LIMIT, connection).await;
+    assert!(ended.is_ok(), "the idle HTTP/2 connection stayed open");
+    drop(sender);
+    let (_, log) = server.stop();
+    assert!(log.contains("closed: idle timeout"), "{log}");
+    assert!(
+        log.contains("\"GET http://h2.test/cgi-bin/proto HTTP/2.0\" 200 16 "),
+        "{log}"
+    );
+}
+
 #[test]
 fn accept_failures_back_off_and_the_server_recovers() {
     let dir = TempDir::new("cli-emfile");
@@ -524,6 +572,9 @@ fn server_options_are_checked() {
         "--max-connections",
         "--grace",
         "--max-body",
+        "--slot-wait",
+        "--body-timeout",
+        "--spool-limit",
         "[default: 1G]",
     ] {
         assert!(help.contains(option), "{option}: {help}");

@@ -1,7 +1,7 @@
 //! The FastCGI application side at the protocol level, against a hand-written peer:
 //! multiplexing, ABORT_REQUEST, FCGI_KEEP_CONN, GET_VALUES, unknown types, roles, limits, and
 //! hostile input (truncated records, lying lengths, bogus ids).
-#![cfg(feature = "fastcgi")]
+#![cfg(all(unix, feature = "fastcgi"))]
 
 mod support;
 
@@ -501,4 +501,42 @@ fn a_web_server_that_stops_reading_gets_its_connection_closed_after_the_write_ti
     let mut peer = server.peer();
     peer.send(&get_request(1, true, "/fast"));
     assert!(peer.answer(1).text().ends_with("fast"));
+}
+
+#[test]
+fn connections_over_the_limit_wait_until_one_closes() {
+    let server = Server::start(Builder::new().max_connections(1).max_requests(1));
+    let mut first = server.peer();
+    first.send(&get_request(1, true, "/fast"));
+    assert!(first.answer(1).text().ends_with("fast"));
+    // The first connection stays open: the second is accepted by the kernel only.
+    let mut second = server.peer();
+    second.send(&get_request(1, true, "/fast"));
+    second
+        .stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let early = std::io::Read::read(&mut second.stream, &mut byte);
+    assert!(early.is_err(), "answered while over the limit: {early:?}");
+    second
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    // And it says so: one connection, one request, no multiplexing.
+    first.send(&record(
+        GET_VALUES,
+        0,
+        &pairs(&[("FCGI_MAX_CONNS", ""), ("FCGI_MPXS_CONNS", "")]),
+    ));
+    let reply = first.read_record().unwrap();
+    assert_eq!(
+        decode_pairs(&reply.content),
+        [
+            ("FCGI_MAX_CONNS".to_owned(), "1".to_owned()),
+            ("FCGI_MPXS_CONNS".to_owned(), "0".to_owned()),
+        ]
+    );
+    drop(first);
+    assert!(second.answer(1).text().ends_with("fast"));
 }

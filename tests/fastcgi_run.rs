@@ -1,7 +1,7 @@
 //! `towergate::run` picks the gateway from descriptor 0: `cgi_axum` run by hand, with a
 //! connected socket as standard input (python's `http.server` runs CGI programs that way),
 //! and with a listening socket on descriptor 0 (FastCGI, stopped by SIGTERM).
-#![cfg(feature = "fastcgi")]
+#![cfg(all(unix, feature = "fastcgi"))]
 
 mod support;
 

@@ -1,7 +1,7 @@
 //! `cgi_axum` as a FastCGI application behind real web servers, each with the configuration
 //! the `towergate::fastcgi` docs show: the route contract (DESIGN.md) holds through each as
 //! it does under CGI.
-#![cfg(feature = "fastcgi")]
+#![cfg(all(unix, feature = "fastcgi"))]
 
 #[path = "support/fcgi_servers.rs"]
 mod fcgi_servers;

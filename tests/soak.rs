@@ -244,7 +244,7 @@ fn thousands_of_hostile_requests_leave_no_descriptor_and_no_process_behind() {
         drained,
         "descriptors {fds} (baseline {baseline}): {left_fds}; programs left: {left:?}; {seen:?}"
     );
-    let children = server_children(server.pid());
+    let children = towergate_support::children_of(server.pid());
     assert!(children.is_empty(), "children of the server: {children:?}");
 
     let (status, log) = server.stop();
@@ -253,25 +253,4 @@ fn thousands_of_hostile_requests_leave_no_descriptor_and_no_process_behind() {
     let mut response = Vec::new();
     let _ = std::net::TcpStream::connect(addr).map(|mut s| s.read_to_end(&mut response));
     assert!(response.is_empty());
-}
-
-/// Processes (zombies included) whose parent is `pid`.
-fn server_children(pid: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
-            continue;
-        };
-        let parent = stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if parent == Some(pid) {
-            found.push(child);
-        }
-    }
-    found
 }

@@ -130,14 +130,17 @@ impl EnvironBuilder {
         self
     }
 
-    /// The client's address. Defaults to the [`ConnectInfo`] request extension, if any.
+    /// The client's address. Defaults to the [`ConnectInfo`] request extension, else (with the
+    /// `axum` feature) the address in axum's `ConnectInfo<SocketAddr>` extension, which a
+    /// server built with `into_make_service_with_connect_info::<SocketAddr>()` inserts.
     pub fn remote_addr(mut self, addr: SocketAddr) -> Self {
         self.remote_addr = Some(addr);
         self
     }
 
     /// The server's local address, the fallback for `SERVER_NAME` and `SERVER_PORT`.
-    /// Defaults to the [`ConnectInfo`] request extension, if any.
+    /// Defaults to the [`ConnectInfo`] request extension (or, with the `axum` feature, axum's
+    /// `ConnectInfo<towergate::ext::ConnectInfo>`), if any.
     pub fn local_addr(mut self, addr: SocketAddr) -> Self {
         self.local_addr = Some(addr);
         self
@@ -207,7 +210,7 @@ impl EnvironBuilder {
         headers: &HeaderMap,
         extensions: &http::Extensions,
     ) -> Environ {
-        let connect = extensions.get::<ConnectInfo>();
+        let connect = connect_info(extensions);
         let remote = self.remote_addr.or(connect.map(|c| c.remote));
         let local = self.local_addr.or(connect.and_then(|c| c.local));
         let https = self
@@ -417,6 +420,29 @@ impl EnvironBuilder {
         }
         name != "proxy" && !name.as_str().contains('_')
     }
+}
+
+/// The connection's addresses: the [`ConnectInfo`] extension, else (with the `axum` feature)
+/// axum's `ConnectInfo<ConnectInfo>` or `ConnectInfo<SocketAddr>`, which
+/// `into_make_service_with_connect_info` inserts.
+fn connect_info(extensions: &http::Extensions) -> Option<ConnectInfo> {
+    if let Some(connect) = extensions.get::<ConnectInfo>() {
+        return Some(*connect);
+    }
+    #[cfg(feature = "axum")]
+    {
+        use axum::extract::ConnectInfo as Axum;
+        if let Some(Axum(connect)) = extensions.get::<Axum<ConnectInfo>>() {
+            return Some(*connect);
+        }
+        if let Some(Axum(remote)) = extensions.get::<Axum<SocketAddr>>() {
+            return Some(ConnectInfo {
+                remote: *remote,
+                local: None,
+            });
+        }
+    }
+    None
 }
 
 /// `user-agent` → `HTTP_USER_AGENT` (RFC 3875 §4.1.18).
@@ -912,6 +938,34 @@ mod tests {
             request,
         );
         assert_eq!(get(&environ, "REMOTE_ADDR"), Some("192.0.2.4"));
+    }
+
+    #[cfg(feature = "axum")]
+    #[test]
+    fn axum_connect_info_gives_the_addresses_and_towergates_own_wins() {
+        use axum::extract::ConnectInfo as Axum;
+        let remote: SocketAddr = "192.0.2.5:4321".parse().unwrap();
+        let mut request = Request::get("/").body(()).unwrap();
+        request.extensions_mut().insert(Axum(remote));
+        let environ = environ_of(request.clone());
+        assert_eq!(get(&environ, "REMOTE_ADDR"), Some("192.0.2.5"));
+        assert_eq!(get(&environ, "REMOTE_PORT"), Some("4321"));
+        assert_eq!(get(&environ, "SERVER_PORT"), Some("80"));
+
+        let mut both = request.clone();
+        both.extensions_mut().insert(Axum(ConnectInfo {
+            remote: "192.0.2.6:1".parse().unwrap(),
+            local: Some("198.51.100.2:8002".parse().unwrap()),
+        }));
+        let environ = environ_of(both);
+        assert_eq!(get(&environ, "REMOTE_ADDR"), Some("192.0.2.6"));
+        assert_eq!(get(&environ, "SERVER_PORT"), Some("8002"));
+
+        request.extensions_mut().insert(ConnectInfo {
+            remote: "192.0.2.7:2".parse().unwrap(),
+            local: None,
+        });
+        assert_eq!(get(&environ_of(request), "REMOTE_ADDR"), Some("192.0.2.7"));
     }
 
     #[test]

@@ -419,8 +419,35 @@ impl fmt::Debug for Environ {
 
 impl<K: Into<Bytes>, V: Into<Bytes>> Extend<(K, V)> for Environ {
     fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        // Past a few dozen variables, an index keeps this linear: a hostile environment of
+        // tens of thousands of variables must not cost quadratic time to read.
+        let mut index: Option<std::collections::HashMap<Bytes, usize>> = None;
         for (k, v) in iter {
-            self.insert(k, v);
+            if index.is_none() && self.vars.len() >= 32 {
+                index = Some(
+                    self.vars
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (k, _))| (k.clone(), i))
+                        .collect(),
+                );
+            }
+            let Some(index) = index.as_mut() else {
+                self.insert(k, v);
+                continue;
+            };
+            let (key, value) = (k.into(), v.into());
+            match index.entry(key) {
+                std::collections::hash_map::Entry::Occupied(at) => {
+                    if let Some(slot) = self.vars.get_mut(*at.get()) {
+                        slot.1 = value;
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(at) => {
+                    self.vars.push((at.key().clone(), value));
+                    at.insert(self.vars.len() - 1);
+                }
+            }
         }
     }
 }
@@ -434,6 +461,21 @@ impl<K: Into<Bytes>, V: Into<Bytes>> FromIterator<(K, V)> for Environ {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_variables_keep_first_place_and_last_value() {
+        let mut pairs: Vec<(String, String)> = (0..100)
+            .map(|i| (format!("K{i}"), format!("{i}")))
+            .collect();
+        pairs.push(("K3".into(), "last".into()));
+        pairs.push(("K99".into(), "last".into()));
+        let environ = Environ::from_vars(pairs);
+        assert_eq!(environ.len(), 100);
+        assert_eq!(environ.get("K3"), Some(&b"last"[..]));
+        assert_eq!(environ.get("K99"), Some(&b"last"[..]));
+        let keys: Vec<_> = environ.iter().map(|(k, _)| k).take(4).collect();
+        assert_eq!(keys, [&b"K0"[..], b"K1", b"K2", b"K3"]);
+    }
 
     #[test]
     fn repeated_key_keeps_first_place_and_last_value() {

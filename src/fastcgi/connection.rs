@@ -22,16 +22,18 @@ use super::record::{
     self, BeginRequest, Decoder, EndRequest, MAX_CONNS, MAX_REQS, MPXS_CONNS, NULL_REQUEST_ID,
     ParamsBuffer, ProtocolStatus, Record, RecordType, Role,
 };
-use super::respond;
+use super::respond as respond_fcgi;
 use super::{Builder, Role as RequestRole};
 use crate::environ::guess_scheme;
 use crate::error_response::ErrorResponse;
 use crate::panic::{catch_unwind, log};
+use crate::respond;
 use crate::{BoxError, Environ};
 
 /// How much is read from the connection at a time.
 const READ_SIZE: usize = 64 * 1024;
-/// Output buffers queued for the writer task, across the connection's requests.
+/// Output buffers queued for the writer task, across the connection's requests: each at
+/// most one record (64 KiB), so at most 1 MiB of output waits per connection.
 const WRITE_QUEUE: usize = 16;
 
 /// What a request task reports when it ends.
@@ -89,7 +91,7 @@ pub(super) async fn serve<R, W, S, B, E>(
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
-    E: ErrorResponse + Clone + Send + Sync + 'static,
+    E: ErrorResponse + Send + Sync + 'static,
 {
     let (out, out_rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
     let mut write_task = tokio::spawn(write_loop(writer, out_rx, options.write_timeout));
@@ -218,7 +220,7 @@ where
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
-    E: ErrorResponse + Clone + Send + Sync + 'static,
+    E: ErrorResponse + Send + Sync + 'static,
 {
     /// Handles one record; STDIN that finds its request's buffer full comes back to wait.
     async fn dispatch(&mut self, record: Record) -> Option<Pending> {
@@ -328,7 +330,7 @@ where
             if let Err(e) = params.push(&content) {
                 log(format_args!("FastCGI: request {id}: {e}"));
                 let generation = active.generation;
-                let answer = respond::simple(
+                let answer = respond_fcgi::simple(
                     StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                     "Request Header Fields Too Large\n",
                     false,
@@ -348,7 +350,7 @@ where
             Ok(environ) => environ,
             Err(e) => {
                 log(format_args!("FastCGI: request {id}: {e}"));
-                let answer = respond::simple(StatusCode::BAD_REQUEST, "Bad Request\n", false);
+                let answer = respond_fcgi::simple(StatusCode::BAD_REQUEST, "Bad Request\n", false);
                 self.answer(id, generation, answer).await;
                 return;
             }
@@ -380,7 +382,8 @@ where
             Ok(request) => request,
             Err(e) => {
                 log(format_args!("FastCGI: request {id}: bad request: {e}"));
-                let answer = respond::simple(StatusCode::BAD_REQUEST, "Bad Request\n", head_only);
+                let answer =
+                    respond_fcgi::simple(StatusCode::BAD_REQUEST, "Bad Request\n", head_only);
                 self.answer(id, generation, answer).await;
                 return;
             }
@@ -529,17 +532,11 @@ where
     }
 
     /// Answers a request with a response of the transport's own (before its task starts).
-    async fn answer(
-        &mut self,
-        id: u16,
-        generation: u64,
-        (status, headers, body): (StatusCode, http::HeaderMap, Bytes),
-    ) {
+    async fn answer(&mut self, id: u16, generation: u64, answer: respond::Head) {
         let mut head = Vec::new();
-        respond::encode_cgi_head(&mut head, status, &headers);
-        let mut buf = BytesMut::with_capacity(head.len() + body.len() + 48);
+        respond_fcgi::encode(&answer, &mut head);
+        let mut buf = BytesMut::with_capacity(head.len() + 48);
         record::encode_stream(&mut buf, RecordType::Stdout, id, &head);
-        record::encode_stream(&mut buf, RecordType::Stdout, id, &body);
         record::encode_end_of_stream(&mut buf, RecordType::Stdout, id);
         self.send(buf.freeze()).await;
         let keep_conn = self.requests.get(&id).is_none_or(|a| a.keep_conn);
@@ -641,7 +638,7 @@ where
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
-    E: ErrorResponse + Clone + Send + Sync + 'static,
+    E: ErrorResponse + Send + Sync + 'static,
 {
     let done = Done { id, generation };
     // Errors become `BoxError` at once: the service's own error type need not be `Send`.
@@ -656,64 +653,57 @@ where
         Err(e) => Err(e),
     };
     let started = match response {
-        Ok(response) => respond::start(response, head_only).await,
+        Ok(response) => respond_fcgi::start(response, head_only).await,
         Err(e) => Err(e),
     };
-    let mut hook = options.error_response.clone();
-    let (status, headers, first, mut rest) = match started {
+    let (head, mut rest) = match started {
         // A body shorter than CONTENT_LENGTH makes the request malformed (RFC 3875 §4.2).
         _ if state.is_short() => {
             log(format_args!(
                 "FastCGI: request {id}: the request body was malformed: answering 400"
             ));
-            let (status, headers, body) =
-                respond::simple(StatusCode::BAD_REQUEST, "Bad Request\n", head_only);
-            (status, headers, Some(body), None)
+            let head = respond_fcgi::simple(StatusCode::BAD_REQUEST, "Bad Request\n", head_only);
+            (head, None)
         }
-        Ok(mut head) => (
-            head.status,
-            std::mem::take(&mut head.headers),
-            head.first.take(),
-            Some(head),
-        ),
+        Ok((head, chunks)) => (head, Some(chunks)),
         Err(e) => {
             log(format_args!("FastCGI: request {id}: service error: {e}"));
-            let (status, headers, body) = respond::error_head(&mut hook, &e, head_only);
-            (status, headers, Some(body), None)
+            (
+                respond_fcgi::error_head(&options.error_response, &e, head_only),
+                None,
+            )
         }
     };
-    let mut head = Vec::with_capacity(256);
-    respond::encode_cgi_head(&mut head, status, &headers);
-    let first = first.unwrap_or_default();
-    let mut buf = BytesMut::with_capacity(head.len() + first.len() + 64);
-    // A small first chunk shares the head's record.
-    if head.len() + first.len() <= record::MAX_CONTENT_LEN {
-        head.extend_from_slice(&first);
-        record::encode_stream(&mut buf, RecordType::Stdout, id, &head);
-    } else {
-        record::encode_stream(&mut buf, RecordType::Stdout, id, &head);
-        record::encode_stream(&mut buf, RecordType::Stdout, id, &first);
-    }
+    let mut text = Vec::with_capacity(256);
+    respond_fcgi::encode(&head, &mut text);
+    let mut buf = BytesMut::with_capacity(text.len() + 64);
     let mut app_status = 0;
-    // A whole response goes out in one write with its END_REQUEST; a longer one as it is
-    // produced, the head with the first chunk.
-    if let Some(rest) = rest.as_mut().filter(|head| !head.is_end()) {
-        loop {
-            if out.send(buf.split().freeze()).await.is_err() {
-                return done;
-            }
-            match rest.next_chunk().await {
-                Some(Ok(chunk)) => {
-                    record::encode_stream(&mut buf, RecordType::Stdout, id, &chunk);
+    let whole = rest.as_ref().is_none_or(|chunks| chunks.is_end());
+    if whole && text.len() <= record::MAX_CONTENT_LEN {
+        // A whole small response goes out in one write with its END_REQUEST.
+        record::encode_record(&mut buf, RecordType::Stdout, id, &text);
+    } else {
+        // A longer one as it is produced, the head with the first chunk.
+        if send_stdout(&out, id, &text).await.is_err() {
+            return done;
+        }
+        if let Some(rest) = rest.as_mut() {
+            loop {
+                match rest.next_chunk().await {
+                    Some(Ok(chunk)) => {
+                        if send_stdout(&out, id, &chunk).await.is_err() {
+                            return done;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        log(format_args!(
+                            "FastCGI: request {id}: response body failed after the head was sent: {e}"
+                        ));
+                        app_status = 1;
+                        break;
+                    }
+                    None => break,
                 }
-                Some(Err(e)) => {
-                    log(format_args!(
-                        "FastCGI: request {id}: response body failed after the head was sent: {e}"
-                    ));
-                    app_status = 1;
-                    break;
-                }
-                None => break,
             }
         }
     }
@@ -726,6 +716,18 @@ where
     ended.store(true, Ordering::Release);
     let _ = out.send(buf.freeze()).await;
     done
+}
+
+/// Queues `data` as STDOUT records, one record (at most 64 KiB) per buffer, so that the
+/// writer's queue holds at most [`WRITE_QUEUE`] records whatever the size of the service's
+/// chunks.
+async fn send_stdout(out: &mpsc::Sender<Bytes>, id: u16, data: &[u8]) -> Result<(), ()> {
+    for piece in data.chunks(record::MAX_CONTENT_LEN) {
+        let mut buf = BytesMut::with_capacity(piece.len() + record::HEADER_LEN + 8);
+        record::encode_record(&mut buf, RecordType::Stdout, id, piece);
+        out.send(buf.freeze()).await.map_err(drop)?;
+    }
+    Ok(())
 }
 
 /// Writes the queued output, each buffer whole, so that a cancelled request never leaves

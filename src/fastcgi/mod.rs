@@ -149,7 +149,11 @@
 //!
 //! nginx reads the whole request body before it passes the request on (its default
 //! `fastcgi_request_buffering on`), so a chunked upload arrives with an exact
-//! `CONTENT_LENGTH`; `client_max_body_size` (1 MiB by default) bounds it.
+//! `CONTENT_LENGTH`; `client_max_body_size` (1 MiB by default) bounds it. nginx stops
+//! sending the request body once the app's response head has arrived (it closes the body it
+//! spooled), so a service that answers while it is still reading (an echo that streams the
+//! body back) gets only what was in flight: past a few megabytes the request stalls until
+//! `fastcgi_read_timeout`. Read the whole body before answering behind nginx.
 //!
 //! **Spreading load over machines:** list several backends in the upstream, each a
 //! machine running the app on its own address; nginx balances requests over them and,
@@ -413,7 +417,7 @@ impl Builder {
 
 impl<E> Builder<E>
 where
-    E: ErrorResponse + Clone + Send + Sync + 'static,
+    E: ErrorResponse + Send + Sync + 'static,
 {
     /// The most connections served at once; more wait in the listener's backlog until one
     /// ends. Announced as `FCGI_MAX_CONNS` (FastCGI §4.1). Defaults to 1024.
@@ -474,7 +478,7 @@ where
     /// (a 500 like wsgiref's by default; see [`ErrorResponse`]).
     pub fn with_error_response<E2>(self, error_response: E2) -> Builder<E2>
     where
-        E2: ErrorResponse + Clone + Send + Sync + 'static,
+        E2: ErrorResponse + Send + Sync + 'static,
     {
         Builder {
             max_connections: self.max_connections,

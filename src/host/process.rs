@@ -199,8 +199,10 @@ pub(crate) fn supervise(mut child: Child, how: Supervision<'_>) -> Supervised {
                     }
                     break None;
                 }
-                true = fired(&mut kill_rx) => break Some(Ending::Abandoned),
-                true = fired(&mut stall_rx) => break Some(Ending::Stalled),
+                // A branch whose pattern fails is off for the rest of the select: `fired`
+                // always completes, and its value is checked in the branch.
+                sent = fired(&mut kill_rx) => if sent { break Some(Ending::Abandoned) },
+                sent = fired(&mut stall_rx) => if sent { break Some(Ending::Stalled) },
                 () = expired(deadline) => break Some(Ending::Timeout),
                 () = &mut stopping => break Some(Ending::Shutdown),
             }
@@ -231,8 +233,8 @@ pub(crate) fn supervise(mut child: Child, how: Supervision<'_>) -> Supervised {
                 break false;
             }
             tokio::select! {
-                true = fired(&mut kill_rx) => break true,
-                true = fired(&mut stderr_left_rx) => break true,
+                sent = fired(&mut kill_rx) => if sent { break true },
+                sent = fired(&mut stderr_left_rx) => if sent { break true },
                 () = expired(deadline) => {
                     task_state.set(Ending::Timeout);
                     break true;
@@ -498,6 +500,33 @@ where
     let copied = tokio::io::copy(&mut (&mut stdout).take(MAX_DISCARD), &mut sink).await;
     if matches!(copied, Ok(n) if n < MAX_DISCARD) && !stdout.held() {
         kill.disarm();
+    }
+}
+
+/// Ends a program whose output is not wanted any more (a local redirect, RFC 3875 §6.2.2):
+/// its output is read and discarded, and it has `grace` to exit; then it is ended. Returns
+/// once it is reaped (its process slot freed).
+pub(crate) async fn finish<P>(mut stdout: Output<P>, mut control: Control, grace: Duration)
+where
+    P: AsyncRead + AsFd + Unpin + Send + 'static,
+{
+    let end = Instant::now() + grace;
+    let mut sink = tokio::io::sink();
+    let drained = tokio::time::timeout_at(
+        end,
+        tokio::io::copy(&mut (&mut stdout).take(MAX_DISCARD), &mut sink),
+    )
+    .await;
+    let reaped = tokio::time::timeout_at(end, &mut control.reaped)
+        .await
+        .is_ok();
+    if reaped && matches!(drained, Ok(Ok(n)) if n < MAX_DISCARD) && !stdout.held() {
+        control.kill.disarm();
+    }
+    // Armed, the switch ends the program (or the rest of its group) when dropped.
+    drop(control.kill);
+    if !reaped {
+        let _ = control.reaped.await;
     }
 }
 

@@ -23,7 +23,7 @@ use crate::BoxError;
 /// An external CGI program run once per request: a [`Service`] (Go's `cgi.Handler`).
 ///
 /// Each call starts the program with the request's meta-variables (RFC 3875 §4.1, from
-/// [`EnvironBuilder`]) in an otherwise empty environment, streams the request body to its
+/// [`EnvironBuilder`](crate::environ::EnvironBuilder)) in an otherwise empty environment, streams the request body to its
 /// standard input while its output is read, and answers with the response its output
 /// describes (RFC 3875 §6). The service never fails (`Error = Infallible`): what goes wrong
 /// becomes a response and a log line:

@@ -325,6 +325,10 @@ where
             feed_later = Some((first, rest));
         }
     }
+    // Programs get standard input, output and error, nothing else (descriptors the server
+    // inherited without close-on-exec included): every descriptor from 3 up is marked
+    // close-on-exec first (one `close_range` call on Linux 5.11 and later).
+    close_fds::set_fds_cloexec_threadsafe(3, &[]);
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(error) => {
@@ -411,9 +415,7 @@ where
         Ok(Head::LocalRedirect(location)) => {
             // The first program's output is discarded and it is reaped (its slot freed)
             // before the redirect is served; one that lingers is ended after the grace.
-            let finished = process::discard(stdout, control.kill);
-            let _ = tokio::time::timeout(options.grace, finished).await;
-            let _ = control.reaped.await;
+            process::finish(stdout, control, options.grace).await;
             return local_redirect(parts, location, &options, home, program, deadline).await;
         }
         Err(error) => return fail(program, StatusCode::BAD_GATEWAY, &error),

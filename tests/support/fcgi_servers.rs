@@ -440,7 +440,10 @@ pub fn check_contract(gateway: &Gateway) {
     assert_status(&response, 200, gateway);
     assert!(response.body.is_empty(), "{response:?}");
 
-    let body: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    // Less than a Unix socket's buffer (about 200 KiB): nginx stops sending a request body
+    // once the echo's head arrives (see the nginx section of the docs), so all of it must
+    // be in flight by then.
+    let body: Vec<u8> = (0..100_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
     let request = post_request(port, "/app/echo", "application/octet-stream", &body);
     let response = gateway.send(&request);
     assert_status(&response, 200, gateway);

@@ -54,7 +54,7 @@ fn is_stale(binary: &Path, name: &str) -> bool {
         root.join("Cargo.toml"),
         root.join("examples").join(format!("{name}.rs")),
     ];
-    let mut dirs = vec![root.join("src")];
+    let mut dirs = vec![root.join("src"), root.join("examples").join("common")];
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let path = entry.path();

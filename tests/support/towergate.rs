@@ -200,32 +200,42 @@ impl Drop for Towergate {
 /// Live processes (not zombies) with `TG_MARK=mark` in their environment.
 pub fn marked_processes(mark: &str) -> Vec<u32> {
     let needle = format!("TG_MARK={mark}\0");
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        if !environ
-            .windows(needle.len())
-            .any(|w| w == needle.as_bytes())
-        {
-            continue;
-        }
-        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|stat| {
-                let after = &stat[stat.rfind(')')? + 1..];
-                after.split_whitespace().next().map(|state| state == "Z")
-            })
-            .unwrap_or(true);
-        if !zombie {
-            found.push(pid);
-        }
-    }
-    found
+    processes()
+        .filter(|&(pid, state, _)| {
+            state != 'Z'
+                && std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+                    environ
+                        .windows(needle.len())
+                        .any(|w| w == needle.as_bytes())
+                })
+        })
+        .map(|(pid, _, _)| pid)
+        .collect()
+}
+
+/// The processes (zombies included) whose parent is `parent`.
+pub fn children_of(parent: u32) -> Vec<u32> {
+    processes()
+        .filter(|&(_, _, ppid)| ppid == parent)
+        .map(|(pid, _, _)| pid)
+        .collect()
+}
+
+/// Every process as `(pid, state, parent pid)`, from `/proc/PID/stat`.
+fn processes() -> impl Iterator<Item = (u32, char, u32)> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // `pid (comm) state ppid ...`: comm may hold spaces, so split after the last ')'.
+            let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+            let state = fields.next()?.chars().next()?;
+            let ppid = fields.next()?.parse().ok()?;
+            Some((pid, state, ppid))
+        })
 }
 
 /// Polls `done` every 20 ms for at most [`LIMIT`]; returns whether it held.

@@ -2,20 +2,32 @@
 //!
 //! ```text
 //! towergate serve [DIR] [--addr HOST:PORT] [--timeout SECS] [--max-processes N]
-//!                 [--max-body BYTES] [--env K=V]... [--pass-env NAME]... [--pass-authorization]
+//!                 [--slot-wait SECS] [--body-timeout SECS] [--max-body BYTES]
+//!                 [--spool-limit BYTES] [--env K=V]... [--pass-env NAME]... [--pass-authorization]
 //!                 [--header-timeout SECS] [--idle-timeout SECS] [--max-connections N]
 //!                 [--grace SECS]
 //! towergate call PROGRAM [PATH] [-X METHOD] [-d DATA] [-H 'K: V']...
+//! towergate wsgi MODULE:APP [--addr HOST:PORT] [--python-path DIR]... [--threads N]
+//!                [--mount PREFIX] [--static PREFIX=DIR]...      (with the `python` feature)
 //! ```
+//!
+//! Unix only: it runs CGI programs as Unix processes (process groups, signals). Elsewhere the
+//! binary builds and says so.
+#![cfg_attr(not(unix), allow(dead_code, unused_imports))]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+#[cfg(unix)]
 mod call;
+#[cfg(unix)]
 mod serve;
 mod server;
+#[cfg(feature = "python")]
+mod wsgi;
 
 /// Serve static files and CGI programs, or run one CGI program once.
 #[derive(Debug, Parser)]
@@ -42,6 +54,9 @@ enum Command {
     Serve(ServeArgs),
     /// Run a CGI program once with a synthesized request and print the HTTP response.
     Call(CallArgs),
+    /// Serve a Python WSGI app (Flask, Django, ...) over HTTP/1.1 and HTTP/2.
+    #[cfg(feature = "python")]
+    Wsgi(wsgi::WsgiArgs),
 }
 
 /// `towergate serve`.
@@ -51,20 +66,29 @@ struct ServeArgs {
     /// served (404).
     #[arg(default_value = ".")]
     dir: PathBuf,
-    #[command(flatten)]
-    server: server::ServerArgs,
     /// The run time limit of one program, in seconds (then SIGTERM, SIGKILL, and 504 when
     /// no header was sent yet).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     timeout: u64,
-    /// The most programs running at once; further requests wait for a slot (503 after the
-    /// timeout).
+    /// The most programs running at once; further requests wait for a slot, up to
+    /// --slot-wait.
     #[arg(long, value_name = "N", default_value_t = 64)]
     max_processes: usize,
+    /// How long a request waits for a process slot before it gets 503 with Retry-After
+    /// (not counted in --timeout). Decimals allowed.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = server::parse_secs)]
+    slot_wait: Duration,
+    /// The longest wait for the next piece of a request body; then 408. Decimals allowed.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = server::parse_secs)]
+    body_timeout: Duration,
     /// The largest request body accepted, in bytes (suffixes K, M, G: binary multiples);
     /// a longer one gets 413 and a spooled body stops at the limit.
     #[arg(long, value_name = "BYTES", default_value = "1G", value_parser = parse_bytes)]
     max_body: u64,
+    /// The most bytes all spooled request bodies (chunked, HTTP/2) may hold at once, in
+    /// memory and temporary files together; past it a request gets 503 with Retry-After.
+    #[arg(long, value_name = "BYTES", default_value = "2G", value_parser = parse_bytes)]
+    spool_limit: u64,
     /// An extra variable for every program (repeatable).
     #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
     env: Vec<(String, String)>,
@@ -81,6 +105,8 @@ struct ServeArgs {
     /// pm.max_children.
     #[arg(long, value_name = "ADDR")]
     php: Option<towergate::fastcgi::Address>,
+    #[command(flatten, next_help_heading = "Server")]
+    server: server::ServerArgs,
 }
 
 /// `towergate call`.
@@ -124,10 +150,19 @@ fn parse_bytes(value: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("expected a byte count such as 1048576 or 100M, got {value:?}"))
 }
 
+#[cfg(not(unix))]
+fn main() -> ExitCode {
+    eprintln!("towergate: the command-line tool runs on Unix only");
+    ExitCode::FAILURE
+}
+
+#[cfg(unix)]
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::main(args),
         Command::Call(args) => call::main(args),
+        #[cfg(feature = "python")]
+        Command::Wsgi(args) => wsgi::main(args),
     }
 }

@@ -64,7 +64,10 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         .timeout(Duration::from_secs(args.timeout))
         .grace(KILL_GRACE)
         .max_processes(args.max_processes)
+        .slot_wait(args.slot_wait)
+        .body_timeout(args.body_timeout)
         .max_body(args.max_body)
+        .spool_limit(args.spool_limit)
         .pass_authorization(args.pass_authorization);
     for name in &args.pass_env {
         options = options.inherit_env(name);
@@ -72,6 +75,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     for (key, value) in &args.env {
         options = options.env(key, value);
     }
+    let programs = options.shutdown_handle();
     let php = args
         .php
         .clone()
@@ -83,9 +87,14 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         args.dir.display(),
         args.dir.join("cgi-bin").display(),
     );
-    // When the shutdown grace ends, the requests still running are dropped, and each
-    // drop ends its program's process group (SIGTERM, KILL_GRACE, SIGKILL): wait for that.
-    let programs_ended = tokio::time::sleep(KILL_GRACE + Duration::from_millis(500));
+    // At the end of a shutdown, every program still running (a request past the grace, or
+    // one whose client went away) is ended and reaped before the process exits.
+    let programs_ended = async move {
+        let ended = tokio::time::timeout(KILL_GRACE * 2, programs.shutdown()).await;
+        if ended.is_err() {
+            tracing::warn!(target: "towergate::server", "programs still running at exit");
+        }
+    };
     server::run_with(&args.server, app, programs_ended).await
 }
 
@@ -196,7 +205,11 @@ impl Service<Request<String>> for LocalRedirect {
 /// - another spelling of `/cgi-bin/` (`/%63gi-bin/x`, `//cgi-bin/x`): 404, the programs'
 ///   source is never served.
 fn refuse_static(path: &str) -> Option<StatusCode> {
-    let decoded = percent_decode(path.as_bytes());
+    let decoded = if path.contains('%') {
+        std::borrow::Cow::Owned(percent_decode(path.as_bytes()))
+    } else {
+        std::borrow::Cow::Borrowed(path.as_bytes())
+    };
     let mut segments = decoded
         .split(|&b| b == b'/' || b == b'\\')
         .filter(|segment| !segment.is_empty());

@@ -19,22 +19,33 @@
 //!   accepting with a back-off from 10 ms to 1 s and logs one warning per episode, not one
 //!   per failure; errors of a single connection (`ECONNABORTED`, `ECONNRESET`) are skipped.
 //!
+//! # Access log
+//!
+//! One line per response under the `towergate::access` target, `IP "METHOD URI VERSION"
+//! STATUS BYTES TIME`, written once the response is over: INFO when the connection wrote it
+//! out; INFO ending `incomplete: connection closed before the end…` when the client went
+//! away first (its doing); WARN ending `incomplete: REASON` when the body failed (the
+//! service's or a program's doing). BYTES counts the body bytes handed to hyper.
+//! Connection events (timeouts, parse errors, resets) are INFO lines under
+//! `towergate::connection`; accept failures and shutdown under `towergate::server`.
+//!
 //! # Shutdown
 //!
 //! On SIGTERM or SIGINT the listener is closed, idle connections are closed, and requests in
-//! flight get `--grace` to finish (their connections close after the response). When the
-//! grace ends, every request whose response head was not produced yet is answered `503
-//! Service Unavailable` (its service future is dropped), the subcommand's shutdown hook runs
-//! (`towergate serve` ends every CGI program group there), and the responses still being
-//! sent get one more second; then the server returns.
+//! flight get `--grace` to finish (their connections close after the response). If the
+//! grace ends first, every request whose response head was not produced yet is answered
+//! `503 Service Unavailable` with `Connection: close` (its service future is dropped). Then
+//! the subcommand's hook runs (`towergate serve` ends and reaps every CGI program still
+//! running there), the responses still being sent get one more second, and the server
+//! returns.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -99,18 +110,19 @@ pub(crate) async fn run<S: HttpService>(args: &ServerArgs, service: S) -> Result
     run_with(args, service, async {}).await
 }
 
-/// [`run`], with `on_grace_end` run when the shutdown grace ends with requests still running
-/// (to end what they started, such as CGI program groups), before the server returns.
+/// [`run`], with `on_drained` run at the end of a shutdown, once the requests finished or
+/// the grace ended (the requests still running then answer 503 if they can), before the
+/// server returns: to end what the requests started, such as CGI program groups.
 pub(crate) async fn run_with<S: HttpService>(
     args: &ServerArgs,
     service: S,
-    on_grace_end: impl Future<Output = ()>,
+    on_drained: impl Future<Output = ()>,
 ) -> Result<(), BoxError> {
     let listener = TcpListener::bind(args.addr)
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", args.addr))?;
     println!("towergate: listening on http://{}/", listener.local_addr()?);
-    serve(args, listener, service, shutdown_signal(), on_grace_end).await
+    serve(args, listener, service, shutdown_signal(), on_drained).await
 }
 
 /// Serves `service` on `listener` until `signal` completes, then shuts down gracefully.
@@ -119,7 +131,7 @@ async fn serve<S: HttpService>(
     listener: TcpListener,
     service: S,
     signal: impl Future<Output = ()>,
-    on_grace_end: impl Future<Output = ()>,
+    on_drained: impl Future<Output = ()>,
 ) -> Result<(), BoxError> {
     let local = listener.local_addr()?;
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -191,24 +203,23 @@ async fn serve<S: HttpService>(
     phase.send_replace(Phase::Draining);
     let drained = connections.acquire_many(max);
     let mut drained = std::pin::pin!(drained);
-    if tokio::time::timeout(args.grace, &mut drained)
-        .await
-        .is_err()
-    {
+    let in_time = tokio::time::timeout(args.grace, &mut drained).await.is_ok();
+    if !in_time {
         tracing::warn!(
             target: "towergate::server",
             "requests still running after the {:?} grace: answering 503 where no head was sent",
             args.grace
         );
         phase.send_replace(Phase::Aborting);
-        on_grace_end.await;
-        if tokio::time::timeout(Duration::from_secs(1), &mut drained)
+    }
+    on_drained.await;
+    if !in_time
+        && tokio::time::timeout(Duration::from_secs(1), &mut drained)
             .await
             .is_err()
-        {
-            let open = max as usize - connections.available_permits();
-            tracing::warn!(target: "towergate::server", "closing {open} connection(s) still open");
-        }
+    {
+        let open = max as usize - connections.available_permits();
+        tracing::warn!(target: "towergate::server", "closing {open} connection(s) still open");
     }
     Ok(())
 }
@@ -241,6 +252,7 @@ where
 }
 
 /// Ctrl-C (SIGINT) or SIGTERM.
+#[cfg(unix)]
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let wait = |kind| async move {
@@ -257,6 +269,14 @@ async fn shutdown_signal() {
     tokio::select! {
         () = wait(SignalKind::interrupt()) => {}
         () = wait(SignalKind::terminate()) => {}
+    }
+}
+
+/// Ctrl-C.
+#[cfg(not(unix))]
+async fn shutdown_signal() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -340,6 +360,9 @@ struct ConnState {
     last_read: AtomicU64,
     /// When the connection last became idle: opened, or its last response ended.
     idle_since: AtomicU64,
+    /// The access lines of responses whose body ended, written once the connection has
+    /// handed what is left of them to the kernel (or failed to).
+    sent: Mutex<Vec<AccessLine>>,
 }
 
 impl ConnState {
@@ -348,6 +371,19 @@ impl ConnState {
             in_flight: AtomicUsize::new(0),
             last_read: AtomicU64::new(now),
             idle_since: AtomicU64::new(now),
+            sent: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Writes the waiting access lines: the responses finished, or, with `error`, the
+    /// connection failed before they were written out.
+    fn settle(&self, error: Option<&dyn std::fmt::Display>) {
+        let lines = std::mem::take(&mut *self.sent.lock().unwrap_or_else(PoisonError::into_inner));
+        for line in lines {
+            match error {
+                None => line.write(Outcome::Finished),
+                Some(error) => line.write(Outcome::Unsent(error)),
+            }
         }
     }
 }
@@ -411,8 +447,12 @@ impl Connection {
             };
             tokio::select! {
                 result = connection.as_mut() => {
-                    if let Err(error) = result {
-                        tracing::info!(target: "towergate::connection", "{remote}: {error}");
+                    match result {
+                        Ok(()) => self.state.settle(None),
+                        Err(error) => {
+                            tracing::info!(target: "towergate::connection", "{remote}: {error}");
+                            self.state.settle(Some(&error));
+                        }
                     }
                     return;
                 }
@@ -427,6 +467,7 @@ impl Connection {
                     if let Some(deadline) = closing {
                         if !busy && tokio::time::Instant::now() >= deadline {
                             tracing::debug!(target: "towergate::connection", "{remote}: dropped");
+                            self.state.settle(Some(&"the connection was dropped"));
                             return;
                         }
                         closing = Some(tokio::time::Instant::now() + Duration::from_secs(1));
@@ -519,7 +560,8 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write(cx, buf)
+        let this = self.project();
+        settle_on_error(this.state, this.inner.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -527,7 +569,8 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write_vectored(cx, bufs)
+        let this = self.project();
+        settle_on_error(this.state, this.inner.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -535,12 +578,26 @@ impl AsyncWrite for Watched {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
+        let this = self.project();
+        let flushed = settle_on_error(this.state, this.inner.poll_flush(cx));
+        if let Poll::Ready(Ok(())) = flushed {
+            // Everything hyper wrote, the ends of finished responses included, is out.
+            this.state.settle(None);
+        }
+        flushed
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.project().inner.poll_shutdown(cx)
     }
+}
+
+/// A failed write fails the responses waiting to be written out.
+fn settle_on_error<T>(state: &ConnState, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    if let Poll::Ready(Err(error)) = &polled {
+        state.settle(Some(error));
+    }
+    polled
 }
 
 /// The per-connection request handler around the subcommand's service.
@@ -558,6 +615,8 @@ impl<S: HttpService> Handler<S> {
         &self,
         mut request: Request<Incoming>,
     ) -> impl Future<Output = Result<Response<LoggedBody>, Infallible>> + Send + use<S> {
+        // A new request: what came before it on this connection was written out.
+        self.state.settle(None);
         let in_flight = InFlight::new(self.state.clone(), self.shared.clone());
         let access = Access {
             remote: self.info.remote,
@@ -588,13 +647,7 @@ impl<S: HttpService> Handler<S> {
                     response
                 }
             };
-            let (mut parts, body) = response.into_parts();
-            // A program's own reason phrase (RFC 3875 §6.3.3), sent by hyper's HTTP/1.
-            if let Some(reason) = parts.extensions.remove::<towergate::host::ReasonPhrase>() {
-                if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes()) {
-                    parts.extensions.insert(reason);
-                }
-            }
+            let (parts, body) = response.into_parts();
             let body = LoggedBody {
                 log: Some(AccessLine {
                     access,
@@ -604,7 +657,7 @@ impl<S: HttpService> Handler<S> {
                         let length = parts.headers.get(http::header::CONTENT_LENGTH)?;
                         length.to_str().ok()?.parse().ok()
                     }),
-                    _in_flight: in_flight,
+                    in_flight,
                 }),
                 inner: body,
             };
@@ -668,24 +721,25 @@ struct AccessLine {
     /// much is sent ended normally.
     length: Option<u64>,
     /// Holds the request in flight on its connection until the response has ended.
-    _in_flight: InFlight,
+    in_flight: InFlight,
 }
 
 impl AccessLine {
+    /// The body ended: the line waits until the connection has written it out.
+    fn ended(self) {
+        let state = self.in_flight.state.clone();
+        state
+            .sent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(self);
+    }
+
     /// Writes the line: INFO when the response finished, or when the client went away
     /// (a client's doing); WARN when the body failed (the server's or the program's).
     fn write(&self, outcome: Outcome<'_>) {
-        let a = &self.access;
-        let ms = a.start.elapsed().as_secs_f64() * 1000.0;
-        let line = format!(
-            "{} \"{} {} {:?}\" {} {} {ms:.1}ms",
-            a.remote.ip(),
-            a.method,
-            a.uri,
-            a.version,
-            self.status.as_u16(),
-            self.bytes,
-        );
+        // Formatted only when the level is enabled.
+        let line = self;
         match outcome {
             Outcome::Finished => tracing::info!(target: "towergate::access", "{line}"),
             Outcome::Dropped => {
@@ -694,14 +748,39 @@ impl AccessLine {
             Outcome::Failed(error) => {
                 tracing::warn!(target: "towergate::access", "{line} incomplete: {error}")
             }
+            Outcome::Unsent(error) => {
+                tracing::info!(target: "towergate::access", "{line} incomplete: connection closed before the end: {error}")
+            }
         }
     }
 }
 
+impl std::fmt::Display for AccessLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let a = &self.access;
+        write!(
+            f,
+            "{} \"{} {} {:?}\" {} {} {:.1}ms",
+            a.remote.ip(),
+            a.method,
+            a.uri,
+            a.version,
+            self.status.as_u16(),
+            self.bytes,
+            a.start.elapsed().as_secs_f64() * 1000.0,
+        )
+    }
+}
+
 enum Outcome<'a> {
+    /// The body ended and the connection wrote it out.
     Finished,
+    /// hyper dropped the body before its end: the connection closed.
     Dropped,
+    /// The body failed (the service's or the program's doing).
     Failed(&'a BoxError),
+    /// The body ended, but the connection failed before writing it out.
+    Unsent(&'a dyn std::fmt::Display),
 }
 
 pin_project_lite::pin_project! {
@@ -725,7 +804,7 @@ pin_project_lite::pin_project! {
                     || log.status == StatusCode::NOT_MODIFIED;
                 let whole = log.length.is_some_and(|length| length == log.bytes);
                 if bodiless || whole || http_body::Body::is_end_stream(&*this.inner) {
-                    log.write(Outcome::Finished);
+                    log.ended();
                 } else {
                     log.write(Outcome::Dropped);
                 }
@@ -758,7 +837,7 @@ impl http_body::Body for LoggedBody {
             }
             Poll::Ready(None) => {
                 if let Some(log) = this.log.take() {
-                    log.write(Outcome::Finished);
+                    log.ended();
                 }
             }
             Poll::Pending => {}
@@ -772,5 +851,59 @@ impl http_body::Body for LoggedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_take_decimals_and_refuse_zero_negative_and_text() {
+        assert_eq!(parse_secs("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_secs("20"), Ok(Duration::from_secs(20)));
+        for bad in ["0", "-1", "soon", "NaN", "inf", "86401"] {
+            assert!(parse_secs(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn accept_back_off_doubles_up_to_a_second_and_resets() {
+        let mut backoff = Backoff::default();
+        let error = io::Error::from_raw_os_error(24);
+        let pauses: Vec<_> = (0..10).map(|_| backoff.failed(&error)).collect();
+        assert_eq!(pauses[0], Duration::from_millis(10));
+        assert_eq!(pauses[1], Duration::from_millis(20));
+        assert_eq!(pauses[6], Duration::from_millis(640));
+        assert_eq!(pauses[7], Duration::from_secs(1));
+        assert_eq!(pauses[9], Duration::from_secs(1));
+        backoff.succeeded();
+        assert_eq!(backoff.failed(&error), Duration::from_millis(10));
+        assert!(!is_connection_error(&error));
+        assert!(is_connection_error(
+            &io::ErrorKind::ConnectionAborted.into()
+        ));
+    }
+
+    #[test]
+    fn an_absolute_form_target_replaces_host() {
+        let host = |uri: &str, version: Version| {
+            let mut request = Request::get(uri)
+                .version(version)
+                .header(HOST, "other:9")
+                .body(())
+                .unwrap();
+            host_from_authority(&mut request);
+            request.headers()[HOST].to_str().unwrap().to_owned()
+        };
+        assert_eq!(
+            host("http://a.test:8080/x", Version::HTTP_11),
+            "a.test:8080"
+        );
+        assert_eq!(host("http://u:p@a.test/x", Version::HTTP_11), "a.test:80");
+        assert_eq!(host("https://a.test/x", Version::HTTP_10), "a.test:443");
+        assert_eq!(host("http://[::1]/x", Version::HTTP_11), "[::1]:80");
+        assert_eq!(host("/x", Version::HTTP_11), "other:9");
+        assert_eq!(host("http://a.test/x", Version::HTTP_2), "other:9");
     }
 }

@@ -1,0 +1,502 @@
+//! [`WsgiApp`] and its [`Builder`].
+
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::body::{Closer, WsgiBody};
+use super::environ::environ_dict;
+use super::error::{ImportError, PythonError};
+use super::file::as_file;
+use super::pool::Pool;
+use super::respond::StartResponseFn;
+use crate::gateway::{App, BlockingBody, StartResponse};
+use crate::{BoxError, Environ};
+
+/// How many chunks an app may have in flight towards the client.
+const CHANNEL_CAPACITY: usize = 2;
+
+/// The default number of Python threads of an app.
+pub const DEFAULT_THREADS: usize = 8;
+
+/// A Python WSGI app (PEP 3333) as a gateway [`App`]: Flask, Django, any
+/// `app(environ, start_response)` callable.
+///
+/// Load it with [`import`](Self::import) (`"package.module:attr"`), or with a
+/// [`Builder`] to set the Python path, the virtualenv and the number of threads; serve it
+/// with [`AppService`](crate::service::AppService) or any gateway handler. Clones share the
+/// app and its threads. See the [module docs](super) for what each request goes through.
+///
+/// ```
+/// use towergate::python::WsgiApp;
+///
+/// let err = WsgiApp::import("no_such_module:app").unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "cannot import no_such_module: ModuleNotFoundError: No module named 'no_such_module'"
+/// );
+/// assert!(err.traceback().unwrap().ends_with("No module named 'no_such_module'"));
+///
+/// let err = WsgiApp::import("sys:version").unwrap_err(); // a str, not a callable
+/// assert_eq!(err.to_string(), "sys:version is not callable");
+/// ```
+#[derive(Clone)]
+pub struct WsgiApp {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    app: Py<PyAny>,
+    pool: Pool,
+    name: String,
+}
+
+impl fmt::Debug for WsgiApp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WsgiApp")
+            .field("app", &self.inner.name)
+            .field("threads", &self.inner.pool.threads())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WsgiApp {
+    /// Imports `target`, `"package.module:attr"` (the attribute may be dotted, and defaults
+    /// to `application` when there is no `:`), with the [`Builder`]'s defaults.
+    ///
+    /// # Errors
+    ///
+    /// When the module fails to import, the attribute is missing or is not callable.
+    pub fn import(target: &str) -> Result<Self, ImportError> {
+        Builder::new().import(target)
+    }
+
+    /// The app `app`, a Python callable, with the [`Builder`]'s defaults.
+    ///
+    /// # Errors
+    ///
+    /// When `app` is not callable, or the threads cannot be started.
+    pub fn from_object(app: Py<PyAny>) -> Result<Self, ImportError> {
+        Builder::new().from_object(app)
+    }
+
+    /// A builder, to set the Python path, the virtualenv and the threads.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    /// How many Python threads serve this app.
+    pub fn threads(&self) -> usize {
+        self.inner.pool.threads()
+    }
+
+    /// The Python callable.
+    pub fn as_object(&self) -> &Py<PyAny> {
+        &self.inner.app
+    }
+}
+
+/// Loads a [`WsgiApp`]: the interpreter's module search path and the app's threads.
+///
+/// ```
+/// use pyo3::prelude::*;
+/// use towergate::python::{WsgiApp, DEFAULT_THREADS};
+///
+/// // Any Python callable is accepted; a real app takes (environ, start_response).
+/// let callable = Python::attach(|py| -> PyResult<Py<PyAny>> {
+///     Ok(py.import("wsgiref.simple_server")?.getattr("demo_app")?.unbind())
+/// })
+/// .unwrap();
+/// let app = WsgiApp::builder().threads(2).from_object(callable).unwrap();
+/// assert_eq!(app.threads(), 2);
+/// assert_eq!(WsgiApp::import("wsgiref.simple_server:demo_app").unwrap().threads(), DEFAULT_THREADS);
+/// ```
+///
+/// A Django project in a virtualenv:
+///
+/// ```no_run
+/// use towergate::python::WsgiApp;
+///
+/// let app = WsgiApp::builder()
+///     .python_path("/srv/mysite")
+///     .virtualenv("/srv/mysite/.venv")
+///     .threads(16)
+///     .import("mysite.wsgi:application")?;
+/// assert_eq!(app.threads(), 16);
+/// # Ok::<(), towergate::python::ImportError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Builder {
+    python_path: Vec<PathBuf>,
+    virtualenv: Option<PathBuf>,
+    threads: usize,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// The defaults: no extra path, the virtualenv named by `VIRTUAL_ENV` if set, and
+    /// [`DEFAULT_THREADS`] threads.
+    pub fn new() -> Self {
+        Builder {
+            python_path: Vec::new(),
+            virtualenv: std::env::var_os("VIRTUAL_ENV")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            threads: DEFAULT_THREADS,
+        }
+    }
+
+    /// A directory put in front of `sys.path` (repeatable; earlier calls come first), where
+    /// the app's modules are found. Defaults to none.
+    pub fn python_path(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.python_path.push(dir.into());
+        self
+    }
+
+    /// A virtualenv whose `site-packages` is added to `sys.path` (with its `.pth` files,
+    /// through `site.addsitedir`): an embedded interpreter does not look at `VIRTUAL_ENV` by
+    /// itself. The virtualenv must be made from the interpreter the program was built
+    /// against. Defaults to the `VIRTUAL_ENV` environment variable, if set.
+    pub fn virtualenv(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.virtualenv = Some(dir.into());
+        self
+    }
+
+    /// How many threads run Python code for the app: the number of requests the app works
+    /// on at once (others wait in a queue). Python holds its GIL while it runs, so threads
+    /// help apps that wait (on databases, files, other services, slow clients) rather than
+    /// ones that compute. Defaults to [`DEFAULT_THREADS`] (8); 0 counts as 1.
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// Imports `target`, `"package.module:attr"`.
+    ///
+    /// # Errors
+    ///
+    /// When the paths cannot be set up, the module fails to import, the attribute is
+    /// missing or is not callable. The error carries the Python traceback.
+    pub fn import(self, target: &str) -> Result<WsgiApp, ImportError> {
+        let (module, attr) = target.split_once(':').unwrap_or((target, "application"));
+        if module.is_empty() || attr.is_empty() {
+            return Err(ImportError::new(format!(
+                "{target:?} is not MODULE:ATTR (for example mysite.wsgi:application)"
+            )));
+        }
+        let app = Python::attach(|py| -> Result<Py<PyAny>, ImportError> {
+            self.setup_paths(py)?;
+            let mut object = py
+                .import(module)
+                .map_err(|e| ImportError::python(py, format!("cannot import {module}"), &e))?
+                .into_any();
+            for part in attr.split('.') {
+                object = object.getattr(part).map_err(|e| {
+                    ImportError::python(py, format!("{module} has no attribute {attr}"), &e)
+                })?;
+            }
+            Ok(object.unbind())
+        })?;
+        self.start(app, target.to_owned())
+    }
+
+    /// The app `app`, a Python callable.
+    ///
+    /// # Errors
+    ///
+    /// When the paths cannot be set up, `app` is not callable or the threads cannot start.
+    pub fn from_object(self, app: Py<PyAny>) -> Result<WsgiApp, ImportError> {
+        let name = Python::attach(|py| -> Result<String, ImportError> {
+            self.setup_paths(py)?;
+            Ok(app
+                .bind(py)
+                .repr()
+                .map_or_else(|_| "<app>".to_owned(), |r| r.to_string()))
+        })?;
+        self.start(app, name)
+    }
+
+    fn start(self, app: Py<PyAny>, name: String) -> Result<WsgiApp, ImportError> {
+        let callable = Python::attach(|py| app.bind(py).is_callable());
+        if !callable {
+            return Err(ImportError::new(format!("{name} is not callable")));
+        }
+        let pool = Pool::new(self.threads)
+            .map_err(|e| ImportError::new(format!("cannot start the Python threads: {e}")))?;
+        Ok(WsgiApp {
+            inner: Arc::new(Inner { app, pool, name }),
+        })
+    }
+
+    fn setup_paths(&self, py: Python<'_>) -> Result<(), ImportError> {
+        let sys = py
+            .import("sys")
+            .map_err(|e| ImportError::python(py, "cannot import sys", &e))?;
+        if let Some(venv) = &self.virtualenv {
+            let setup = || -> PyResult<()> {
+                let version = sys.getattr("version_info")?;
+                let (major, minor): (u32, u32) = (
+                    version.getattr("major")?.extract()?,
+                    version.getattr("minor")?.extract()?,
+                );
+                let site_packages = venv
+                    .join("lib")
+                    .join(format!("python{major}.{minor}"))
+                    .join("site-packages");
+                if site_packages.is_dir() {
+                    py.import("site")?
+                        .call_method1("addsitedir", (site_packages.as_os_str(),))?;
+                }
+                Ok(())
+            };
+            setup().map_err(|e| {
+                ImportError::python(
+                    py,
+                    format!("cannot use the virtualenv {}", venv.display()),
+                    &e,
+                )
+            })?;
+            let lib = venv.join("lib");
+            let found = std::fs::read_dir(&lib).is_ok_and(|mut d| d.next().is_some());
+            if !found {
+                return Err(ImportError::new(format!(
+                    "the virtualenv {} has no lib directory",
+                    venv.display()
+                )));
+            }
+        }
+        let path = sys
+            .getattr("path")
+            .map_err(|e| ImportError::python(py, "cannot read sys.path", &e))?;
+        for (i, dir) in self.python_path.iter().enumerate() {
+            // A str: the import system skips other kinds of sys.path entries.
+            let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+            let dir = dir.as_os_str();
+            let present = path.contains(dir).unwrap_or(false);
+            if !present {
+                path.call_method1("insert", (i, dir))
+                    .map_err(|e| ImportError::python(py, "cannot extend sys.path", &e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl App for WsgiApp {
+    type Body = WsgiBody;
+    type Future = ResponseFuture;
+
+    fn call(&self, environ: Environ, start_response: StartResponse) -> ResponseFuture {
+        let (done, rx) = oneshot::channel();
+        let inner = self.inner.clone();
+        let queued = self
+            .inner
+            .pool
+            .spawn(move || run(&inner, environ, start_response, done));
+        if !queued {
+            let (done, rx) = oneshot::channel();
+            let _ = done.send(Err("the Python threads are gone".into()));
+            return ResponseFuture { rx };
+        }
+        ResponseFuture { rx }
+    }
+}
+
+/// What a Python thread hands back once the app returned its result.
+type Done = oneshot::Sender<Result<WsgiBody, BoxError>>;
+
+/// The future of [`WsgiApp::call`]: resolves when the app has returned its result iterable.
+#[derive(Debug)]
+pub struct ResponseFuture {
+    rx: oneshot::Receiver<Result<WsgiBody, BoxError>>,
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<WsgiBody, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|_| Err("the Python thread ended without an answer".into())))
+    }
+}
+
+/// One request, on a Python thread: calls the app, then streams its result.
+fn run(inner: &Arc<Inner>, environ: Environ, start_response: StartResponse, done: Done) {
+    if done.is_closed() {
+        // The client went away while the request waited for a thread.
+        return;
+    }
+    let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let shared = start_response.shared().clone();
+    shared.set_sink(Some(tx.clone()));
+    Python::attach(|py| {
+        let dict = match environ_dict(py, &environ) {
+            Ok(dict) => dict,
+            Err(e) => {
+                let _ = done.send(Err(python_error(py, &e)));
+                return;
+            }
+        };
+        let called = Bound::new(py, StartResponseFn { start_response })
+            .and_then(|start| inner.app.bind(py).call1((dict.clone(), start)));
+        let result = match called {
+            Ok(result) => result,
+            Err(e) => {
+                let _ = done.send(Err(python_error(py, &e)));
+                flush_errors(&dict);
+                return;
+            }
+        };
+        if let Some(file) = as_file(&result) {
+            // Served from the file by Rust; closed (on this pool) when the body is dropped.
+            let closer = Closer::new(result.unbind(), inner.pool.clone());
+            let _ = done.send(Ok(WsgiBody::file(file, closer)));
+            flush_errors(&dict);
+            return;
+        }
+        if done
+            .send(Ok(WsgiBody::stream(BlockingBody::new(rx))))
+            .is_ok()
+        {
+            if let Err(e) = stream(py, &result, &tx, &shared) {
+                let _ = send(py, &tx, Err(e));
+            }
+        }
+        // PEP 3333: close() is called whatever happened, client gone included.
+        if let Err(e) = close(&result) {
+            let error = python_error(py, &e);
+            if let Err(Err(error)) = send(py, &tx, Err(error)) {
+                crate::panic::log(format_args!("app failed in close(): {error}"));
+            }
+        }
+        flush_errors(&dict);
+    });
+    shared.set_sink(None);
+}
+
+/// Sends the chunks of `result` until it ends, fails or the client goes away.
+fn stream(
+    py: Python<'_>,
+    result: &Bound<'_, PyAny>,
+    tx: &mpsc::Sender<Msg>,
+    shared: &crate::gateway::Shared,
+) -> Result<(), BoxError> {
+    let iter = result.try_iter().map_err(|e| python_error(py, &e))?;
+    // PEP 3333: when len(result) works it is accurate, so the last chunk is known.
+    let mut left = result.len().ok();
+    let mut shared_chunks = 0usize;
+    for item in iter {
+        let item = item.map_err(|e| python_error(py, &e))?;
+        left = left.map(|n| n.saturating_sub(1));
+        let chunk = item.cast::<PyBytes>().map_err(|_| {
+            BoxError::from(format!(
+                "the app's iterable yielded {} instead of bytes",
+                item.get_type()
+                    .name()
+                    .map_or_else(|_| "?".into(), |n| n.to_string())
+            ))
+        })?;
+        let last = left == Some(0);
+        if chunk.as_bytes().is_empty() && !last {
+            continue;
+        }
+        let chunk = to_bytes(chunk);
+        if chunk.len() >= SHARE_FROM {
+            // Python objects the body has finished with are released when this thread
+            // next re-attaches: make sure it does, so they never pile up.
+            shared_chunks += 1;
+            if shared_chunks % RELEASE_EVERY == 0 {
+                py.detach(|| ());
+            }
+        }
+        if !chunk.is_empty() {
+            // Output is on its way: start_response re-raises from now on.
+            shared.mark_output();
+        }
+        let sent = send(py, tx, Ok((chunk, last))).is_ok();
+        if !sent || last {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// From this size on, a chunk is not copied: the `Bytes` holds the Python object itself
+/// (released under the GIL later). Smaller chunks are copied, which costs less.
+const SHARE_FROM: usize = 16 * 1024;
+
+/// How many uncopied chunks a thread sends before it lets go of the GIL once, so that the
+/// Python objects of sent chunks are released (PyO3 releases objects dropped without the
+/// GIL when a thread attaches again).
+const RELEASE_EVERY: usize = 8;
+
+/// The bytes of a Python `bytes` object, for the response body.
+pub(crate) fn to_bytes(chunk: &Bound<'_, PyBytes>) -> Bytes {
+    if chunk.as_bytes().len() >= SHARE_FROM {
+        Bytes::from_owner(pyo3::pybacked::PyBackedBytes::from(chunk.clone()))
+    } else {
+        Bytes::copy_from_slice(chunk.as_bytes())
+    }
+}
+
+/// A message from a Python thread to the response body.
+type Msg = Result<(Bytes, bool), BoxError>;
+
+/// Sends `msg` to the body; gives it back when the body is gone (the client went away).
+/// The GIL is released only when the channel is full and the thread must wait: a free slot
+/// takes the message at once, sparing the other threads a GIL hand-over per chunk.
+fn send(py: Python<'_>, tx: &mpsc::Sender<Msg>, msg: Msg) -> Result<(), Msg> {
+    match tx.try_send(msg) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Closed(msg)) => Err(msg),
+        Err(mpsc::error::TrySendError::Full(msg)) => {
+            py.detach(|| tx.blocking_send(msg)).map_err(|e| e.0)
+        }
+    }
+}
+
+fn close(result: &Bound<'_, PyAny>) -> PyResult<()> {
+    if let Some(close) = result.getattr_opt("close")? {
+        close.call0()?;
+    }
+    Ok(())
+}
+
+fn flush_errors(dict: &Bound<'_, pyo3::types::PyDict>) {
+    if let Ok(Some(errors)) = dict.get_item("wsgi.errors") {
+        let _ = errors.call_method0("flush");
+    }
+}
+
+pub(crate) fn python_error(py: Python<'_>, err: &PyErr) -> BoxError {
+    Box::new(PythonError::from_err(py, err))
+}
+
+/// Runs `close()` of a result on a Python thread.
+pub(crate) fn close_on(pool: &Pool, result: Py<PyAny>) {
+    let job = move || {
+        Python::attach(|py| {
+            if let Err(e) = close(result.bind(py)) {
+                crate::panic::log(format_args!(
+                    "app failed in close(): {}",
+                    PythonError::from_err(py, &e)
+                ));
+            }
+        });
+    };
+    pool.spawn(job);
+}

@@ -1,0 +1,265 @@
+//! The `environ` dict (PEP 3333 "environ Variables") and its streams, `wsgi.input` and
+//! `wsgi.errors` ("Input and Error Streams").
+
+use std::sync::Mutex;
+
+use pyo3::exceptions::{PyOSError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+
+use super::file::FileWrapper;
+use crate::Environ;
+use crate::environ::{Errors, Input};
+
+/// A native string from bytes (PEP 3333 "A Note On String Types"): each byte is the code
+/// point of the same value (latin-1), so the app gets back the exact bytes with
+/// `value.encode("latin-1")`.
+pub(crate) fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if text.is_ascii() => PyString::new(py, text),
+        _ => {
+            let text: String = bytes.iter().map(|&b| char::from(b)).collect();
+            PyString::new(py, &text)
+        }
+    }
+}
+
+/// The bytes of a native string: every character must be latin-1 (U+0000 to U+00FF).
+pub(crate) fn from_latin1(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
+    let text = value
+        .cast::<PyString>()
+        .map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{what} must be of type str (got {})",
+                value.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+            ))
+        })?
+        .to_str()?;
+    text.chars()
+        .map(|c| u8::try_from(u32::from(c)))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{what} must contain latin-1 characters only (PEP 3333): {text:?}"
+            ))
+        })
+}
+
+/// The environ dict of a request: the meta-variables as native strings, then the `wsgi.*`
+/// keys, true to the deployment the [`Environ`] describes.
+pub(crate) fn environ_dict<'py>(
+    py: Python<'py>,
+    environ: &Environ,
+) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    for (key, value) in environ.iter() {
+        dict.set_item(latin1(py, key), latin1(py, value))?;
+    }
+    dict.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
+    dict.set_item("wsgi.url_scheme", environ.url_scheme().as_str())?;
+    dict.set_item(
+        "wsgi.input",
+        Bound::new(
+            py,
+            WsgiInput {
+                input: environ.input().clone(),
+            },
+        )?,
+    )?;
+    dict.set_item(
+        "wsgi.errors",
+        Bound::new(
+            py,
+            WsgiErrors {
+                errors: environ.errors().clone(),
+                line: Mutex::new(String::new()),
+            },
+        )?,
+    )?;
+    dict.set_item("wsgi.multithread", environ.multithread())?;
+    dict.set_item("wsgi.multiprocess", environ.multiprocess())?;
+    dict.set_item("wsgi.run_once", environ.run_once())?;
+    // mod_wsgi's key: without CONTENT_LENGTH (a chunked body), the app may read to the end
+    // of the input, which ends where the body does. With a length, apps read that many bytes.
+    if environ.get("CONTENT_LENGTH").is_none_or(<[u8]>::is_empty) {
+        dict.set_item("wsgi.input_terminated", true)?;
+    }
+    dict.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
+    Ok(dict)
+}
+
+/// `size` as a read limit: `None` and negative sizes mean "all".
+fn limit(size: Option<isize>) -> usize {
+    size.and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(usize::MAX)
+}
+
+fn io_error(e: crate::BoxError) -> PyErr {
+    PyOSError::new_err(format!("wsgi.input: {e}"))
+}
+
+/// `wsgi.input`: the request body, streamed. Reads release the GIL while they wait.
+#[pyclass(frozen, module = "towergate", name = "Input")]
+pub(crate) struct WsgiInput {
+    input: Input,
+}
+
+#[pymethods]
+impl WsgiInput {
+    /// `read(size=-1)`: up to `size` bytes, or the rest of the body.
+    #[pyo3(signature = (size = None))]
+    fn read<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        let input = self.input.clone();
+        let bytes = match limit(size) {
+            usize::MAX => py.detach(move || input.blocking_read_to_end()),
+            n => py.detach(move || input.blocking_read(n)),
+        }
+        .map_err(io_error)?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// `readline(size=-1)`: one line, up to and including `\n`, or at most `size` bytes.
+    #[pyo3(signature = (size = None))]
+    fn readline<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        let input = self.input.clone();
+        let max = limit(size);
+        let line = py
+            .detach(move || input.blocking_read_line(max))
+            .map_err(io_error)?;
+        Ok(PyBytes::new(py, &line))
+    }
+
+    /// `readlines(hint=-1)`: the remaining lines, stopping once `hint` bytes were read.
+    #[pyo3(signature = (hint = None))]
+    fn readlines<'py>(&self, py: Python<'py>, hint: Option<isize>) -> PyResult<Bound<'py, PyList>> {
+        let hint = limit(hint);
+        let lines = PyList::empty(py);
+        let mut total = 0usize;
+        loop {
+            let line = self.readline(py, None)?;
+            if line.as_bytes().is_empty() {
+                return Ok(lines);
+            }
+            total = total.saturating_add(line.as_bytes().len());
+            lines.append(line)?;
+            if total >= hint {
+                return Ok(lines);
+            }
+        }
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let line = self.readline(py, None)?;
+        Ok(Some(line).filter(|l| !l.as_bytes().is_empty()))
+    }
+}
+
+/// `wsgi.errors`: a text stream whose lines go to the environ's [`Errors`] sink (by default
+/// the log).
+#[pyclass(frozen, module = "towergate", name = "Errors")]
+pub(crate) struct WsgiErrors {
+    errors: Errors,
+    /// The text written since the last complete line.
+    line: Mutex<String>,
+}
+
+#[pymethods]
+impl WsgiErrors {
+    /// `write(str)`: complete lines are passed on at once, the rest on the next newline or
+    /// `flush()`.
+    fn write(&self, text: &Bound<'_, PyAny>) -> PyResult<()> {
+        let text = text
+            .cast::<PyString>()
+            .map_err(|_| PyTypeError::new_err("wsgi.errors.write() argument must be str"))?
+            .to_str()?;
+        let mut line = self.line.lock().unwrap_or_else(|e| e.into_inner());
+        line.push_str(text);
+        if let Some(end) = line.rfind('\n') {
+            let rest = line.split_off(end + 1);
+            self.errors.write(line.as_bytes());
+            *line = rest;
+        }
+        Ok(())
+    }
+
+    /// `writelines(seq)`.
+    fn writelines(&self, lines: &Bound<'_, PyAny>) -> PyResult<()> {
+        for line in lines.try_iter()? {
+            self.write(&line?)?;
+        }
+        Ok(())
+    }
+
+    /// `flush()`.
+    fn flush(&self) {
+        let mut line = self.line.lock().unwrap_or_else(|e| e.into_inner());
+        if !line.is_empty() {
+            line.push('\n');
+            self.errors.write(line.as_bytes());
+            line.clear();
+        }
+        self.errors.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_byte_becomes_one_latin1_character_and_back() {
+        Python::attach(|py| {
+            let bytes: Vec<u8> = (0..=255).collect();
+            let text = latin1(py, &bytes);
+            assert_eq!(text.to_str().unwrap().chars().count(), 256);
+            let back: Vec<u8> = text
+                .call_method1("encode", ("latin-1",))
+                .unwrap()
+                .extract()
+                .unwrap();
+            assert_eq!(back, bytes);
+            assert_eq!(from_latin1(text.as_any(), "value").unwrap(), bytes);
+        });
+    }
+
+    #[test]
+    fn characters_beyond_latin1_and_non_strings_are_refused() {
+        Python::attach(|py| {
+            let euro = PyString::new(py, "5 €");
+            let err = from_latin1(euro.as_any(), "a header value").unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "TypeError: a header value must contain latin-1 characters only (PEP 3333): \"5 €\""
+            );
+            let bytes = PyBytes::new(py, b"200 OK");
+            let err = from_latin1(bytes.as_any(), "the status").unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "TypeError: the status must be of type str (got b'200 OK')"
+            );
+        });
+    }
+
+    #[test]
+    fn environ_dict_has_the_gateway_keys() {
+        let mut environ = Environ::from_vars([("REQUEST_METHOD", "GET"), ("CONTENT_LENGTH", "3")]);
+        environ.set_multithread(true);
+        environ.set_run_once(true);
+        Python::attach(|py| {
+            let dict = environ_dict(py, &environ).unwrap();
+            let get = |k: &str| dict.get_item(k).unwrap().unwrap();
+            assert_eq!(get("REQUEST_METHOD").extract::<String>().unwrap(), "GET");
+            assert_eq!(get("wsgi.version").extract::<(u8, u8)>().unwrap(), (1, 0));
+            assert_eq!(get("wsgi.url_scheme").extract::<String>().unwrap(), "http");
+            assert!(get("wsgi.multithread").extract::<bool>().unwrap());
+            assert!(!get("wsgi.multiprocess").extract::<bool>().unwrap());
+            assert!(get("wsgi.run_once").extract::<bool>().unwrap());
+            // A body with a length: read CONTENT_LENGTH bytes, not to the end.
+            assert!(dict.get_item("wsgi.input_terminated").unwrap().is_none());
+        });
+    }
+}

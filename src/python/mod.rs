@@ -1,0 +1,101 @@
+//! Python WSGI apps (PEP 3333) as gateway apps, through an embedded interpreter (PyO3):
+//! Flask, Django or any `app(environ, start_response)` mounted in hyper as a tower service,
+//! beside Rust routes and behind tower layers. Feature `python`.
+//!
+//! ```no_run
+//! use towergate::python::WsgiApp;
+//! use towergate::service::AppService;
+//!
+//! # fn main() -> Result<(), towergate::python::ImportError> {
+//! let django = AppService::new(WsgiApp::import("mysite.wsgi:application")?);
+//! let flask = AppService::new(WsgiApp::import("myapp:app")?).script_name("/flask");
+//! let router: axum::Router = axum::Router::new()
+//!     .route("/", axum::routing::get(|| async { "from Rust" }))
+//!     .route_service("/flask/{*rest}", flask)
+//!     .fallback_service(django);
+//! # let _ = router; Ok(()) }
+//! ```
+//!
+//! A complete request, with an app written in place:
+//!
+//! ```
+//! use http_body_util::BodyExt;
+//! use pyo3::prelude::*;
+//! use tower::ServiceExt;
+//! use towergate::python::WsgiApp;
+//! use towergate::service::AppService;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let code = c"
+//! def app(environ, start_response):
+//!     body = environ['wsgi.input'].read(int(environ.get('CONTENT_LENGTH') or 0))
+//!     start_response('200 OK', [('Content-Type', 'text/plain')])
+//!     return [environ['PATH_INFO'].encode('latin-1'), b' got ', body]
+//! ";
+//! let app = Python::attach(|py| -> PyResult<Py<PyAny>> {
+//!     let module = PyModule::from_code(py, code, c"doc.py", c"doc")?;
+//!     Ok(module.getattr("app")?.unbind())
+//! })
+//! .unwrap();
+//! let service = AppService::new(WsgiApp::from_object(app).unwrap()).script_name("/py");
+//!
+//! let request = http::Request::post("/py/caf%C3%A9")
+//!     .header("content-length", "10")
+//!     .body("some bytes".to_owned())
+//!     .unwrap();
+//! let response = service.oneshot(request).await.unwrap();
+//! assert_eq!(response.status(), 200);
+//! let body = response.into_body().collect().await.unwrap().to_bytes();
+//! assert_eq!(&body[..], b"/caf\xc3\xa9 got some bytes"); // PATH_INFO's bytes, back
+//! # }
+//! ```
+//!
+//! # What a request goes through (PEP 3333)
+//!
+//! | step | towergate |
+//! |---|---|
+//! | the app is called ("Specification Details") | on one of the app's Python threads ([`Builder::threads`], default [`DEFAULT_THREADS`]), never on the async runtime's; requests beyond the threads wait in a queue, and one whose client went away meanwhile is skipped |
+//! | `environ` ("environ Variables") | a real `dict`: every meta-variable of the [`Environ`](crate::Environ) as a native string, each byte one latin-1 character ("A Note On String Types", so `PATH_INFO` holds the percent-decoded bytes: `environ["PATH_INFO"].encode("latin-1")` gives them back); `wsgi.version` `(1, 0)`, `wsgi.url_scheme`, and `wsgi.multithread`, `wsgi.multiprocess`, `wsgi.run_once` as the `Environ` says (under [`AppService`](crate::service::AppService): true, false, false) |
+//! | `wsgi.input` ("Input and Error Streams") | the request body, streamed: `read()`, `read(n)`, `readline()`, `readline(n)`, `readlines(hint)`, iteration; never buffered whole by the server, the GIL released while a read waits; empty bytes at the end. `wsgi.input_terminated` is true when the body has no `CONTENT_LENGTH` (chunked, HTTP/2): read it to the end |
+//! | `wsgi.errors` | a text stream; each complete line goes to the `Environ`'s [`Errors`](crate::environ::Errors) sink, by default the log (`tracing`) |
+//! | `start_response(status, headers, exc_info=None)` ("The start_response() Callable") | [`StartResponse::start`](crate::gateway::StartResponse::start): native strings, latin-1 only; the contract's checks (status form, header tokens, no control characters, no hop-by-hop header, one call unless `exc_info`) raise in Python and fail the response (500) even when the app swallows the exception. With `exc_info` before any output: the head is replaced; after: the exception is raised again |
+//! | `write(data)` ("The write() Callable") | sent at once (bytes only), ahead of the result's chunks; the GIL released while the client is slow |
+//! | the result iterable ("Buffering and Streaming") | each non-empty chunk sent before the next is asked for, through a bounded channel (a slow client slows the app, memory stays flat), the GIL released between chunks; when `len(result)` works, the last chunk is known, so a one-element list gets a `Content-Length` |
+//! | `close()` | always called on the result, once: after the last chunk, after an error, when the client went away |
+//! | `wsgi.file_wrapper` ("Optional Platform-Specific File Handling") | a result wrapping a regular file is served by Rust from its own handle on the file, from the file's position, with its length as `Content-Length`: the bytes never pass through Python. Other file-likes are iterated in blocks |
+//!
+//! The response rules (the head waits for the first non-empty chunk, `Content-Length`, `HEAD`,
+//! 1xx/204/304) are the gateway engine's, the same for every app.
+//!
+//! # Errors
+//!
+//! An exception before the head (from the app, `start_response`, or the result before its
+//! first chunk) is logged with its traceback and answered with the error response (500 by
+//! default, see [`AppService::with_error_response`](crate::service::AppService::with_error_response));
+//! after the head, the response is cut (the client sees it fail) and the traceback logged.
+//! A module that fails to import, or an attribute that is missing or not callable, is an
+//! [`ImportError`] when the app is loaded, with the Python traceback.
+//!
+//! # The interpreter
+//!
+//! The interpreter is the one PyO3 found when the crate was built: the first `python3` on
+//! `PATH`, or the one `PYO3_PYTHON` names. Build with the interpreter whose `libpython` the
+//! program loads at run time (on Debian, `PYO3_PYTHON=/usr/bin/python3` and the
+//! `python3-dev` package), and make virtualenvs from that same interpreter. An embedded
+//! interpreter does not read `VIRTUAL_ENV` by itself: [`Builder::virtualenv`] adds a
+//! virtualenv's `site-packages` (defaulting to `VIRTUAL_ENV`), and [`Builder::python_path`]
+//! puts directories in front of `sys.path`. The interpreter is started on first use, without
+//! Python's signal handlers (the server keeps `SIGINT` and `SIGTERM`), and lives as long as
+//! the process; apps imported in one process share it, and share its GIL.
+
+mod app;
+mod body;
+mod environ;
+mod error;
+mod file;
+mod pool;
+mod respond;
+
+pub use app::{Builder, DEFAULT_THREADS, ResponseFuture, WsgiApp};
+pub use body::WsgiBody;
+pub use error::ImportError;

@@ -1,0 +1,91 @@
+//! The bounded set of threads Python code runs on.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+
+/// A unit of work for a Python thread.
+pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// A fixed number of threads taking jobs from one queue: every Python call of a
+/// [`WsgiApp`](super::WsgiApp) runs on one of them, never on an async runtime's threads.
+///
+/// The threads stop when the last handle to the pool is dropped and the queue is empty.
+#[derive(Clone)]
+pub(crate) struct Pool {
+    tx: Sender<Job>,
+    threads: usize,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("threads", &self.threads)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    /// Starts `threads` threads (at least one).
+    pub(crate) fn new(threads: usize) -> std::io::Result<Self> {
+        let threads = threads.max(1);
+        let (tx, rx) = channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("towergate-python-{i}"))
+                .spawn(move || work(&rx))?;
+        }
+        Ok(Pool { tx, threads })
+    }
+
+    /// How many threads the pool has.
+    pub(crate) fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Queues `job`; it runs when a thread is free. Returns false when the pool is gone.
+    pub(crate) fn spawn(&self, job: impl FnOnce() + Send + 'static) -> bool {
+        self.tx.send(Box::new(job)).is_ok()
+    }
+}
+
+fn work(rx: &Mutex<Receiver<Job>>) {
+    loop {
+        let job = {
+            let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+            rx.recv()
+        };
+        match job {
+            // A panic in a job is the job's to report; the thread serves the next one.
+            Ok(job) => drop(catch_unwind(AssertUnwindSafe(job))),
+            Err(_) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_run_on_the_pool_threads_and_a_panic_does_not_kill_them() {
+        let pool = Pool::new(2).unwrap();
+        let (tx, rx) = channel();
+        pool.spawn(|| panic!("job failed"));
+        for _ in 0..4 {
+            let tx = tx.clone();
+            pool.spawn(move || {
+                let name = std::thread::current().name().unwrap_or("").to_owned();
+                tx.send(name).unwrap();
+            });
+        }
+        for _ in 0..4 {
+            let name = rx.recv().unwrap();
+            assert!(name.starts_with("towergate-python-"), "{name}");
+        }
+        assert_eq!(pool.threads(), 2);
+    }
+}

@@ -1,0 +1,1080 @@
+//! Real Python WSGI apps (plain PEP 3333 callables, Flask, Django) served by
+//! `towergate::python::WsgiApp` through `AppService` in a real hyper server on 127.0.0.1,
+//! with a real HTTP client.
+//!
+//! The apps live in `tests/python/`; Flask and Django come from the virtualenv that
+//! `scripts/test.sh` makes (`target/python-venv`, or `TOWERGATE_PYTHON_VENV`).
+#![cfg(feature = "python")]
+
+#[path = "support/gateway.rs"]
+mod gateway_support;
+#[cfg(feature = "cli")]
+mod support;
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gateway_support::{Server, serve};
+use http::{Request, StatusCode, response::Parts};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use towergate::python::WsgiApp;
+use towergate::service::AppService;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+async fn bounded<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(LIMIT, future)
+        .await
+        .expect("the test's time bound")
+}
+
+/// The virtualenv with Flask and Django (made by `scripts/test.sh`).
+fn venv() -> PathBuf {
+    let venv = match std::env::var_os("TOWERGATE_PYTHON_VENV") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let exe = std::env::current_exe().unwrap();
+            // target/<profile>/deps/<test> → target/python-venv
+            exe.ancestors().nth(3).unwrap().join("python-venv")
+        }
+    };
+    assert!(
+        venv.join("bin/python").exists(),
+        "no virtualenv at {}: run `bash scripts/test.sh` (it makes one with Flask and Django)",
+        venv.display()
+    );
+    venv
+}
+
+fn apps_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python")
+}
+
+fn import(target: &str) -> WsgiApp {
+    WsgiApp::builder()
+        .python_path(apps_dir())
+        .virtualenv(venv())
+        .threads(4)
+        .import(target)
+        .unwrap_or_else(|e| panic!("import {target}: {e}\n{}", e.traceback().unwrap_or("")))
+}
+
+async fn serve_app(app: WsgiApp, script_name: &str) -> (SocketAddr, Server) {
+    serve(AppService::new(app).script_name(script_name.to_owned())).await
+}
+
+type ReqBody = BoxBody<Bytes, Infallible>;
+
+fn client()
+-> hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, ReqBody> {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
+}
+
+fn full(bytes: impl Into<Bytes>) -> ReqBody {
+    Full::new(bytes.into()).boxed()
+}
+
+/// A request body of `chunks` sent with `Transfer-Encoding: chunked` (no length known).
+fn chunked(chunks: Vec<Bytes>) -> ReqBody {
+    let stream = futures_util::stream::iter(
+        chunks
+            .into_iter()
+            .map(|c| Ok::<_, Infallible>(http_body::Frame::data(c))),
+    );
+    BodyExt::boxed(StreamBody::new(stream))
+}
+
+async fn send(request: Request<ReqBody>) -> (Parts, Bytes) {
+    let response = client().request(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    (parts, body.collect().await.unwrap().to_bytes())
+}
+
+async fn get(addr: SocketAddr, path: &str) -> (Parts, Bytes) {
+    let (parts, body) = open(addr, path).await.into_parts();
+    (parts, body.collect().await.unwrap().to_bytes())
+}
+
+/// A GET whose body is left to the caller.
+async fn open(addr: SocketAddr, path: &str) -> http::Response<hyper::body::Incoming> {
+    let request = Request::get(format!("http://{addr}{path}")).body(full(""));
+    client().request(request.unwrap()).await.unwrap()
+}
+
+/// Everything logged through `tracing` by this test process.
+fn logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        #[derive(Clone)]
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl Write for Sink {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = Sink(logs.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        logs
+    })
+    .clone()
+}
+
+/// Waits (bounded) until the log holds `needle`, and returns the log.
+async fn logged(needle: &str) -> String {
+    let logs = logs();
+    for _ in 0..500 {
+        let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+        if text.contains(needle) {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "{needle:?} was not logged; the log:\n{}",
+        String::from_utf8_lossy(&logs.lock().unwrap())
+    );
+}
+
+// ---- plain WSGI apps: one PEP 3333 rule each -------------------------------------------
+
+#[tokio::test]
+async fn hello_has_its_length_and_exact_bytes() {
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:hello"), "").await;
+        let (parts, body) = get(addr, "/").await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(parts.headers["content-type"], "text/plain");
+        assert_eq!(parts.headers["content-length"], "13");
+        assert_eq!(body, "Hello, world!");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn environ_holds_native_strings_and_the_deployment_keys() {
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:environ_dump"), "/app").await;
+        let (parts, body) = get(addr, "/app/some/where?x=1").await;
+        assert_eq!(parts.status, StatusCode::OK);
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        for line in [
+            "PATH_INFO='/some/where'",
+            "QUERY_STRING='x=1'",
+            "REQUEST_METHOD='GET'",
+            "SCRIPT_NAME='/app'",
+            "SERVER_PROTOCOL='HTTP/1.1'",
+            "wsgi.input_terminated=True",
+            "wsgi.multiprocess=False",
+            "wsgi.multithread=True",
+            "wsgi.run_once=False",
+            "wsgi.url_scheme='http'",
+            "wsgi.version=(1, 0)",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from:\n{text}"
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn non_ascii_path_arrives_as_latin1_native_string() {
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:path_bytes"), "").await;
+        // "café" in UTF-8 is c3 a9 for é: each byte becomes one latin-1 character.
+        let (parts, body) = get(addr, "/caf%C3%A9/%FF").await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(&body[..], b"/caf\xc3\xa9/\xff");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn exception_before_the_body_is_a_500_with_the_traceback_logged() {
+    let _ = logs();
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:raise_before"), "").await;
+        let (parts, body) = get(addr, "/").await;
+        assert_eq!(parts.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            body,
+            "A server error occurred.  Please contact the administrator."
+        );
+        let log = logged("RuntimeError: the app failed before its body").await;
+        assert!(log.contains("Traceback (most recent call last)"), "{log}");
+        assert!(log.contains("wsgi_apps.py\", line"), "{log}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn exception_after_the_first_chunk_cuts_the_response() {
+    let _ = logs();
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:raise_after"), "").await;
+        let response = open(addr, "/").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers().get("content-length").is_none());
+        let mut body = response.into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "partial");
+        assert!(body.collect().await.is_err(), "the response must be cut");
+        logged("RuntimeError: the app failed after its first chunk").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn write_output_precedes_the_iterable() {
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:write_then_iter"), "").await;
+        let (parts, body) = get(addr, "/").await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(body, "via-write +iter");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn start_response_with_exc_info_replaces_the_head_before_output() {
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:exc_info_replaces"), "").await;
+        let (parts, body) = get(addr, "/").await;
+        assert_eq!(parts.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(parts.headers["x-replaced"], "yes");
+        assert_eq!(body, "replaced");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn start_response_with_exc_info_after_output_reraises_and_cuts() {
+    let _ = logs();
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:exc_info_after_output"), "").await;
+        let response = open(addr, "/").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.into_body().collect().await.is_err());
+        logged("ValueError: too late").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn contract_violations_are_500s() {
+    let _ = logs();
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:not_bytes"), "").await;
+        let (parts, _) = get(addr, "/").await;
+        assert_eq!(parts.status, StatusCode::INTERNAL_SERVER_ERROR);
+        logged("yielded str instead of bytes").await;
+
+        let (addr, _server) = serve_app(import("wsgi_apps:hop_by_hop"), "").await;
+        let (parts, _) = get(addr, "/").await;
+        assert_eq!(parts.status, StatusCode::INTERNAL_SERVER_ERROR);
+        logged("hop-by-hop header \"Connection: close\" not allowed").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn close_is_called_after_the_response_and_when_the_client_goes_away() {
+    bounded(async {
+        let app = import("wsgi_apps:tracked");
+        let (addr, _server) = serve_app(app.clone(), "").await;
+        let (_, body) = get(addr, "/?done").await;
+        assert_eq!(body, "ab");
+
+        let endless = import("wsgi_apps:endless");
+        let (endless_addr, _endless_server) = serve_app(endless, "").await;
+        let response = open(endless_addr, "/?gone").await;
+        let mut body = response.into_body();
+        let first = body.frame().await.unwrap().unwrap();
+        assert!(first.is_data());
+        drop(body); // the client goes away mid-stream
+
+        let closed = import("wsgi_apps:closed");
+        let (closed_addr, _closed_server) = serve_app(closed, "").await;
+        for _ in 0..500 {
+            let (_, body) = get(closed_addr, "/").await;
+            if body == "done,gone" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("close() was not called on both results");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn input_supports_every_read_method() {
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:input_methods"), "").await;
+        let request = Request::post(format!("http://{addr}/"))
+            .body(full("line one\nabcdef\nthird\nfourth\nfifth"))
+            .unwrap();
+        let (parts, body) = send(request).await;
+        assert_eq!(parts.status, StatusCode::OK);
+        // readline() / readline(3) / read(2) / readlines(1) / iteration / read()
+        assert_eq!(body, "line one\n/abc/de/f\n/third\n|fourth\n|fifth/");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn chunked_upload_streams_through_input_without_a_length() {
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:count_input"), "").await;
+        let chunks = (0..64).map(|_| Bytes::from(vec![7u8; 100_000])).collect();
+        let request = Request::post(format!("http://{addr}/"))
+            .body(chunked(chunks))
+            .unwrap();
+        let (parts, body) = send(request).await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(body, "6400000 -");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn file_wrapper_is_served_from_the_file_with_its_length() {
+    bounded(async {
+        let path = std::env::temp_dir().join(format!("towergate-py-{}.bin", std::process::id()));
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let (addr, _server) = serve_app(import("wsgi_apps:file_wrapper"), "").await;
+        let (parts, body) = get(addr, &format!("/?{}", path.display())).await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(
+            parts.headers["content-length"],
+            (data.len() - 3).to_string()
+        );
+        assert_eq!(&body[..], &data[3..]);
+
+        let (addr, _server) = serve_app(import("wsgi_apps:file_wrapper_bytesio"), "").await;
+        let (parts, body) = get(addr, "/").await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(body, "from a BytesIO");
+        std::fs::remove_file(&path).unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_long_stream_of_new_chunks_keeps_memory_flat() {
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:distinct_chunks"), "").await;
+        // Warm up, then 192 MiB of distinct 64 KiB chunks, read as they come.
+        let mut body = open(addr, "/?16").await.into_body();
+        while body.frame().await.is_some() {}
+        let before = rss_kib();
+        let mut body = open(addr, "/?3072").await.into_body();
+        let mut total = 0usize;
+        while let Some(frame) = body.frame().await {
+            total += frame.unwrap().into_data().map_or(0, |d| d.len());
+        }
+        assert_eq!(total, 3072 * 65536);
+        let growth = rss_kib().saturating_sub(before);
+        assert!(
+            growth < 24 * 1024,
+            "RSS grew by {growth} KiB over 192 MiB streamed"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn errors_stream_goes_to_the_log_line_by_line() {
+    let _ = logs();
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:log_errors"), "").await;
+        let (parts, body) = get(addr, "/").await;
+        assert_eq!(parts.status, StatusCode::NO_CONTENT);
+        assert!(body.is_empty());
+        let log = logged("unfinished").await;
+        assert!(log.contains("first line"), "{log}");
+        assert!(log.contains("second line"), "{log}");
+    })
+    .await;
+}
+
+#[test]
+fn broken_import_is_a_clear_error() {
+    let venv = venv();
+    let err = WsgiApp::builder()
+        .python_path(apps_dir())
+        .virtualenv(&venv)
+        .import("no_such_module:app")
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot import no_such_module: ModuleNotFoundError: No module named 'no_such_module'"
+    );
+    let err = WsgiApp::builder()
+        .python_path(apps_dir())
+        .import("wsgi_apps:missing")
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "wsgi_apps has no attribute missing: AttributeError: module 'wsgi_apps' has no attribute 'missing'"
+    );
+    let err = WsgiApp::builder()
+        .python_path(apps_dir())
+        .import("wsgi_apps:CLOSED")
+        .unwrap_err();
+    assert_eq!(err.to_string(), "wsgi_apps:CLOSED is not callable");
+}
+
+// ---- Flask and Django: the same routes (tests/python/flask_app.py, djangosite/) ---------
+
+/// Where the Flask app and the Django project answer differently.
+struct Site {
+    target: &'static str,
+    index: &'static str,
+    index_type: &'static str,
+    json: &'static str,
+    session_cookie: &'static str,
+    /// Whether the framework reads a body without `CONTENT_LENGTH` (Flask follows
+    /// `wsgi.input_terminated`; Django ignores it).
+    reads_chunked: bool,
+}
+
+const FLASK: Site = Site {
+    target: "flask_app:app",
+    index: "hello from flask",
+    index_type: "text/html; charset=utf-8",
+    json: "{\"name\":\"towergate\",\"sum\":42}\n",
+    session_cookie: "session=",
+    reads_chunked: true,
+};
+
+const DJANGO: Site = Site {
+    target: "djangosite.wsgi:application",
+    index: "hello from django",
+    index_type: "text/plain",
+    json: r#"{"sum": 42, "name": "towergate"}"#,
+    session_cookie: "sessionid=",
+    reads_chunked: false,
+};
+
+/// One test per scenario for each site.
+macro_rules! site_tests {
+    ($name:ident, $site:expr) => {
+        mod $name {
+            #[tokio::test]
+            async fn routes_non_ascii_paths_and_404() {
+                super::bounded(super::routes(&$site)).await;
+            }
+            #[tokio::test]
+            async fn form_and_json_posts() {
+                super::bounded(super::form_and_json(&$site)).await;
+            }
+            #[tokio::test]
+            async fn cookies_sessions_and_redirects() {
+                super::bounded(super::cookies_sessions_and_redirects(&$site)).await;
+            }
+            #[tokio::test]
+            async fn streaming_and_file_downloads() {
+                super::bounded(super::streaming_and_downloads(&$site)).await;
+            }
+            #[tokio::test]
+            async fn uploads_of_several_mib() {
+                super::bounded(super::uploads(&$site)).await;
+            }
+        }
+    };
+}
+
+site_tests!(flask, super::FLASK);
+site_tests!(django, super::DJANGO);
+
+async fn routes(site: &Site) {
+    let (addr, _server) = serve_app(import(site.target), "").await;
+    let (parts, body) = get(addr, "/").await;
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(parts.headers["content-type"], site.index_type);
+    assert_eq!(
+        parts.headers["content-length"],
+        site.index.len().to_string()
+    );
+    assert_eq!(body, site.index);
+
+    // PEP 3333: PATH_INFO holds the UTF-8 bytes as latin-1; the framework decodes them.
+    let (parts, body) = get(addr, "/hello/caf%C3%A9%20cr%C3%A8me").await;
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(std::str::from_utf8(&body).unwrap(), "hello café crème");
+
+    let (parts, body) = get(addr, "/no/such/page").await;
+    assert_eq!(parts.status, StatusCode::NOT_FOUND);
+    let body = std::str::from_utf8(&body).unwrap();
+    assert!(body.contains("<h1>Not Found</h1>"), "{body}");
+}
+
+async fn form_and_json(site: &Site) {
+    let (addr, _server) = serve_app(import(site.target), "").await;
+    let request = Request::post(format!("http://{addr}/form"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(full("b=2&a=%C3%A9t%C3%A9"))
+        .unwrap();
+    let (parts, body) = send(request).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(std::str::from_utf8(&body).unwrap(), "a=été,b=2");
+
+    let request = Request::post(format!("http://{addr}/json"))
+        .header("content-type", "application/json")
+        .body(full(r#"{"numbers": [1, 2, 39], "name": "towergate"}"#))
+        .unwrap();
+    let (parts, body) = send(request).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(parts.headers["content-type"], "application/json");
+    assert_eq!(body, site.json);
+}
+
+async fn cookies_sessions_and_redirects(site: &Site) {
+    let (addr, _server) = serve_app(import(site.target), "").await;
+    let (parts, _) = get(addr, "/cookie/set").await;
+    let cookies: Vec<_> = parts.headers.get_all("set-cookie").iter().collect();
+    assert_eq!(cookies, ["flavour=oatmeal; Path=/", "size=large; Path=/"]);
+
+    let request = Request::get(format!("http://{addr}/cookie/get"))
+        .header("cookie", "flavour=oatmeal; size=large")
+        .body(full(""))
+        .unwrap();
+    let (_, body) = send(request).await;
+    assert_eq!(body, "flavour=oatmeal,size=large");
+
+    // The session cookie the first answer sets counts the second request.
+    let (parts, body) = get(addr, "/session").await;
+    assert_eq!(body, "1");
+    let session = parts.headers["set-cookie"].to_str().unwrap();
+    let session = session.split(';').next().unwrap().to_owned();
+    assert!(session.starts_with(site.session_cookie), "{session}");
+    let request = Request::get(format!("http://{addr}/session"))
+        .header("cookie", session)
+        .body(full(""))
+        .unwrap();
+    let (_, body) = send(request).await;
+    assert_eq!(body, "2");
+
+    let (parts, _) = get(addr, "/redirect").await;
+    assert_eq!(parts.status, StatusCode::FOUND);
+    assert_eq!(parts.headers["location"], "/hello/there");
+}
+
+async fn streaming_and_downloads(site: &Site) {
+    let (addr, _server) = serve_app(import(site.target), "").await;
+    let response = open(addr, "/stream?n=4").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get("content-length").is_none());
+    assert_eq!(response.headers()["transfer-encoding"], "chunked");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "chunk 0\nchunk 1\nchunk 2\nchunk 3\n");
+
+    // Flask's send_file and Django's FileResponse hand the file to wsgi.file_wrapper.
+    let path = std::env::temp_dir().join(format!(
+        "towergate-{}-{}.bin",
+        site.session_cookie.trim_end_matches('='),
+        std::process::id()
+    ));
+    let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 239) as u8).collect();
+    std::fs::write(&path, &data).unwrap();
+    let (parts, body) = get(addr, &format!("/download?path={}", path.display())).await;
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(parts.headers["content-type"], "application/octet-stream");
+    assert_eq!(parts.headers["content-length"], "2000000");
+    assert!(body == data, "the downloaded bytes differ");
+}
+
+/// The SHA-256 of `data` from Python's hashlib, so the tests need no hashing crate.
+fn sha256_of(data: &[u8]) -> String {
+    let mut child = std::process::Command::new(venv().join("bin/python"))
+        .args([
+            "-c",
+            "import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())",
+        ])
+        .env_clear()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&data));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+async fn uploads(site: &Site) {
+    let (addr, _server) = serve_app(import(site.target), "").await;
+    let data: Vec<u8> = (0..6 * 1024 * 1024u32).map(|i| (i % 241) as u8).collect();
+    let digest = sha256_of(&data);
+    let expected = format!("{} {digest}", data.len());
+    let post = |path: &str, content_type: &str, body: ReqBody| {
+        Request::post(format!("http://{addr}{path}"))
+            .header("content-type", content_type)
+            .body(body)
+            .unwrap()
+    };
+
+    // Read through wsgi.input in 64 KiB blocks.
+    let (parts, body) = send(post(
+        "/upload",
+        "application/octet-stream",
+        full(data.clone()),
+    ))
+    .await;
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(body, expected);
+
+    if site.reads_chunked {
+        let chunks = data.chunks(100_000).map(Bytes::copy_from_slice).collect();
+        let (parts, body) =
+            send(post("/upload", "application/octet-stream", chunked(chunks))).await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(body, expected);
+    }
+
+    let mut form = Vec::new();
+    form.extend_from_slice(
+        b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n\
+          Content-Type: application/octet-stream\r\n\r\n",
+    );
+    form.extend_from_slice(&data);
+    form.extend_from_slice(b"\r\n--XyZ--\r\n");
+    let (parts, body) = send(post(
+        "/files",
+        "multipart/form-data; boundary=XyZ",
+        full(form),
+    ))
+    .await;
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(body, format!("big.bin {expected}"));
+}
+
+#[tokio::test]
+async fn flask_500_page_and_its_traceback_in_the_log() {
+    let _ = logs();
+    bounded(async {
+        let (addr, _server) = serve_app(import(FLASK.target), "").await;
+        let (parts, body) = get(addr, "/boom").await;
+        assert_eq!(parts.status, StatusCode::INTERNAL_SERVER_ERROR);
+        let body = std::str::from_utf8(&body).unwrap();
+        assert!(body.contains("<h1>Internal Server Error</h1>"), "{body}");
+        // Flask catches the exception and logs it to wsgi.errors, which goes to the log.
+        let log = logged("ZeroDivisionError: division by zero").await;
+        assert!(log.contains("Exception on /boom [GET]"), "{log}");
+        assert!(log.contains("Traceback (most recent call last)"), "{log}");
+        assert!(log.contains("return 1 / 0"), "{log}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn django_exception_is_a_500_with_the_traceback_logged() {
+    let _ = logs();
+    bounded(async {
+        // DEBUG_PROPAGATE_EXCEPTIONS: the exception leaves Django, towergate answers.
+        let (addr, _server) = serve_app(import(DJANGO.target), "").await;
+        let (parts, body) = get(addr, "/boom").await;
+        assert_eq!(parts.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            body,
+            "A server error occurred.  Please contact the administrator."
+        );
+        let log = logged("ZeroDivisionError: division by zero").await;
+        assert!(log.contains("Traceback (most recent call last)"), "{log}");
+        assert!(log.contains("views.py\", line"), "{log}");
+    })
+    .await;
+}
+
+// ---- wsgiref.validate -------------------------------------------------------------------
+
+/// `target` wrapped in Python's own `wsgiref.validate.validator`, with its warnings made
+/// errors: any breach of PEP 3333 on either side then fails the request.
+fn validated(target: &str) -> WsgiApp {
+    let plain = import(target);
+    let wrapped = pyo3::Python::attach(|py| -> pyo3::PyResult<_> {
+        use pyo3::types::PyAnyMethods;
+        let validate = py.import("wsgiref.validate")?;
+        let warnings = py.import("warnings")?;
+        warnings.call_method1("simplefilter", ("error", validate.getattr("WSGIWarning")?))?;
+        Ok(validate
+            .getattr("validator")?
+            .call1((plain.as_object().bind(py),))?
+            .unbind())
+    })
+    .unwrap();
+    WsgiApp::builder().threads(2).from_object(wrapped).unwrap()
+}
+
+/// Sends each `(method, path, content type, body, status)` to `app` under the validator and
+/// checks the status and that the whole body arrived.
+async fn check_validated(target: &str, requests: &[(&str, &str, &str, &str, u16)]) {
+    let (addr, _server) = serve_app(validated(target), "").await;
+    for &(method, path, content_type, body, status) in requests {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"));
+        if !content_type.is_empty() {
+            request = request.header("content-type", content_type);
+        }
+        let response = client()
+            .request(request.body(full(body.to_owned())).unwrap())
+            .await
+            .unwrap();
+        if response.status() != status {
+            let log = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+            panic!("{target} {method} {path}: {}\n{log}", response.status());
+        }
+        let body = response.into_body().collect().await;
+        assert!(
+            body.is_ok(),
+            "{target} {method} {path}: the response was cut"
+        );
+    }
+    let log = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+    assert!(!log.contains("AssertionError"), "{log}");
+    assert!(!log.contains("WSGIWarning"), "{log}");
+}
+
+#[tokio::test]
+async fn every_app_passes_wsgiref_validate() {
+    let _ = logs();
+    bounded(async {
+        let form = "application/x-www-form-urlencoded";
+        let json = "application/json";
+        for target in [
+            "wsgi_apps:hello",
+            "wsgi_apps:environ_dump",
+            "wsgi_apps:write_then_iter",
+            "wsgi_apps:exc_info_replaces",
+            "wsgi_apps:file_wrapper_bytesio",
+            "wsgi_apps:log_errors",
+        ] {
+            let status = if target.ends_with("replaces") {
+                503
+            } else if target.ends_with("log_errors") {
+                204
+            } else {
+                200
+            };
+            check_validated(target, &[("GET", "/x?y=1", "", "", status)]).await;
+        }
+        check_validated(
+            "wsgi_apps:count_input",
+            &[("PUT", "/", "application/octet-stream", "12345", 200)],
+        )
+        .await;
+        let site = [
+            ("GET", "/", "", "", 200),
+            ("GET", "/hello/caf%C3%A9", "", "", 200),
+            ("POST", "/form", form, "a=1&b=2", 200),
+            (
+                "POST",
+                "/json",
+                json,
+                r#"{"numbers": [1], "name": "x"}"#,
+                200,
+            ),
+            ("GET", "/cookie/set", "", "", 200),
+            ("GET", "/session", "", "", 200),
+            ("GET", "/redirect", "", "", 302),
+            ("GET", "/stream?n=3", "", "", 200),
+            ("POST", "/upload", "application/octet-stream", "abc", 200),
+            ("GET", "/no/such/page", "", "", 404),
+            ("HEAD", "/", "", "", 200),
+        ];
+        check_validated("flask_app:app", &site).await;
+        check_validated("djangosite.wsgi:application", &site).await;
+    })
+    .await;
+}
+
+// ---- the CLI: towergate wsgi ------------------------------------------------------------
+
+#[cfg(feature = "cli")]
+mod cli {
+    use std::io::Read;
+    use std::net::{Ipv4Addr, TcpListener, TcpStream};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn towergate() -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_towergate"));
+        command
+            .env_clear()
+            .env("VIRTUAL_ENV", venv())
+            .env("PATH", "/usr/bin:/bin")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    fn free_port() -> u16 {
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port()
+    }
+
+    /// Stops the server (SIGTERM) when dropped, and reaps it.
+    struct Running(std::process::Child);
+
+    impl Running {
+        fn terminate(&mut self) -> std::process::ExitStatus {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Some(status) = self.0.try_wait().unwrap() {
+                    return status;
+                }
+                if Instant::now() > deadline {
+                    let _ = self.0.kill();
+                    return self.0.wait().unwrap();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            if self.0.try_wait().ok().flatten().is_none() {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn towergate_wsgi_serves_flask_under_a_mount_with_static_files() {
+        let port = free_port();
+        let static_dir =
+            std::env::temp_dir().join(format!("towergate-wsgi-static-{}", std::process::id()));
+        std::fs::create_dir_all(&static_dir).unwrap();
+        std::fs::write(static_dir.join("a.txt"), "static bytes").unwrap();
+        let child = towergate()
+            .args([
+                "wsgi",
+                "flask_app:app",
+                "--threads",
+                "2",
+                "--mount",
+                "/flask",
+            ])
+            .arg("--python-path")
+            .arg(apps_dir())
+            .arg("--addr")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--static")
+            .arg(format!("/s={}", static_dir.display()))
+            .spawn()
+            .unwrap();
+        let mut running = Running(child);
+        let started = Instant::now();
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            assert!(started.elapsed() < LIMIT, "towergate wsgi did not start");
+            assert!(
+                running.0.try_wait().unwrap().is_none(),
+                "towergate wsgi exited"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bounded(async {
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            let (parts, body) = get(addr, "/flask/hello/caf%C3%A9").await;
+            assert_eq!(parts.status, StatusCode::OK);
+            assert_eq!(std::str::from_utf8(&body).unwrap(), "hello café");
+            let (parts, body) = get(addr, "/flask/environ").await;
+            assert_eq!(parts.status, StatusCode::OK);
+            let text = std::str::from_utf8(&body).unwrap();
+            assert!(text.contains(r#""SCRIPT_NAME": "/flask""#), "{text}");
+            assert!(text.contains(r#""PATH_INFO": "/environ""#), "{text}");
+            let (parts, body) = get(addr, "/s/a.txt").await;
+            assert_eq!(parts.status, StatusCode::OK);
+            assert_eq!(body, "static bytes");
+            let (parts, _) = get(addr, "/elsewhere").await;
+            assert_eq!(parts.status, StatusCode::NOT_FOUND);
+        })
+        .await;
+        let status = running.terminate();
+        std::fs::remove_dir_all(&static_dir).unwrap();
+        assert!(status.success(), "{status}");
+        let mut stderr = String::new();
+        running
+            .0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(
+            stderr.contains("\"GET /flask/hello/caf%C3%A9 HTTP/1.1\" 200"),
+            "{stderr}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_wsgi_flask_example_mounts_flask_beside_rust_routes() {
+        let port = free_port();
+        let child = Command::new(crate::support::example_bin("wsgi_flask"))
+            .env_clear()
+            .env("VIRTUAL_ENV", venv())
+            .args(["--addr", &format!("127.0.0.1:{port}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut running = Running(child);
+        let started = Instant::now();
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            assert!(started.elapsed() < LIMIT, "the example did not start");
+            assert!(
+                running.0.try_wait().unwrap().is_none(),
+                "the example exited"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bounded(async {
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            let (parts, body) = get(addr, "/").await;
+            assert_eq!(parts.status, StatusCode::OK);
+            assert!(body.starts_with(b"an axum route"), "{body:?}");
+            let (_, body) = get(addr, "/flask/").await;
+            assert_eq!(body, "hello from Flask, mounted at /flask\n");
+            let (_, body) = get(addr, "/flask/hello/you").await;
+            assert_eq!(body, "hello you, from Flask\n");
+            let (_, body) = get(addr, "/flask/stream?n=2").await;
+            assert_eq!(body, "line 0\nline 1\n");
+            let (_, body) = get(addr, "/gateway/hello").await;
+            assert_eq!(body, "Hello, world!");
+        })
+        .await;
+        running.terminate();
+    }
+
+    #[test]
+    fn towergate_wsgi_with_a_broken_import_exits_with_the_reason() {
+        let output = towergate()
+            .args(["wsgi", "no_such_module:app"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.ends_with(
+                "towergate wsgi: cannot import no_such_module: ModuleNotFoundError: No module named 'no_such_module'\n"
+            ),
+            "{stderr}"
+        );
+    }
+}
+
+// ---- concurrency ------------------------------------------------------------------------
+
+/// This process's resident memory, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// `clients` clients at once, each sending `each` requests for `path` one after the other;
+/// every answer must be 200 "slept".
+async fn load(addr: SocketAddr, clients: usize, each: usize, path: &str) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let path = path.to_owned();
+        tasks.spawn(async move {
+            for _ in 0..each {
+                let (parts, body) = get(addr, &path).await;
+                assert_eq!(parts.status, StatusCode::OK);
+                assert_eq!(body, "slept");
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_flask_views_with_32_clients_neither_stall_rust_routes_nor_grow_memory() {
+    bounded(async {
+        let flask = AppService::new(import("flask_app:app"));
+        let router = axum::Router::new()
+            .route("/rust", axum::routing::get(|| async { "rust" }))
+            .fallback_service(flask);
+        let (addr, _server) = serve(router).await;
+
+        // 32 clients on 4 Python threads, every view sleeping: a Rust route answers while
+        // they all wait (Python never runs on the runtime's threads).
+        let finished = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..32 {
+            let finished = finished.clone();
+            tasks.spawn(async move {
+                let (parts, _) = get(addr, "/slow?s=0.5").await;
+                assert_eq!(parts.status, StatusCode::OK);
+                finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (parts, body) = get(addr, "/rust").await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(body, "rust");
+        let done_then = finished.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            done_then < 32,
+            "the Rust route waited for the Python requests"
+        );
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+        assert_eq!(finished.load(std::sync::atomic::Ordering::SeqCst), 32);
+
+        // Memory stays flat: after a warm-up round, three more rounds of 32 clients add
+        // little.
+        load(addr, 32, 10, "/slow?s=0.001").await;
+        let before = rss_kib();
+        for _ in 0..3 {
+            load(addr, 32, 10, "/slow?s=0.001").await;
+        }
+        let growth = rss_kib().saturating_sub(before);
+        assert!(
+            growth < 16 * 1024,
+            "RSS grew by {growth} KiB over 960 requests"
+        );
+    })
+    .await;
+}

@@ -1,0 +1,180 @@
+"""Plain WSGI apps for towergate's Python tests: each exercises one PEP 3333 rule."""
+
+import io
+import sys
+
+CLOSED = []
+
+
+def hello(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"Hello, world!"]
+
+
+def environ_dump(environ, start_response):
+    """One `key=repr(value)` line per str environ entry, sorted, and the wsgi flags."""
+    lines = []
+    for key in sorted(environ):
+        value = environ[key]
+        if isinstance(value, (str, bool, tuple)):
+            lines.append(f"{key}={value!r}")
+    start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+    return ["\n".join(lines).encode("utf-8")]
+
+
+def path_bytes(environ, start_response):
+    """PATH_INFO back as the bytes it stands for (PEP 3333: latin-1 native strings)."""
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return [environ["PATH_INFO"].encode("latin-1")]
+
+
+def raise_before(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    raise RuntimeError("the app failed before its body")
+
+
+def raise_after(environ, start_response):
+    def body():
+        yield b"partial"
+        raise RuntimeError("the app failed after its first chunk")
+
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return body()
+
+
+def write_then_iter(environ, start_response):
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    write(b"via-write ")
+    return [b"+iter"]
+
+
+def exc_info_replaces(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    try:
+        raise ValueError("changed its mind")
+    except ValueError:
+        start_response("503 Service Unavailable", [("Content-Type", "text/plain"), ("X-Replaced", "yes")],
+                       sys.exc_info())
+    return [b"replaced"]
+
+
+def exc_info_after_output(environ, start_response):
+    def body():
+        yield b"first"
+        try:
+            raise ValueError("too late")
+        except ValueError:
+            start_response("500 Oops", [("Content-Type", "text/plain")], sys.exc_info())
+        yield b"never"
+
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return body()
+
+
+def not_bytes(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return ["a str, not bytes"]
+
+
+def hop_by_hop(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Connection", "close")])
+    return [b"never sent"]
+
+
+class Tracked:
+    """A result that records its close() in CLOSED under its name."""
+
+    def __init__(self, name, chunks):
+        self.name = name
+        self.chunks = chunks
+
+    def __iter__(self):
+        for chunk in self.chunks:
+            yield chunk
+
+    def close(self):
+        CLOSED.append(self.name)
+
+
+def tracked(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return Tracked(environ.get("QUERY_STRING", ""), [b"a", b"b"])
+
+
+def endless(environ, start_response):
+    """Streams until the client goes away; close() records it."""
+    def chunks():
+        while True:
+            yield b"x" * 65536
+
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return Tracked(environ.get("QUERY_STRING", ""), chunks())
+
+
+def closed(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [",".join(CLOSED).encode()]
+
+
+def input_methods(environ, start_response):
+    """readline, readline(n), read(n), readlines, iteration and read() on wsgi.input."""
+    stream = environ["wsgi.input"]
+    parts = [
+        stream.readline(),
+        stream.readline(3),
+        stream.read(2),
+        b"|".join(stream.readlines(1)),
+    ]
+    parts.append(b"|".join(line for line in stream))
+    parts.append(stream.read())
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"/".join(parts)]
+
+
+def count_input(environ, start_response):
+    """The body's size, read in blocks of 64 KiB, and whether CONTENT_LENGTH was set."""
+    stream = environ["wsgi.input"]
+    size = 0
+    while True:
+        block = stream.read(65536)
+        if not block:
+            break
+        size += len(block)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{size} {environ.get('CONTENT_LENGTH', '-')}".encode()]
+
+
+def file_wrapper(environ, start_response):
+    """The file named by the query through wsgi.file_wrapper, from byte 3 on."""
+    f = open(environ["QUERY_STRING"], "rb")
+    f.seek(3)
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return environ["wsgi.file_wrapper"](f, 4096)
+
+
+def file_wrapper_bytesio(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return environ["wsgi.file_wrapper"](io.BytesIO(b"from a BytesIO"), 4)
+
+
+def log_errors(environ, start_response):
+    errors = environ["wsgi.errors"]
+    errors.write("first line\nsecond ")
+    errors.writelines(["line\n", "unfinished"])
+    errors.flush()
+    start_response("204 No Content", [])
+    return []
+
+
+def generator(environ, start_response):
+    n = int(environ.get("QUERY_STRING") or "0")
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    block = b"y" * 65536
+    return (block for _ in range(n))
+
+
+def distinct_chunks(environ, start_response):
+    """QUERY_STRING chunks of 64 KiB, each a new bytes object."""
+    n = int(environ.get("QUERY_STRING") or "0")
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return (bytes([i % 256]) * 65536 for i in range(n))
