@@ -287,7 +287,9 @@ http {
   client_max_body_size 0;
   # Unbuffered responses are read from the app a buffer at a time: 64 KiB, not 4 KiB.
   fastcgi_buffer_size 64k;
+  fastcgi_buffers 8 64k;
   proxy_buffer_size 64k;
+  proxy_buffers 8 64k;
   upstream app {
     $3
     keepalive 32;

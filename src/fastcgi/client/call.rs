@@ -468,7 +468,9 @@ where
             conn.close();
         }
     }
-    conn.stdin_done(id, serial, complete);
+    if !complete {
+        conn.stdin_done(id, serial, false);
+    }
     input
 }
 
@@ -553,7 +555,7 @@ where
         }
     }
     record::encode_end_of_stream(out, RecordType::Stdin, id);
-    conn.write(out).await?;
+    conn.write_last(out, id, serial).await?;
     out.clear();
     Ok(true)
 }

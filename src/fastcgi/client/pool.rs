@@ -345,12 +345,26 @@ impl Conn {
 
     /// Writes `bytes` (whole records), unless the connection is closed.
     pub(super) async fn write(&self, bytes: &[u8]) -> io::Result<()> {
+        self.write_then(bytes, || {}).await
+    }
+
+    /// Writes the last records of request `id` (`serial`)'s STDIN: the request counts as
+    /// sent whole from the moment the writer is held, so that its END_REQUEST, which may be
+    /// read before this task runs again, frees its slot at once; the next request's records
+    /// can only follow these.
+    pub(super) async fn write_last(&self, bytes: &[u8], id: u16, serial: u64) -> io::Result<()> {
+        self.write_then(bytes, || self.stdin_done(id, serial, true))
+            .await
+    }
+
+    async fn write_then(&self, bytes: &[u8], held: impl FnOnce()) -> io::Result<()> {
         let mut closed = self.closed.subscribe();
         if *closed.borrow() {
             return Err(io::ErrorKind::NotConnected.into());
         }
         let writing = async {
             let mut writer = self.writer.lock().await;
+            held();
             writer.write_all(bytes).await?;
             writer.flush().await
         };
