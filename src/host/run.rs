@@ -379,27 +379,31 @@ where
 
     // The head (RFC 3875 §6). The supervisor ends the program at the deadline, on a stall
     // or a shutdown, and its exit ends the read.
+    // Once the program was told to end (the deadline, a stall, a shutdown), the answer is
+    // decided, even if a head arrives while it dies.
+    let ended = || match control.state.get() {
+        Ending::Timeout => Some(fail(
+            program,
+            StatusCode::GATEWAY_TIMEOUT,
+            &"its time limit expired before it sent its header block",
+        )),
+        Ending::Stalled => Some(stalled(program)),
+        Ending::Shutdown => Some(refuse(
+            program,
+            StatusCode::SERVICE_UNAVAILABLE,
+            &"the host shut down before it sent its header block",
+        )),
+        Ending::Natural | Ending::Abandoned => None,
+    };
     let (head, rest) = match read_head(&mut stdout, &options.limits).await {
         Ok(read) => read,
         Err(error) => {
-            return match control.state.get() {
-                Ending::Timeout => fail(
-                    program,
-                    StatusCode::GATEWAY_TIMEOUT,
-                    &"its time limit expired before it sent its header block",
-                ),
-                Ending::Stalled => stalled(program),
-                Ending::Shutdown => refuse(
-                    program,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &"the host shut down before it sent its header block",
-                ),
-                Ending::Natural | Ending::Abandoned => {
-                    fail(program, StatusCode::BAD_GATEWAY, &error)
-                }
-            };
+            return ended().unwrap_or_else(|| fail(program, StatusCode::BAD_GATEWAY, &error));
         }
     };
+    if let Some(answer) = ended() {
+        return answer;
+    }
     let parsed = if target.nph {
         head::parse_nph(&head, &options.limits)
     } else {
