@@ -4,6 +4,7 @@
 #
 #   bash bench/compare.sh            # everything (about 5 minutes)
 #   QUICK=1 bash bench/compare.sh    # fewer runs, shorter wrk runs
+#   SECTIONS="1 3" bash bench/compare.sh   # only those sections (numbered below)
 #
 # It installs what it needs from apt (wrk, lighttpd, nginx, fcgiwrap, hyperfine, golang-go,
 # time, curl), builds the baselines (a minimal C CGI program, a Go net/http/cgi hello built
@@ -99,8 +100,11 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 
 ROWS=()
 row() { ROWS+=("| $* |"); }
+# want N: whether section N runs (all of them unless SECTIONS lists some).
+want() { [ -z "${SECTIONS:-}" ] || [[ " $SECTIONS " == *" $1 "* ]]; }
 
 # ---------------------------------------------------------------- 1. cold exec
+if want 1; then
 log "cold exec (median of $RUNS spawns)"
 cold() { "$WORK/spawnbench" "$1" "$2" | awk '{print $1}'; }
 c_us=$(cold "$RUNS" "$WORK/hello_c")
@@ -115,8 +119,10 @@ row "cold exec, Python wsgiref CGIHandler hello | ${py_us} µs | $(ratio "$py_us
 row "cold exec, towergate cgi_hello (static) | ${hello_us} µs | $(ratio "$hello_us" "$c_us") | ≤ 1.15 and < Go ($(ratio "$go_us" "$c_us"))"
 row "cold exec, towergate cgi_axum (static) | ${axum_us} µs | $(ratio "$axum_us" "$c_us") | —"
 row "cold exec, towergate cgi_hello (dynamic) | ${hello_dyn_us} µs | $(ratio "$hello_dyn_us" "$c_us") | —"
+fi
 
 # ---------------------------------------------------------------- 2. CGI host, wrk c=8
+if want 2; then
 log "CGI host, wrk c=8 for ${WRK_SECS}s each"
 DOC="$WORK/doc"; mkdir -p "$DOC/cgi-bin"
 cp "$WORK/hello_c" "$DOC/cgi-bin/hello"
@@ -180,8 +186,10 @@ stop "$tpid"
 row "host, lighttpd mod_cgi, C hello, c=8 | ${l_rps} req/s (p50 ${l_p50} ms, p99 ${l_p99} ms) | 1.00 | —"
 row "host, nginx + fcgiwrap (-c 8), C hello, c=8 | ${n_rps} req/s (p50 ${n_p50} ms, p99 ${n_p99} ms) | $(ratio "$n_rps" "$l_rps") | —"
 row "host, towergate serve, C hello, c=8 | ${t_rps} req/s (p50 ${t_p50} ms, p99 ${t_p99} ms) | $(ratio "$t_rps" "$l_rps") | ≥ 1.00, p99 ≤ ${l_p99} ms"
+fi
 
 # ---------------------------------------------------------------- 3. gateway app in hyper, c=64
+if want 3; then
 log "gateway app through AppService vs native hyper service_fn, c=64"
 port=$(free_port)
 start "$REL/examples/bench_gateway" native "127.0.0.1:$port"; gpid=$LAST; wait_port "$port"
@@ -193,8 +201,10 @@ read -r g_rps g_p50 g_p99 <<<"$(wrk_run "http://127.0.0.1:$port/" 64)"
 stop "$gpid"
 row "hyper service_fn hello, c=64 | ${h_rps} req/s (p99 ${h_p99} ms) | 1.00 | —"
 row "gateway app via AppService, c=64 | ${g_rps} req/s (p99 ${g_p99} ms) | $(ratio "$g_rps" "$h_rps") | ≥ 0.95"
+fi
 
 # ---------------------------------------------------------------- 4. 1 GiB through child and host
+if want 4; then
 log "1 GiB streamed through the CGI child and the host"
 gib=$(awk -v b="$BIG" 'BEGIN { printf "%.2f", b / 1073741824 }')
 read -r secs kb < <(head -c "$BIG" /dev/zero | env -i REQUEST_METHOD=POST PATH_INFO=/echo \
@@ -243,8 +253,10 @@ pipe_s=$( { /usr/bin/time -f "%e" bash -c "head -c $BIG /dev/zero | cat | cat | 
 row "1 GiB, plain pipe chain: head -c, two cat, wc -c (the machine's pipe bandwidth) | $(awk -v g="$gib" -v s="$pipe_s" 'BEGIN { printf "%.2f GiB/s", g / s }') | — | —"
 row "1 GiB POST through lighttpd mod_cgi (streaming) to a C echo | ${l_gibs} GiB/s, server peak RSS ${l_rss} MiB, CPU ${l_cpu} s (echo ${l_child} s) | 1.00 | —"
 row "1 GiB POST through towergate serve to a C echo (host) | ${t_gibs} GiB/s, server peak RSS ${t_rss} MiB, CPU ${t_cpu} s (echo ${t_child} s) | $(ratio "$t_gibs" "$l_gibs") | ≥ 1 GiB/s, ≤ 20 MiB"
+fi
 
 # ---------------------------------------------------------------- 5. FastCGI application
+if want 5; then
 # nginx → cgi_axum as a FastCGI application (keep-alive upstream) against nginx → Go
 # net/http/fcgi with the same config, nginx proxy_pass → the same axum router over native
 # HTTP (native_axum), and nginx + fcgiwrap + cgi_hello (the CGI path); then 1 GiB down
@@ -390,8 +402,10 @@ CONF
   fi
 }
 fastcgi_section
+fi
 
 # ---------------------------------------------------------------- 6. FastCGI client → php-fpm
+if want 6; then
 # `towergate serve --php` → php-fpm hello.php against nginx → the same php-fpm pool (4
 # static workers on a Unix socket; nginx with a keep-alive upstream and fastcgi_keep_conn,
 # one worker process; towergate with --max-processes 4, the pool's size, as nginx keeps 4
@@ -481,8 +495,10 @@ CONF
   row "PHP: towergate serve --php → the same php-fpm pool, c=16 | ${t_med} req/s (median of $rounds; per-round ratio ${spread}) | $(ratio "$t_med" "$n_med") | ≥ 1.00"
 }
 php_section
+fi
 
 # ---------------------------------------------------------------- 7. WSGI apps, c=64
+if want 7; then
 # towergate wsgi against Granian (`--interface wsgi`, one worker, the same number of Python
 # threads) and gunicorn (sync, a worker per core), on a plain WSGI hello and a Flask hello;
 # then 1 GiB up through wsgi.input and 1 GiB down from a generator, with the server's peak
@@ -589,6 +605,7 @@ down_gibs=$(awk -v g="$gib" -v n=$((end_ns - start_ns)) 'BEGIN { printf "%.2f", 
 stop "$pid"
 row "1 GiB POST read through wsgi.input in 64 KiB blocks, towergate wsgi | ${up_gibs} GiB/s, server peak RSS ${up_rss} MiB | — | ≤ 30 MiB"
 row "1 GiB GET from a Python generator of 64 KiB blocks, towergate wsgi | ${down_gibs} GiB/s, server peak RSS ${down_rss} MiB | — | ≤ 30 MiB"
+fi
 
 # ---------------------------------------------------------------- table
 echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(rustc --version)."
