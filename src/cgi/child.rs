@@ -27,15 +27,9 @@ where
 {
     let environ = Environ::from_env();
     if environ.get("REQUEST_METHOD").is_none_or(<[u8]>::is_empty) {
-        let name = std::env::args_os()
-            .next()
-            .map(|a| a.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "this program".into());
-        let _ = writeln!(
-            std::io::stderr(),
-            "{name}: this is a CGI program: a web server runs it with REQUEST_METHOD and the other CGI meta-variables (RFC 3875) in its environment, and none are set"
-        );
-        return ExitCode::FAILURE;
+        return run_by_hand(format_args!(
+            "this is a CGI program: a web server runs it with REQUEST_METHOD and the other CGI meta-variables (RFC 3875) in its environment, and none are set"
+        ));
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -51,6 +45,17 @@ where
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::FAILURE,
     }
+}
+
+/// For a program someone ran by hand: one line on standard error, `PROGRAM: explanation`,
+/// and exit status 1.
+pub(crate) fn run_by_hand(explanation: std::fmt::Arguments<'_>) -> ExitCode {
+    let name = std::env::args_os()
+        .next()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "this program".into());
+    let _ = writeln!(std::io::stderr(), "{name}: {explanation}");
+    ExitCode::FAILURE
 }
 
 /// Standard input and output, read and written without std's buffering layers.

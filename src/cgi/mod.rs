@@ -232,6 +232,8 @@ pub use body::{BodyError, RequestBody};
 pub use error::Error;
 
 pub(crate) use child::Reject;
+#[cfg(feature = "fastcgi")]
+pub(crate) use child::run_by_hand;
 #[cfg(feature = "gateway")]
 pub(crate) use child::{main as child_main, request_body};
 

@@ -294,7 +294,6 @@ mod client;
 mod php;
 
 use std::future::Future;
-use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -512,15 +511,9 @@ where
         let listener = match listener::from_stdin() {
             Ok(Some(listener)) => listener,
             Ok(None) => {
-                let name = std::env::args_os()
-                    .next()
-                    .map(|a| a.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "this program".into());
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "{name}: this is a FastCGI application: a process manager (spawn-fcgi, Apache mod_fcgid, lighttpd) starts it with a listening socket on descriptor 0, and descriptor 0 is not one"
-                );
-                return ExitCode::FAILURE;
+                return crate::cgi::run_by_hand(format_args!(
+                    "this is a FastCGI application: a process manager (spawn-fcgi, Apache mod_fcgid, lighttpd) starts it with a listening socket on descriptor 0, and descriptor 0 is not one"
+                ));
             }
             Err(e) => {
                 log(format_args!("FastCGI: descriptor 0: {e}"));
