@@ -340,6 +340,49 @@ async fn input_supports_every_read_method() {
 }
 
 #[tokio::test]
+async fn thread_local_state_lives_from_one_request_to_the_next() {
+    bounded(async {
+        let app = WsgiApp::builder()
+            .python_path(apps_dir())
+            .threads(1)
+            .import("wsgi_apps:thread_local_count")
+            .unwrap();
+        let (addr, _server) = serve_app(app, "").await;
+        for expected in ["1", "2", "3"] {
+            let (parts, body) = get(addr, "/").await;
+            assert_eq!(parts.status, StatusCode::OK);
+            assert_eq!(body, expected);
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn read_of_the_content_length_returns_the_whole_body_sent_in_pieces() {
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:read_content_length"), "").await;
+        // Six pieces of 50,000 bytes (the first bytes 'a' to 'f'), apart in time, so that
+        // the server gets them as separate frames.
+        let pieces = futures_util::stream::unfold(0u8, |i| async move {
+            if i == 6 {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let piece = Bytes::from(vec![b'a' + i; 50_000]);
+            Some((Ok::<_, Infallible>(http_body::Frame::data(piece)), i + 1))
+        });
+        let request = Request::post(format!("http://{addr}/"))
+            .header("content-length", "300000")
+            .body(BodyExt::boxed(StreamBody::new(pieces)))
+            .unwrap();
+        let (parts, body) = send(request).await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(body, "300000 0 abcdef");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn chunked_upload_streams_through_input_without_a_length() {
     bounded(async {
         let (addr, _server) = serve_app(import("wsgi_apps:count_input"), "").await;

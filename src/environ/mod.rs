@@ -42,6 +42,8 @@ use std::fmt;
 use bytes::Bytes;
 
 pub use from_request::EnvironBuilder;
+#[cfg(feature = "python")]
+pub(crate) use streams::block_on;
 pub use streams::{Errors, Input};
 #[cfg(feature = "cgi")]
 pub(crate) use to_request::{HeaderLimits, parse_content_length};

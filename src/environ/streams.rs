@@ -163,6 +163,25 @@ impl Input {
         Ok(line.freeze())
     }
 
+    /// Reads `max` bytes, fewer only at the end of the input: what a buffered file's
+    /// `read(size)` does (Python's `io.BufferedReader`, the `wsgi.input` of wsgiref and
+    /// gunicorn), so that an app may read `CONTENT_LENGTH` bytes in one call.
+    pub(crate) async fn read_full(&self, max: usize) -> Result<Bytes, BoxError> {
+        let first = self.read(max).await?;
+        if first.len() == max || first.is_empty() {
+            return Ok(first);
+        }
+        let mut all = BytesMut::from(first);
+        while all.len() < max {
+            let chunk = self.read(max - all.len()).await?;
+            if chunk.is_empty() {
+                break;
+            }
+            all.extend_from_slice(&chunk);
+        }
+        Ok(all.freeze())
+    }
+
     /// Reads the rest of the input (`read()` without a size).
     pub async fn read_to_end(&self) -> Result<Bytes, BoxError> {
         let mut all = BytesMut::new();

@@ -1,7 +1,9 @@
 //! The `environ` dict (PEP 3333 "environ Variables") and its streams, `wsgi.input` and
 //! `wsgi.errors` ("Input and Error Streams").
 
+use std::future::Future;
 use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
 
 use pyo3::exceptions::{PyOSError, PyTypeError};
 use pyo3::prelude::*;
@@ -9,7 +11,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use super::file::FileWrapper;
 use crate::Environ;
-use crate::environ::{Errors, Input};
+use crate::environ::{Errors, Input, block_on};
 
 /// A native string from bytes (PEP 3333 "A Note On String Types"): each byte is the code
 /// point of the same value (latin-1), so the app gets back the exact bytes with
@@ -98,6 +100,20 @@ fn io_error(e: crate::BoxError) -> PyErr {
     PyOSError::new_err(format!("wsgi.input: {e}"))
 }
 
+/// Runs a read of the input to its end: at once when the bytes are already there, else
+/// with the GIL released while it waits (other Python threads run meanwhile). Letting go of
+/// the GIL costs a hand-over to another thread, so it is done only when there is a wait.
+fn wait<F: Future + Send>(py: Python<'_>, read: F) -> F::Output
+where
+    F::Output: Send,
+{
+    let mut read = std::pin::pin!(read);
+    if let Poll::Ready(output) = read.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        return output;
+    }
+    py.detach(|| block_on(read))
+}
+
 /// `wsgi.input`: the request body, streamed. Reads release the GIL while they wait.
 #[pyclass(frozen, module = "towergate", name = "Input")]
 pub(crate) struct WsgiInput {
@@ -106,13 +122,14 @@ pub(crate) struct WsgiInput {
 
 #[pymethods]
 impl WsgiInput {
-    /// `read(size=-1)`: up to `size` bytes, or the rest of the body.
+    /// `read(size=-1)`: `size` bytes (fewer only at the end of the body), or the rest of
+    /// the body.
     #[pyo3(signature = (size = None))]
     fn read<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
-        let input = self.input.clone();
+        let input = &self.input;
         let bytes = match limit(size) {
-            usize::MAX => py.detach(move || input.blocking_read_to_end()),
-            n => py.detach(move || input.blocking_read(n)),
+            usize::MAX => wait(py, input.read_to_end()),
+            n => wait(py, input.read_full(n)),
         }
         .map_err(io_error)?;
         Ok(PyBytes::new(py, &bytes))
@@ -121,11 +138,7 @@ impl WsgiInput {
     /// `readline(size=-1)`: one line, up to and including `\n`, or at most `size` bytes.
     #[pyo3(signature = (size = None))]
     fn readline<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
-        let input = self.input.clone();
-        let max = limit(size);
-        let line = py
-            .detach(move || input.blocking_read_line(max))
-            .map_err(io_error)?;
+        let line = wait(py, self.input.read_line(limit(size))).map_err(io_error)?;
         Ok(PyBytes::new(py, &line))
     }
 

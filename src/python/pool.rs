@@ -52,7 +52,16 @@ impl Pool {
     }
 }
 
+/// A pool thread: takes jobs until the pool is gone.
+///
+/// The thread attaches to the interpreter once and stays known to it, detached between
+/// jobs: each job's `Python::attach` then only takes the GIL. Without this, every job would
+/// create and destroy a Python thread state (with its frame stack, mapped and unmapped).
 fn work(rx: &Mutex<Receiver<Job>>) {
+    pyo3::Python::attach(|py| py.detach(|| take_jobs(rx)));
+}
+
+fn take_jobs(rx: &Mutex<Receiver<Job>>) {
     loop {
         let job = {
             let rx = rx.lock().unwrap_or_else(|e| e.into_inner());

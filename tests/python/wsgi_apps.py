@@ -2,6 +2,7 @@
 
 import io
 import sys
+import threading
 
 CLOSED = []
 
@@ -129,6 +130,26 @@ def input_methods(environ, start_response):
     parts.append(stream.read())
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"/".join(parts)]
+
+
+PER_THREAD = threading.local()
+
+
+def thread_local_count(environ, start_response):
+    """How many requests this thread served, kept in threading.local (as Django keeps its
+    database connections): it must survive from one request to the next."""
+    PER_THREAD.count = getattr(PER_THREAD, "count", 0) + 1
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"%d" % PER_THREAD.count]
+
+
+def read_content_length(environ, start_response):
+    """One read(CONTENT_LENGTH), as simple apps do: it must return the whole body."""
+    stream = environ["wsgi.input"]
+    body = stream.read(int(environ["CONTENT_LENGTH"]))
+    rest = stream.read()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"%d %d %s" % (len(body), len(rest), body[::50000])]
 
 
 def count_input(environ, start_response):
