@@ -253,6 +253,18 @@ async fn write_output_precedes_the_iterable() {
 }
 
 #[tokio::test]
+async fn an_app_that_only_writes_streams_every_write() {
+    bounded(async {
+        let (addr, _server) = serve_app(import("wsgi_apps:write_many"), "").await;
+        let (parts, body) = get(addr, "/").await;
+        assert_eq!(parts.status, StatusCode::OK);
+        let expected: String = (0..1000).map(|i| format!("{i},")).collect();
+        assert_eq!(body, expected);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn start_response_with_exc_info_replaces_the_head_before_output() {
     bounded(async {
         let (addr, _server) = serve_app(import("wsgi_apps:exc_info_replaces"), "").await;
@@ -416,6 +428,20 @@ async fn file_wrapper_is_served_from_the_file_with_its_length() {
         let (parts, body) = get(addr, "/").await;
         assert_eq!(parts.status, StatusCode::OK);
         assert_eq!(body, "from a BytesIO");
+        std::fs::remove_file(&path).unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn write_output_goes_before_a_file_result() {
+    bounded(async {
+        let path = std::env::temp_dir().join(format!("towergate-py-w-{}.txt", std::process::id()));
+        std::fs::write(&path, "the file").unwrap();
+        let (addr, _server) = serve_app(import("wsgi_apps:write_then_file"), "").await;
+        let (parts, body) = get(addr, &format!("/?{}", path.display())).await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(body, "written:the file");
         std::fs::remove_file(&path).unwrap();
     })
     .await;

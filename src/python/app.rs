@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use tokio::sync::{mpsc, oneshot};
 
-use super::body::{Closer, WsgiBody};
+use super::body::{Closer, FileResult, WsgiBody};
 use super::environ::environ_dict;
 use super::error::{ImportError, PythonError};
 use super::file::as_file;
@@ -299,89 +299,92 @@ impl App for WsgiApp {
     type Body = WsgiBody;
     type Future = ResponseFuture;
 
+    /// Queues the request for a Python thread and answers with its body at once: the body
+    /// carries what the thread produces, `write()` output included, as it comes.
     fn call(&self, environ: Environ, start_response: StartResponse) -> ResponseFuture {
-        let (done, rx) = oneshot::channel();
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let (file_tx, file_rx) = oneshot::channel();
         let inner = self.inner.clone();
         let queued = self
             .inner
             .pool
-            .spawn(move || run(&inner, environ, start_response, done));
-        if !queued {
-            let (done, rx) = oneshot::channel();
-            let _ = done.send(Err("the Python threads are gone".into()));
-            return ResponseFuture { rx };
-        }
-        ResponseFuture { rx }
+            .spawn(move || run(&inner, environ, start_response, tx, file_tx));
+        let body = if queued {
+            Ok(WsgiBody::new(BlockingBody::new(rx), file_rx))
+        } else {
+            Err("the Python threads are gone".into())
+        };
+        ResponseFuture { body: Some(body) }
     }
 }
 
-/// What a Python thread hands back once the app returned its result.
-type Done = oneshot::Sender<Result<WsgiBody, BoxError>>;
-
-/// The future of [`WsgiApp::call`]: resolves when the app has returned its result iterable.
+/// The future of [`WsgiApp::call`]: ready at once with the body (the app runs on a Python
+/// thread, and its errors come through the body).
 #[derive(Debug)]
 pub struct ResponseFuture {
-    rx: oneshot::Receiver<Result<WsgiBody, BoxError>>,
+    body: Option<Result<WsgiBody, BoxError>>,
 }
 
 impl Future for ResponseFuture {
     type Output = Result<WsgiBody, BoxError>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|r| r.unwrap_or_else(|_| Err("the Python thread ended without an answer".into())))
+    fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Poll::Ready(
+            self.body
+                .take()
+                .unwrap_or_else(|| Err("ResponseFuture polled after it completed".into())),
+        )
     }
 }
 
-/// One request, on a Python thread: calls the app, then streams its result.
-fn run(inner: &Arc<Inner>, environ: Environ, start_response: StartResponse, done: Done) {
-    if done.is_closed() {
+/// One request, on a Python thread: calls the app, then sends its output to the body.
+fn run(
+    inner: &Arc<Inner>,
+    environ: Environ,
+    start_response: StartResponse,
+    tx: mpsc::Sender<Msg>,
+    file_tx: oneshot::Sender<FileResult>,
+) {
+    if tx.is_closed() {
         // The client went away while the request waited for a thread.
         return;
     }
-    let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
     let shared = start_response.shared().clone();
     shared.set_sink(Some(tx.clone()));
     Python::attach(|py| {
         let dict = match environ_dict(py, &environ) {
             Ok(dict) => dict,
             Err(e) => {
-                let _ = done.send(Err(python_error(py, &e)));
+                let _ = send(py, &tx, Err(python_error(py, &e)));
                 return;
             }
         };
         let called = Bound::new(py, StartResponseFn { start_response })
             .and_then(|start| inner.app.bind(py).call1((dict.clone(), start)));
-        let result = match called {
-            Ok(result) => result,
+        match called {
             Err(e) => {
-                let _ = done.send(Err(python_error(py, &e)));
-                flush_errors(&dict);
-                return;
+                let _ = send(py, &tx, Err(python_error(py, &e)));
             }
-        };
-        if let Some(file) = as_file(&result) {
-            // Served from the file by Rust; closed (on this pool) when the body is dropped.
-            let closer = Closer::new(result.unbind(), inner.pool.clone());
-            let _ = done.send(Ok(WsgiBody::file(file, closer)));
-            flush_errors(&dict);
-            return;
-        }
-        if done
-            .send(Ok(WsgiBody::stream(BlockingBody::new(rx))))
-            .is_ok()
-        {
-            if let Err(e) = stream(py, &result, &tx, &shared) {
-                let _ = send(py, &tx, Err(e));
-            }
-        }
-        // PEP 3333: close() is called whatever happened, client gone included.
-        if let Err(e) = close(&result) {
-            let error = python_error(py, &e);
-            if let Err(Err(error)) = send(py, &tx, Err(error)) {
-                crate::panic::log(format_args!("app failed in close(): {error}"));
-            }
+            Ok(result) => match as_file(&result) {
+                // Served from the file by Rust after any write() output; closed (on this
+                // pool) when the body is dropped.
+                Some(file) => {
+                    let closer = Closer::new(result.unbind(), inner.pool.clone());
+                    let _ = file_tx.send((file, closer));
+                }
+                None => {
+                    if let Err(e) = stream(py, &result, &tx, &shared) {
+                        let _ = send(py, &tx, Err(e));
+                    }
+                    // PEP 3333: close() is called whatever happened, client gone included.
+                    if let Err(e) = close(&result) {
+                        let error = python_error(py, &e);
+                        if let Err(Err(error)) = send(py, &tx, Err(error)) {
+                            crate::panic::log(format_args!("app failed in close(): {error}"));
+                        }
+                    }
+                }
+            },
         }
         flush_errors(&dict);
     });

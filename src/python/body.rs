@@ -2,21 +2,23 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pyo3::Py;
 use pyo3::types::PyAny;
+use tokio::sync::oneshot;
 
 use super::app::close_on;
 use super::pool::Pool;
 use crate::BoxError;
 use crate::gateway::{BlockingBody, FileWrapper};
 
-/// The body of a [`WsgiApp`](super::WsgiApp): the chunks of the app's result iterable, as the
-/// Python thread produces them (a bounded channel: a slow client slows the app), or a file
-/// that a `wsgi.file_wrapper` result wrapped, read by Rust.
+/// The body of a [`WsgiApp`](super::WsgiApp): what the app's Python thread produces, in
+/// order: `write()` output and the chunks of the result iterable, through a bounded channel
+/// (a slow client slows the app, memory stays flat), or, when the result is a
+/// `wsgi.file_wrapper` around a regular file, that file, read by Rust.
 ///
 /// Dropping it ends the response: the app's result is closed (`close()`) on a Python
 /// thread, also when the client went away.
@@ -27,14 +29,21 @@ pub struct WsgiBody {
 }
 
 enum Kind {
-    Stream(BlockingBody),
+    /// The channel, and where a file result arrives (after the channel's output).
+    Stream {
+        chunks: BlockingBody,
+        file: Option<oneshot::Receiver<FileResult>>,
+    },
     File(FileWrapper),
 }
+
+/// A `wsgi.file_wrapper` result, and what closes it.
+pub(crate) type FileResult = (FileWrapper, Closer);
 
 impl fmt::Debug for WsgiBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.kind {
-            Kind::Stream(_) => "stream",
+            Kind::Stream { .. } => "stream",
             Kind::File(_) => "file",
         };
         f.debug_struct("WsgiBody")
@@ -44,17 +53,15 @@ impl fmt::Debug for WsgiBody {
 }
 
 impl WsgiBody {
-    pub(crate) fn stream(body: BlockingBody) -> Self {
+    /// The body of the channel `chunks`, followed by the file that `file` may bring once
+    /// the channel is closed.
+    pub(crate) fn new(chunks: BlockingBody, file: oneshot::Receiver<FileResult>) -> Self {
         WsgiBody {
-            kind: Kind::Stream(body),
+            kind: Kind::Stream {
+                chunks,
+                file: Some(file),
+            },
             _closer: None,
-        }
-    }
-
-    pub(crate) fn file(file: FileWrapper, closer: Closer) -> Self {
-        WsgiBody {
-            kind: Kind::File(file),
-            _closer: Some(closer),
         }
     }
 }
@@ -67,22 +74,36 @@ impl Body for WsgiBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match &mut self.get_mut().kind {
-            Kind::Stream(body) => Pin::new(body).poll_frame(cx),
-            Kind::File(file) => Pin::new(file).poll_frame(cx).map_err(Into::into),
+        let this = self.get_mut();
+        loop {
+            let (chunks, file) = match &mut this.kind {
+                Kind::File(file) => return Pin::new(file).poll_frame(cx).map_err(Into::into),
+                Kind::Stream { chunks, file } => (chunks, file),
+            };
+            match ready!(Pin::new(chunks).poll_frame(cx)) {
+                // The thread sends a file result before it closes the channel.
+                None => match file.take().map(|mut rx| rx.try_recv()) {
+                    Some(Ok((wrapper, closer))) => {
+                        this.kind = Kind::File(wrapper);
+                        this._closer = Some(closer);
+                    }
+                    _ => return Poll::Ready(None),
+                },
+                frame => return Poll::Ready(frame),
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Stream(body) => body.is_end_stream(),
+            Kind::Stream { chunks, .. } => chunks.is_end_stream(),
             Kind::File(file) => file.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Stream(body) => body.size_hint(),
+            Kind::Stream { chunks, .. } => chunks.size_hint(),
             Kind::File(file) => file.size_hint(),
         }
     }

@@ -49,6 +49,14 @@ def write_then_iter(environ, start_response):
     return [b"+iter"]
 
 
+def write_many(environ, start_response):
+    """The old CGI-style app: everything through write(), many chunks, then an empty list."""
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    for i in range(1000):
+        write(b"%d," % i)
+    return []
+
+
 def exc_info_replaces(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     try:
@@ -171,6 +179,14 @@ def file_wrapper(environ, start_response):
     f.seek(3)
     start_response("200 OK", [("Content-Type", "application/octet-stream")])
     return environ["wsgi.file_wrapper"](f, 4096)
+
+
+def write_then_file(environ, start_response):
+    """write() output, then a file result: the written bytes come first."""
+    f = open(environ["QUERY_STRING"], "rb")
+    write = start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    write(b"written:")
+    return environ["wsgi.file_wrapper"](f)
 
 
 def file_wrapper_bytesio(environ, start_response):
