@@ -17,6 +17,7 @@ use tokio::sync::Semaphore;
 use tower_service::Service;
 
 use crate::BoxError;
+use crate::host::redirect::Redirect;
 use crate::host::run::Target;
 use crate::host::{ProgramOptions, ResponseBody, ResponseFuture};
 
@@ -268,6 +269,8 @@ impl Client {
             idle_timeout: Duration::from_secs(60),
             multiplex: true,
             max_requests: 64,
+            response_records: 4,
+            stdout_timeout: Duration::from_secs(10),
         };
         Client {
             pool: Arc::new(Pool::new(address.clone(), settings.clone())),
@@ -395,6 +398,28 @@ impl Client {
         self
     }
 
+    /// The most response bytes held for one request while its reader (the response body)
+    /// does not take them, rounded up to whole 64 KiB records. When it is full, the
+    /// connection reads nothing more until the reader takes some: the server is slowed down,
+    /// memory does not grow. Defaults to 256 KiB.
+    pub fn response_buffer(mut self, bytes: usize) -> Self {
+        let records = bytes.div_ceil(64 * 1024).max(1);
+        self.settings_mut(|s| s.response_records = records);
+        self
+    }
+
+    /// How long a request's full [response buffer](Self::response_buffer) may hold up the
+    /// other requests of a multiplexed connection (FastCGI has no flow control per request:
+    /// while one request's records cannot be handed on, none are read). Then that request
+    /// is aborted (`FCGI_ABORT_REQUEST`), its response body ends with an error and a log
+    /// line says why, and the others go on. A connection that carries one request at a
+    /// time (php-fpm, php-cgi) waits for its reader as long as it takes: it holds up nobody.
+    /// Defaults to 10 seconds.
+    pub fn stdout_timeout(mut self, timeout: Duration) -> Self {
+        self.settings_mut(|s| s.stdout_timeout = timeout);
+        self
+    }
+
     /// Whether requests share a connection when the server says it can
     /// (`FCGI_MPXS_CONNS`). When false, no GET_VALUES question is asked and each
     /// connection carries one request at a time. Defaults to true.
@@ -403,14 +428,20 @@ impl Client {
         self
     }
 
-    /// Serves `request` with the script at `script` (for [`PhpFiles`](super::PhpFiles)).
-    pub(crate) fn call_script<B>(&self, request: Request<B>, script: Script) -> ResponseFuture
+    /// Serves `request` with the script at `script` (for [`PhpFiles`](super::PhpFiles));
+    /// `home` serves its local redirects unless the options name a service.
+    pub(crate) fn call_script<B>(
+        &self,
+        request: Request<B>,
+        script: Script,
+        home: impl FnOnce() -> Redirect + Send + 'static,
+    ) -> ResponseFuture
     where
         B: Body + Send + 'static,
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        ResponseFuture::new(call::call(self.clone(), request, Some(script)))
+        ResponseFuture::new(call::call(self.clone(), request, Some(script), home))
     }
 }
 
@@ -429,6 +460,9 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> ResponseFuture {
-        ResponseFuture::new(call::call(self.clone(), request, None))
+        let home = self.clone();
+        ResponseFuture::new(call::call(self.clone(), request, None, move || {
+            Redirect::new(home)
+        }))
     }
 }
