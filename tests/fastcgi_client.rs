@@ -464,3 +464,390 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
         (200, "Hello, world!")
     );
 }
+
+/// A hand-written FastCGI application on 127.0.0.1 for precise or hostile behaviour: it
+/// answers GET_VALUES (no multiplexing), and hands every request it reads to `serve` with
+/// the connection's number (0 for the first connection that carried a request) and the
+/// request's number on that connection; `serve` answers or closes.
+mod raw {
+    use std::collections::HashMap;
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use super::support::fcgi::*;
+
+    /// One request as the application read it.
+    #[derive(Clone, Debug, Default)]
+    pub struct Req {
+        pub id: u16,
+        pub params: HashMap<String, String>,
+        pub stdin: Vec<u8>,
+        /// Whether the empty STDIN record that ends the stream came.
+        pub stdin_complete: bool,
+    }
+
+    impl Req {
+        pub fn param(&self, name: &str) -> &str {
+            self.params.get(name).map_or("-", String::as_str)
+        }
+    }
+
+    /// What `serve` does with a request.
+    pub enum Then {
+        /// Once STDIN has ended, answer with the STDOUT this makes of the request, and
+        /// END_REQUEST; keep the connection.
+        Answer(fn(&Req) -> Vec<u8>),
+        /// Close the connection once this many STDIN bytes of the request have come (0: at
+        /// once), without answering.
+        CloseAfter(usize),
+        /// Read on, never answer.
+        Hang,
+    }
+
+    /// Every request seen: (connection, request on it, what was read of it).
+    pub type Seen = Arc<Mutex<Vec<(usize, usize, Req)>>>;
+
+    pub struct Server {
+        pub address: String,
+        pub seen: Seen,
+        /// Connections that carried a request and were then closed by the client.
+        pub closed_by_client: Arc<AtomicUsize>,
+        stop: Arc<AtomicBool>,
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Release);
+            let _ = TcpStream::connect(&self.address);
+        }
+    }
+
+    pub fn start(serve: impl Fn(usize, usize, &Req) -> Then + Send + Sync + 'static) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let seen: Seen = Arc::default();
+        let closed_by_client = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let serve = Arc::new(serve);
+        let connections = Arc::new(AtomicUsize::new(0));
+        {
+            let (seen, closed_by_client, stop) =
+                (seen.clone(), closed_by_client.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let (seen, closed_by_client, serve, connections) = (
+                        seen.clone(),
+                        closed_by_client.clone(),
+                        serve.clone(),
+                        connections.clone(),
+                    );
+                    std::thread::spawn(move || {
+                        connection(stream, &*serve, &seen, &closed_by_client, &connections)
+                    });
+                }
+            });
+        }
+        Server {
+            address,
+            seen,
+            closed_by_client,
+            stop,
+        }
+    }
+
+    fn connection(
+        stream: TcpStream,
+        serve: &(dyn Fn(usize, usize, &Req) -> Then + Send + Sync),
+        seen: &Seen,
+        closed_by_client: &AtomicUsize,
+        connections: &AtomicUsize,
+    ) {
+        let mut peer = Peer::from_stream(stream);
+        let mut number = None;
+        let mut count = 0;
+        let mut req = Req::default();
+        let mut then: Option<Then> = None;
+        loop {
+            let Some(record) = peer.read_record() else {
+                if number.is_some() {
+                    closed_by_client.fetch_add(1, Ordering::AcqRel);
+                }
+                return;
+            };
+            match record.kind {
+                GET_VALUES => peer.send(&record_of(
+                    GET_VALUES_RESULT,
+                    0,
+                    &pairs(&[
+                        ("FCGI_MAX_CONNS", "10"),
+                        ("FCGI_MAX_REQS", "10"),
+                        ("FCGI_MPXS_CONNS", "0"),
+                    ]),
+                )),
+                BEGIN_REQUEST => {
+                    let conn =
+                        *number.get_or_insert_with(|| connections.fetch_add(1, Ordering::AcqRel));
+                    req = Req {
+                        id: record.id,
+                        ..Req::default()
+                    };
+                    seen.lock().unwrap().push((conn, count, req.clone()));
+                    count += 1;
+                    then = None;
+                }
+                PARAMS if !record.content.is_empty() => {
+                    for (name, value) in decode_pairs(&record.content) {
+                        req.params.insert(name, value);
+                    }
+                }
+                PARAMS => {
+                    let conn = number.unwrap_or(0);
+                    then = Some(serve(conn, count - 1, &req));
+                    if let Some(Then::CloseAfter(0)) = then {
+                        update(seen, &req);
+                        return;
+                    }
+                }
+                STDIN => {
+                    if record.content.is_empty() {
+                        req.stdin_complete = true;
+                    }
+                    req.stdin.extend_from_slice(&record.content);
+                    update(seen, &req);
+                    match &then {
+                        Some(Then::CloseAfter(n)) if req.stdin.len() >= *n => return,
+                        Some(Then::Answer(answer)) if req.stdin_complete => {
+                            let stdout = answer(&req);
+                            let mut out = super::support::fcgi::stream(STDOUT, req.id, &stdout);
+                            out.extend(record_of(END_REQUEST, req.id, &[0; 8]));
+                            peer.send(&out);
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn record_of(kind: u8, id: u16, content: &[u8]) -> Vec<u8> {
+        record(kind, id, content)
+    }
+
+    fn update(seen: &Seen, req: &Req) {
+        let mut seen = seen.lock().unwrap();
+        if let Some(last) = seen.last_mut() {
+            last.2 = req.clone();
+        }
+    }
+}
+
+/// An `echo` answer of the raw application: method, CONTENT_LENGTH, and the body's length
+/// and bytes.
+fn raw_echo(req: &raw::Req) -> Vec<u8> {
+    let text = format!(
+        "{} cl={} len={} body=",
+        req.param("REQUEST_METHOD"),
+        req.param("CONTENT_LENGTH"),
+        req.stdin.len()
+    );
+    let mut stdout = format!("Content-Type: text/plain\r\n\r\n{text}").into_bytes();
+    stdout.extend_from_slice(&req.stdin);
+    stdout
+}
+
+/// A body of unknown length: `data` in frames of `frame` bytes, then, if `error`, a failure.
+fn streamed(
+    data: &[u8],
+    frame: usize,
+    error: bool,
+) -> http_body_util::StreamBody<
+    futures_util::stream::Iter<std::vec::IntoIter<Result<http_body::Frame<Bytes>, std::io::Error>>>,
+> {
+    let mut frames: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> = data
+        .chunks(frame)
+        .map(|c| Ok(http_body::Frame::data(Bytes::copy_from_slice(c))))
+        .collect();
+    if error {
+        frames.push(Err(std::io::Error::other("the client went away")));
+    }
+    http_body_util::StreamBody::new(futures_util::stream::iter(frames))
+}
+
+/// `n` printable bytes that differ from their neighbours (a cycle of 89, prime to every
+/// frame size used), so that a lost or repeated piece shows.
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| b'!' + (i % 89) as u8).collect()
+}
+
+fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap()
+}
+
+/// Waits (polling, at most 10 s) until `done` holds.
+async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..200 {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    done()
+}
+
+/// Fails the test instead of hanging it.
+async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), future)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer within 30 s"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_gets_a_504_after_the_head_timeout_and_its_connection_is_not_reused()
+ {
+    let server = raw::start(|_, _, _| raw::Then::Hang);
+    let client = Client::new(server.address.parse().unwrap())
+        .script_filename("/nowhere.php")
+        .head_timeout(Duration::from_millis(300));
+    for round in 0..2 {
+        let request = Request::get("/").body(String::new()).unwrap();
+        let answer = within("head timeout", call(&client, request)).await;
+        assert_eq!(answer.status, 504, "round {round}");
+        assert_eq!(answer.body, "504 Gateway Timeout\n");
+        // The connection of the request that got no answer is closed at once (the server
+        // may answer it late), never handed to the next request.
+        assert_eq!(client.open_connections(), 0, "round {round}");
+        assert!(
+            eventually(|| server
+                .closed_by_client
+                .load(std::sync::atomic::Ordering::Acquire)
+                == round + 1)
+            .await,
+            "round {round}: the client kept the connection open"
+        );
+    }
+    // Each request went out on a connection of its own.
+    let seen = server.seen.lock().unwrap().clone();
+    let places: Vec<(usize, usize)> = seen.iter().map(|(c, n, _)| (*c, *n)).collect();
+    assert_eq!(places, [(0, 0), (1, 0)]);
+}
+
+/// The raw application for the recycling tests: the first request of a connection is
+/// answered (an echo), the second closes the connection after `close_after` bytes of its
+/// body, as php-fpm does when it recycles a worker whose connection the client kept.
+fn recycling_server(close_after: usize) -> raw::Server {
+    raw::start(move |_, n, _| match n {
+        0 => raw::Then::Answer(raw_echo),
+        _ => raw::Then::CloseAfter(close_after),
+    })
+}
+
+/// A warm-up request, so that the next one goes out on a kept-alive connection.
+async fn warm_up(client: &Client) {
+    let answer = call(client, Request::get("/").body(String::new()).unwrap()).await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (200, "GET cl=- len=0 body=")
+    );
+    assert_eq!(client.open_connections(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_of_unknown_length_is_sent_again_whole_when_a_kept_alive_connection_was_closed() {
+    // Spooled (the default: php-fpm needs CONTENT_LENGTH), larger than the replay buffer
+    // of a streamed body: the spool is sent again from its start.
+    let data = pattern(200_000);
+    for (spool_memory, close_after) in [(1 << 20, 0), (1 << 20, 100_000), (50_000, 100_000)] {
+        let server = recycling_server(close_after);
+        let client = Client::new(server.address.parse().unwrap())
+            .options(ProgramOptions::new().spool_memory(spool_memory));
+        warm_up(&client).await;
+        let request = Request::put("/")
+            .body(streamed(&data, 10_000, false))
+            .unwrap();
+        let answer = within("retry", call(&client, request)).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let expected = format!("PUT cl=200000 len=200000 body={}", text(&data));
+        assert!(
+            answer.body == expected,
+            "{}",
+            &answer.body[..60.min(answer.body.len())]
+        );
+        // The second connection carried the request whole, once.
+        let seen = server.seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 3, "{close_after}");
+        assert_eq!((seen[2].0, seen[2].1), (1, 0));
+        assert!(seen[2].2.stdin_complete && seen[2].2.stdin == data);
+    }
+
+    // Streamed without spooling (no CONTENT_LENGTH), within the replay buffer: sent again
+    // from its first byte, whether the connection closed before or during the body.
+    let data = pattern(30_000);
+    for close_after in [0, 10_000] {
+        let server = recycling_server(close_after);
+        let client = Client::new(server.address.parse().unwrap())
+            .options(ProgramOptions::new().spool(false));
+        warm_up(&client).await;
+        let request = Request::put("/")
+            .body(streamed(&data, 5_000, false))
+            .unwrap();
+        let answer = within("retry", call(&client, request)).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let expected = format!("PUT cl=- len=30000 body={}", text(&data));
+        assert!(
+            answer.body == expected,
+            "{}",
+            &answer.body[..60.min(answer.body.len())]
+        );
+        let seen = server.seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 3);
+        assert!(seen[2].2.stdin_complete && seen[2].2.stdin == data);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_body_that_cannot_be_sent_again_is_a_502_never_a_truncated_request() {
+    // Past the replay buffer (64 KiB) when the kept-alive connection turns out closed: the
+    // bytes sent are gone, so the answer is 502 and a log line, and nothing is sent again.
+    let data = pattern(300_000);
+    let server = recycling_server(100_000);
+    let client =
+        Client::new(server.address.parse().unwrap()).options(ProgramOptions::new().spool(false));
+    warm_up(&client).await;
+    let request = Request::put("/")
+        .body(streamed(&data, 10_000, false))
+        .unwrap();
+    let answer = within("no retry", call(&client, request)).await;
+    assert_eq!(answer.status, 502);
+    assert_eq!(answer.body, "502 Bad Gateway\n");
+    let seen = server.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "sent again: {:?}", seen.len());
+    assert!(!seen[1].2.stdin_complete);
+
+    // A body that fails part way (the HTTP client went away) is the client's doing: 400,
+    // and what was kept of it is never sent again as if it were the whole body.
+    let server = recycling_server(10_000);
+    let client =
+        Client::new(server.address.parse().unwrap()).options(ProgramOptions::new().spool(false));
+    warm_up(&client).await;
+    let request = Request::put("/")
+        .body(streamed(&data[..20_000], 5_000, true))
+        .unwrap();
+    let answer = within("failed body", call(&client, request)).await;
+    assert_eq!(answer.status, 400);
+    assert_eq!(answer.body, "400 Bad Request\n");
+    let seen = server.seen.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .all(|(_, _, req)| !req.stdin_complete || req.stdin.is_empty()),
+        "a truncated body went out as whole: {:?}",
+        seen.iter()
+            .map(|(c, n, r)| (c, n, r.stdin.len(), r.stdin_complete))
+            .collect::<Vec<_>>()
+    );
+}

@@ -16,10 +16,10 @@ use tokio::sync::{OnceCell, mpsc, watch};
 use tokio::time::Instant;
 
 use super::Address;
-use crate::panic::log;
 use crate::fastcgi::record::{
     self, Decoder, EndRequest, MAX_CONNS, MAX_REQS, MPXS_CONNS, NULL_REQUEST_ID, Record, RecordType,
 };
+use crate::panic::log;
 
 type Reader = Box<dyn AsyncRead + Send + Unpin>;
 type Writer = Box<dyn AsyncWrite + Send + Unpin>;
