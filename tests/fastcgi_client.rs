@@ -851,3 +851,73 @@ async fn a_streamed_body_that_cannot_be_sent_again_is_a_502_never_a_truncated_re
             .collect::<Vec<_>>()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_redirects_from_php_fpm_are_served_as_the_cgi_host_serves_them() {
+    let fpm = PhpFpm::start(Listen::Tcp, 2, 0);
+    let root = fpm.root();
+    // One pool for every client below: php-fpm's two workers are not pinned by the idle
+    // connections of several pools.
+    let php = Client::new(fpm.address.parse().unwrap());
+    let site = PhpFiles::new(&root, php.clone());
+
+    // A POST that ends in a local redirect: the new path and query are served as a GET
+    // without the body or its fields (RFC 3875 §6.2.2), routed again among the scripts.
+    let request = Request::post("/local_redirect.php")
+        .header("content-type", "text/plain")
+        .header("content-length", "3")
+        .header("x-custom", "kept")
+        .body(String::from("abc"))
+        .unwrap();
+    let answer = call(&site, request).await;
+    assert_eq!(answer.status, 200, "{}\n{}", answer.body, fpm.log());
+    assert_eq!(answer.headers["x-echo"], "yes");
+    assert!(answer.headers.get("location").is_none());
+    let expected = format!(
+        "method=GET\nscript_name=/sub/index.php\nscript_filename={root}/sub/index.php\n\
+         path_info=\nquery=q=1\ncontent_length=\nhttp_proxy=unset\nhttp_authorization=unset\n\
+         document_root={root}\nheader x-custom: kept\nbody=",
+        root = root.display()
+    );
+    assert_eq!(answer.body, expected);
+
+    // HEAD stays HEAD, and gets no body.
+    let request = Request::head("/local_redirect.php")
+        .body(String::new())
+        .unwrap();
+    let answer = call(&site, request).await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, ""));
+    assert_eq!(answer.headers["x-echo"], "yes");
+
+    // A redirect loop ends at the hop limit with 500, as in the CGI host.
+    let looping = PhpFiles::new(
+        &root,
+        php.clone().options(ProgramOptions::new().max_redirects(3)),
+    );
+    let answer = call(
+        &looping,
+        Request::get("/loop.php").body(String::new()).unwrap(),
+    )
+    .await;
+    assert_eq!(answer.status, 500);
+
+    // Through a configured service instead.
+    let elsewhere = tower::service_fn(|request: Request<String>| async move {
+        Ok::<_, std::convert::Infallible>(http::Response::new(format!(
+            "elsewhere {} {}",
+            request.method(),
+            request.uri()
+        )))
+    });
+    let client = php
+        .script_filename(root.join("local_redirect.php"))
+        .options(ProgramOptions::new().local_redirect(elsewhere));
+    let request = Request::post("/local_redirect.php")
+        .body(String::from("abc"))
+        .unwrap();
+    let answer = call(&client, request).await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (200, "elsewhere GET /sub/?q=1")
+    );
+}
