@@ -921,3 +921,236 @@ async fn local_redirects_from_php_fpm_are_served_as_the_cgi_host_serves_them() {
         (200, "elsewhere GET /sub/?q=1")
     );
 }
+
+/// towergate's own FastCGI server (which multiplexes) on 127.0.0.1 with two routes:
+/// `/endless` streams `e` forever (64 KiB chunks, made as they are read) and notifies
+/// `dropped` once its body is dropped (the request cancelled), `/pattern` streams
+/// [`pattern`]`(3_000_000)` in chunks of 50 000 bytes.
+async fn streaming_server(
+    dropped: std::sync::Arc<tokio::sync::Notify>,
+) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
+    struct Guard(std::sync::Arc<tokio::sync::Notify>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.0.notify_one();
+        }
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let service = tower::service_fn(move |request: Request<towergate::fastcgi::RequestBody>| {
+        let dropped = dropped.clone();
+        async move {
+            type Frames = std::pin::Pin<
+                Box<
+                    dyn futures_util::Stream<Item = Result<http_body::Frame<Bytes>, std::io::Error>>
+                        + Send,
+                >,
+            >;
+            let frames: Frames = match request.uri().path() {
+                "/endless" => {
+                    let guard = Guard(dropped);
+                    let chunk = Bytes::from(vec![b'e'; 65536]);
+                    Box::pin(futures_util::stream::repeat_with(move || {
+                        let _ = &guard;
+                        Ok(http_body::Frame::data(chunk.clone()))
+                    }))
+                }
+                _ => {
+                    let data = Bytes::from(pattern(3_000_000));
+                    let chunks: Vec<_> = (0..data.len())
+                        .step_by(50_000)
+                        .map(|at| {
+                            Ok(http_body::Frame::data(
+                                data.slice(at..(at + 50_000).min(data.len())),
+                            ))
+                        })
+                        .collect();
+                    Box::pin(futures_util::stream::iter(chunks))
+                }
+            };
+            let response = http::Response::builder()
+                .header("content-type", "application/octet-stream")
+                .body(http_body_util::StreamBody::new(frames))
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    let server = tokio::spawn(towergate::fastcgi::serve(listener, service));
+    (address, server)
+}
+
+/// A TCP proxy in front of `upstream` that notes the type and request id of every record
+/// the client sends.
+async fn recording_proxy(
+    upstream: String,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<(u8, u16)>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let records = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let noted = records.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
+            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                return;
+            };
+            let (mut from_client, mut to_server) = (client.into_split(), server.into_split());
+            let noted = noted.clone();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut to_server.0, &mut from_client.1).await;
+            });
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = vec![0; 65536];
+                loop {
+                    let n = match from_client.0.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if to_server.1.write_all(&chunk[..n]).await.is_err() {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while buf.len() >= 8 {
+                        let len = 8
+                            + usize::from(u16::from_be_bytes([buf[4], buf[5]]))
+                            + usize::from(buf[6]);
+                        if buf.len() < len {
+                            break;
+                        }
+                        noted
+                            .lock()
+                            .unwrap()
+                            .push((buf[1], u16::from_be_bytes([buf[2], buf[3]])));
+                        buf.drain(..len);
+                    }
+                }
+                let _ = to_server.1.shutdown().await;
+            });
+        }
+    });
+    (address, records)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_one_response_on_a_multiplexed_connection_aborts_that_request_only() {
+    use support::fcgi::{ABORT_REQUEST, BEGIN_REQUEST};
+    let dropped = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (upstream, server) = streaming_server(dropped.clone()).await;
+    let (address, records) = recording_proxy(upstream).await;
+    // Never so long a wait that a stalled reader would be aborted here: only the drop does.
+    let client = Client::new(address.parse().unwrap()).stdout_timeout(Duration::from_secs(600));
+
+    // Both responses are read as they come, each by a task of its own.
+    let endless = client
+        .clone()
+        .oneshot(Request::get("/endless").body(String::new()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(endless.status(), 200);
+    let (started, mut reading) = tokio::sync::mpsc::channel(1);
+    let endless = tokio::spawn(async move {
+        let mut body = endless.into_body();
+        while let Some(Ok(frame)) = body.frame().await {
+            assert!(frame.into_data().unwrap().iter().all(|&b| b == b'e'));
+            let _ = started.try_send(());
+        }
+        panic!("the endless body ended");
+    });
+    within("endless", reading.recv()).await;
+    let other = client
+        .clone()
+        .oneshot(Request::get("/pattern").body(String::new()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+    assert_eq!(client.open_connections(), 1);
+    assert!(client.requests_per_connection().unwrap() > 1);
+    let other = tokio::spawn(other.into_body().collect());
+
+    // The client of the first goes away mid-body: its request is aborted, the other one
+    // goes on.
+    endless.abort();
+    within("the abort", dropped.notified()).await;
+    let body = within("the other body", other)
+        .await
+        .unwrap()
+        .unwrap()
+        .to_bytes();
+    assert!(body == pattern(3_000_000), "{} bytes", body.len());
+
+    // On the wire: one ABORT_REQUEST, for the dropped request's id.
+    let records = records.lock().unwrap().clone();
+    let begins: Vec<u16> = records
+        .iter()
+        .filter(|(kind, _)| *kind == BEGIN_REQUEST)
+        .map(|(_, id)| *id)
+        .collect();
+    assert_eq!(begins.len(), 2, "{records:?}");
+    assert_ne!(begins[0], begins[1]);
+    let aborts: Vec<u16> = records
+        .iter()
+        .filter(|(kind, _)| *kind == ABORT_REQUEST)
+        .map(|(_, id)| *id)
+        .collect();
+    assert_eq!(aborts, [begins[0]]);
+    // The connection serves on.
+    let answer = call(
+        &client,
+        Request::get("/pattern").body(String::new()).unwrap(),
+    )
+    .await;
+    assert_eq!(answer.body.len(), 3_000_000);
+    assert_eq!(client.open_connections(), 1);
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_holds_up_a_multiplexed_connection_no_longer_than_the_stdout_timeout() {
+    let dropped = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (address, server) = streaming_server(dropped.clone()).await;
+    let client = Client::new(address.parse().unwrap()).stdout_timeout(Duration::from_millis(300));
+
+    // A response whose reader takes one piece, then stops reading (but keeps it).
+    let endless = client
+        .clone()
+        .oneshot(Request::get("/endless").body(String::new()).unwrap())
+        .await
+        .unwrap();
+    let mut endless = endless.into_body();
+    within("endless", endless.frame()).await.unwrap().unwrap();
+
+    // Another request on the same connection is answered whole.
+    let answer = within(
+        "a request behind a stalled one",
+        call(
+            &client,
+            Request::get("/pattern").body(String::new()).unwrap(),
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    assert!(
+        answer.body.as_bytes() == pattern(3_000_000),
+        "{} bytes",
+        answer.body.len()
+    );
+    assert_eq!(client.open_connections(), 1);
+
+    // The stalled request was aborted: the server cancelled it, and its reader, when it
+    // reads again, gets what was buffered and then an error, never a clean end.
+    within("the abort", dropped.notified()).await;
+    let mut read = 0;
+    let error = loop {
+        match within("the stalled body", endless.frame()).await {
+            Some(Ok(frame)) => read += frame.into_data().map_or(0, |d| d.len()),
+            Some(Err(error)) => break error,
+            None => panic!("the aborted response ended cleanly after {read} bytes"),
+        }
+    };
+    assert!(error.to_string().contains("aborted"), "{error}");
+    server.abort();
+}
