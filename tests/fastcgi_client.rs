@@ -1154,3 +1154,104 @@ async fn a_reader_that_stops_holds_up_a_multiplexed_connection_no_longer_than_th
     assert!(error.to_string().contains("aborted"), "{error}");
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_of_unknown_length_are_spooled_within_max_body_and_the_shared_spool_limit() {
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (address, server) = own_server(release).await;
+    let twenty = || {
+        Request::post("/echo")
+            .body(streamed(b"01234567890123456789", 10, false))
+            .unwrap()
+    };
+
+    // Over max_body: 413 before anything is sent, and the body is read no further than
+    // the limit (RFC 3875 §4.2 needs CONTENT_LENGTH, so such a body is spooled first).
+    let polled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = polled.clone();
+    let endless = futures_util::stream::repeat_with(move || {
+        counter.fetch_add(10, std::sync::atomic::Ordering::Relaxed);
+        Ok::<_, std::io::Error>(http_body::Frame::data(Bytes::from_static(b"0123456789")))
+    });
+    let client = Client::new(address.parse().unwrap())
+        .options(ProgramOptions::new().max_body(100).spool_memory(16));
+    let request = Request::post("/echo")
+        .body(http_body_util::StreamBody::new(endless))
+        .unwrap();
+    let answer = within("413", call(&client, request)).await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (413, "413 Payload Too Large\n")
+    );
+    assert_eq!(polled.load(std::sync::atomic::Ordering::Relaxed), 110);
+    // Exactly at the limit: spooled and sent.
+    let answer = call(
+        &client,
+        Request::post("/echo")
+            .body(streamed(&[b'x'; 100], 10, false))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((answer.status, answer.body.len()), (200, 100));
+
+    // spool_limit is one total for every spool of every service sharing the options (a
+    // clone of the client, another client with the same options): while one request's 20 bytes are
+    // spooled, another of 20 does not fit in 30 and gets 503 with Retry-After.
+    let options = ProgramOptions::new().spool_limit(30).spool_memory(8);
+    let first_client = Client::new(address.parse().unwrap()).options(options.clone());
+    let second_client = Client::new(address.parse().unwrap()).options(options);
+    let (consumed, mut consumed_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let (go, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let held = futures_util::stream::unfold((0, Some(go_rx)), move |(step, go)| {
+        let consumed = consumed.clone();
+        async move {
+            match step {
+                0 => Some((
+                    Ok::<_, std::io::Error>(http_body::Frame::data(Bytes::from_static(
+                        b"01234567890123456789",
+                    ))),
+                    (1, go),
+                )),
+                // The first 20 bytes are spooled: wait until told to end.
+                _ => {
+                    let _ = consumed.send(()).await;
+                    if let Some(go) = go {
+                        let _ = go.await;
+                    }
+                    None
+                }
+            }
+        }
+    });
+    let first = {
+        let client = first_client.clone();
+        tokio::spawn(async move {
+            call(
+                &client,
+                Request::post("/echo")
+                    .body(http_body_util::StreamBody::new(held))
+                    .unwrap(),
+            )
+            .await
+        })
+    };
+    within("the first spool", consumed_rx.recv()).await;
+    for client in [&first_client, &second_client] {
+        let answer = within("503", call(client, twenty())).await;
+        assert_eq!(answer.status, 503);
+        assert_eq!(answer.headers["retry-after"], "1");
+    }
+    go.send(()).unwrap();
+    let answer = within("the first request", first).await.unwrap();
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (200, "01234567890123456789")
+    );
+    // Its bytes are given back once it is sent: the next spool fits.
+    let answer = within("after", call(&second_client, twenty())).await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (200, "01234567890123456789")
+    );
+    server.abort();
+}
