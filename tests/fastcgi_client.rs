@@ -479,22 +479,22 @@ mod raw {
 
     /// One request as the application read it.
     #[derive(Clone, Debug, Default)]
-    pub struct Req {
-        pub id: u16,
-        pub params: HashMap<String, String>,
-        pub stdin: Vec<u8>,
+    pub(crate) struct Req {
+        pub(crate) id: u16,
+        pub(crate) params: HashMap<String, String>,
+        pub(crate) stdin: Vec<u8>,
         /// Whether the empty STDIN record that ends the stream came.
-        pub stdin_complete: bool,
+        pub(crate) stdin_complete: bool,
     }
 
     impl Req {
-        pub fn param(&self, name: &str) -> &str {
+        pub(crate) fn param(&self, name: &str) -> &str {
             self.params.get(name).map_or("-", String::as_str)
         }
     }
 
     /// What `serve` does with a request.
-    pub enum Then {
+    pub(crate) enum Then {
         /// Once STDIN has ended, answer with the STDOUT this makes of the request, and
         /// END_REQUEST; keep the connection.
         Answer(fn(&Req) -> Vec<u8>),
@@ -506,13 +506,13 @@ mod raw {
     }
 
     /// Every request seen: (connection, request on it, what was read of it).
-    pub type Seen = Arc<Mutex<Vec<(usize, usize, Req)>>>;
+    pub(crate) type Seen = Arc<Mutex<Vec<(usize, usize, Req)>>>;
 
-    pub struct Server {
-        pub address: String,
-        pub seen: Seen,
+    pub(crate) struct Server {
+        pub(crate) address: String,
+        pub(crate) seen: Seen,
         /// Connections that carried a request and were then closed by the client.
-        pub closed_by_client: Arc<AtomicUsize>,
+        pub(crate) closed_by_client: Arc<AtomicUsize>,
         stop: Arc<AtomicBool>,
     }
 
@@ -523,7 +523,9 @@ mod raw {
         }
     }
 
-    pub fn start(serve: impl Fn(usize, usize, &Req) -> Then + Send + Sync + 'static) -> Server {
+    pub(crate) fn start(
+        serve: impl Fn(usize, usize, &Req) -> Then + Send + Sync + 'static,
+    ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let seen: Seen = Arc::default();
@@ -661,14 +663,14 @@ fn raw_echo(req: &raw::Req) -> Vec<u8> {
     stdout
 }
 
+type Frames = std::vec::IntoIter<Result<http_body::Frame<Bytes>, std::io::Error>>;
+
 /// A body of unknown length: `data` in frames of `frame` bytes, then, if `error`, a failure.
 fn streamed(
     data: &[u8],
     frame: usize,
     error: bool,
-) -> http_body_util::StreamBody<
-    futures_util::stream::Iter<std::vec::IntoIter<Result<http_body::Frame<Bytes>, std::io::Error>>>,
-> {
+) -> http_body_util::StreamBody<futures_util::stream::Iter<Frames>> {
     let mut frames: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> = data
         .chunks(frame)
         .map(|c| Ok(http_body::Frame::data(Bytes::copy_from_slice(c))))

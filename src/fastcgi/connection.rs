@@ -781,26 +781,21 @@ mod tests {
     /// A connection whose request 1 has written its END_REQUEST, before the serve loop has
     /// seen its task end (the window in which the web server may already reuse the id), and
     /// the receiving end of its output.
+    type Answer = std::future::Ready<Result<Response<String>, std::convert::Infallible>>;
+    type TestService = tower::util::ServiceFn<fn(Request<RequestBody>) -> Answer>;
+
+    fn answer(_: Request<RequestBody>) -> Answer {
+        std::future::ready(Ok(Response::new(String::from("ok"))))
+    }
+
     fn connection_with_an_ended_request(
         max_requests: usize,
     ) -> (
-        Connection<
-            impl Service<
-                Request<RequestBody>,
-                Response = Response<String>,
-                Error = std::convert::Infallible,
-                Future = impl Send,
-            > + Clone
-            + Send
-            + 'static,
-            crate::error_response::DefaultErrorResponse,
-        >,
+        Connection<TestService, crate::error_response::DefaultErrorResponse>,
         mpsc::Receiver<Bytes>,
     ) {
         let (out, out_rx) = mpsc::channel(16);
-        let service = tower::service_fn(|_: Request<RequestBody>| async {
-            Ok::<_, std::convert::Infallible>(Response::new(String::from("ok")))
-        });
+        let service: TestService = tower::service_fn(answer as fn(_) -> _);
         let mut conn = Connection {
             service,
             options: Arc::new(Builder::new().max_requests(max_requests)),

@@ -41,6 +41,12 @@ use crate::panic::log;
 /// does a script path with a segment starting with `.` (dotfiles and dot-directories), and a
 /// script that is not a regular file.
 ///
+/// A script's local redirect (`Location: /path` with no `Status`, RFC 3875 §6.2.2; PHP
+/// writes one for a `Location` with response code 200) is routed again by these rules, as
+/// [`CgiBin`](crate::host::CgiBin) does for its programs: a path that names no script gets
+/// 404, not the fallback. [`ProgramOptions::local_redirect`](crate::host::ProgramOptions::local_redirect)
+/// on the client names another service.
+///
 /// Requests that never reach the FastCGI server:
 ///
 /// ```
