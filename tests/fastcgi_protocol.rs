@@ -540,3 +540,49 @@ fn connections_over_the_limit_wait_until_one_closes() {
     drop(first);
     assert!(second.answer(1).text().ends_with("fast"));
 }
+
+#[test]
+fn an_id_is_free_once_its_end_request_is_out_even_when_an_abort_crossed_it() {
+    // A web server may send ABORT_REQUEST while the END_REQUEST of the same request is on
+    // its way, then reuse the id as soon as that END_REQUEST arrives (FastCGI §3.3). The
+    // abort must not produce a second END_REQUEST, which would end the next request with
+    // that id; and with one request per connection, the next request must not be refused
+    // as if the first were still in flight.
+    for builder in [Builder::new(), Builder::new().max_requests(1)] {
+        let server = Server::start(builder);
+        let mut peer = server.peer();
+        for round in 0..100 {
+            let mut wire = get_request(1, true, "/fast");
+            // Records for requests that do not exist: the application spends a moment on
+            // them, while request 1 runs and ends.
+            for bogus in 0..50 {
+                wire.extend(record(STDIN, 1000 + bogus, b""));
+            }
+            wire.extend(record(ABORT_REQUEST, 1, b""));
+            peer.send(&wire);
+            let first = peer.answer(1);
+            assert!(
+                first.stdout.is_empty() || first.text().ends_with("\r\n\r\nfast"),
+                "round {round}: {}",
+                first.text()
+            );
+            // The id is reused at once, and another id right after it.
+            peer.send(&get_request(1, true, "/fast"));
+            let again = peer.answer(1);
+            assert_eq!(
+                (again.app_status, again.protocol_status),
+                (0, 0),
+                "round {round}"
+            );
+            assert!(
+                again.text().ends_with("\r\n\r\nfast"),
+                "round {round}: {}",
+                again.text()
+            );
+            peer.send(&get_request(2, true, "/fast"));
+            let other = peer.answer(2);
+            assert_eq!(other.protocol_status, 0, "round {round}: refused");
+            assert!(other.text().ends_with("\r\n\r\nfast"), "round {round}");
+        }
+    }
+}

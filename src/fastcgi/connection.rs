@@ -237,12 +237,15 @@ where
             RecordType::BeginRequest if id != NULL_REQUEST_ID => {
                 self.begin(id, &record.content).await;
             }
+            // An ABORT_REQUEST that crossed the request's END_REQUEST on the wire is
+            // ignored: the request is over, and a second END_REQUEST would end the next
+            // request the web server starts with this id (FastCGI §3.3, §5.4).
             RecordType::AbortRequest if id != NULL_REQUEST_ID => match self.requests.get(&id) {
-                Some(active) => {
+                Some(active) if !active.ended.load(Ordering::Acquire) => {
                     let generation = active.generation;
                     self.abort(id, generation).await;
                 }
-                None => tracing::debug!(id, "ABORT_REQUEST for a request already ended"),
+                _ => tracing::debug!(id, "ABORT_REQUEST for a request already ended"),
             },
             RecordType::Params if id != NULL_REQUEST_ID => self.params(id, record.content).await,
             RecordType::Stdin if id != NULL_REQUEST_ID => return self.stdin(id, record.content),
@@ -282,7 +285,7 @@ where
             Some(ProtocolStatus::UnknownRole)
         } else if self.shutting_down {
             Some(ProtocolStatus::Overloaded)
-        } else if self.requests.len() >= options.max_requests {
+        } else if self.unanswered() >= options.max_requests {
             log(format_args!(
                 "FastCGI: request {id} is over the limit of {} requests on one connection",
                 options.max_requests
@@ -514,7 +517,8 @@ where
         let Some(active) = self.requests.get(&id) else {
             return;
         };
-        if active.generation != generation {
+        // A request whose END_REQUEST is out is over: it gets no second one.
+        if active.generation != generation || active.ended.load(Ordering::Acquire) {
             return;
         }
         let keep_conn = active.keep_conn;
@@ -772,5 +776,77 @@ mod tests {
         let pairs: Vec<_> = environ.iter().collect();
         assert_eq!(pairs, [(&b"A"[..], &b"3"[..]), (b"HTTPS", b"on")]);
         assert_eq!(environ.url_scheme(), &http::uri::Scheme::HTTPS);
+    }
+
+    /// A connection whose request 1 has written its END_REQUEST, before the serve loop has
+    /// seen its task end (the window in which the web server may already reuse the id), and
+    /// the receiving end of its output.
+    type Answer = std::future::Ready<Result<Response<String>, std::convert::Infallible>>;
+    type TestService = tower::util::ServiceFn<fn(Request<RequestBody>) -> Answer>;
+
+    fn answer(_: Request<RequestBody>) -> Answer {
+        std::future::ready(Ok(Response::new(String::from("ok"))))
+    }
+
+    fn connection_with_an_ended_request(
+        max_requests: usize,
+    ) -> (
+        Connection<TestService, crate::error_response::DefaultErrorResponse>,
+        mpsc::Receiver<Bytes>,
+    ) {
+        let (out, out_rx) = mpsc::channel(16);
+        let service: TestService = tower::service_fn(answer as fn(_) -> _);
+        let mut conn = Connection {
+            service,
+            options: Arc::new(Builder::new().max_requests(max_requests)),
+            out,
+            requests: HashMap::new(),
+            tasks: JoinSet::new(),
+            generation: 1,
+            reading: true,
+            shutting_down: false,
+        };
+        conn.requests.insert(
+            1,
+            Active {
+                generation: 1,
+                ended: Arc::new(AtomicBool::new(true)),
+                keep_conn: true,
+                role: Role::Responder,
+                phase: Phase::Params(ParamsBuffer::new(0)),
+            },
+        );
+        (conn, out_rx)
+    }
+
+    fn decoded(kind: RecordType, id: u16, content: &[u8]) -> Record {
+        let mut buf = BytesMut::new();
+        record::encode_record(&mut buf, kind, id, content);
+        Decoder::new().decode(&mut buf).unwrap().unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_abort_that_crossed_the_end_request_gets_no_second_end_request() {
+        let (mut conn, mut out) = connection_with_an_ended_request(8);
+        let pending = conn
+            .dispatch(decoded(RecordType::AbortRequest, 1, b""))
+            .await;
+        assert!(pending.is_none());
+        assert!(out.try_recv().is_err(), "a second END_REQUEST was sent");
+    }
+
+    #[tokio::test]
+    async fn a_request_after_an_end_request_is_not_over_the_per_connection_limit() {
+        let (mut conn, mut out) = connection_with_an_ended_request(1);
+        let mut begin = BytesMut::new();
+        BeginRequest {
+            role: Role::Responder,
+            keep_conn: true,
+        }
+        .encode(&mut begin, 2);
+        let begin = Decoder::new().decode(&mut begin).unwrap().unwrap();
+        conn.dispatch(begin).await;
+        assert!(out.try_recv().is_err(), "request 2 was refused");
+        assert!(conn.requests.contains_key(&2));
     }
 }

@@ -17,6 +17,7 @@ use tower_service::Service;
 
 use super::client::{Client, Script};
 use crate::BoxError;
+use crate::host::redirect::Redirect;
 use crate::host::{ResponseBody, ResponseFuture};
 use crate::panic::log;
 
@@ -39,6 +40,12 @@ use crate::panic::log;
 /// encoded `/` or `\` or a NUL byte, or a script that resolves outside `DIR` gets 404; so
 /// does a script path with a segment starting with `.` (dotfiles and dot-directories), and a
 /// script that is not a regular file.
+///
+/// A script's local redirect (`Location: /path` with no `Status`, RFC 3875 §6.2.2; PHP
+/// writes one for a `Location` with response code 200) is routed again by these rules, as
+/// [`CgiBin`](crate::host::CgiBin) does for its programs: a path that names no script gets
+/// 404, not the fallback. [`ProgramOptions::local_redirect`](crate::host::ProgramOptions::local_redirect)
+/// on the client names another service.
 ///
 /// Requests that never reach the FastCGI server:
 ///
@@ -278,6 +285,14 @@ where
         let root = self.root.clone();
         let client = self.client.clone();
         let mut fallback = self.fallback.clone();
+        // A script's local redirect (RFC 3875 §6.2.2) is routed again, as a cgi-bin
+        // directory does: to the scripts under the same root (not to the fallback, whose
+        // request body type may differ).
+        let home = PhpFiles {
+            root: root.clone(),
+            client: client.clone(),
+            fallback: NotFound,
+        };
         ResponseFuture::new(async move {
             let Some(resolved) = root.resolved() else {
                 log(format_args!(
@@ -290,7 +305,10 @@ where
             let resolved = resolved.to_path_buf();
             let routed = tokio::task::spawn_blocking(move || route(&resolved, &path)).await;
             match routed.unwrap_or(Route::NotFound) {
-                Route::Script(script) => match client.call_script(request, script).await {
+                Route::Script(script) => match client
+                    .call_script(request, script, move || Redirect::new(home))
+                    .await
+                {
                     Ok(response) => response,
                     Err(never) => match never {},
                 },

@@ -425,20 +425,8 @@ where
         Err(error) => return fail(program, StatusCode::BAD_GATEWAY, &error),
     };
 
-    let mut response = Response::new(ResponseBody::empty());
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    // A status with no standard phrase and none from the program: an empty phrase, never
-    // a made-up one (RFC 9112 §4: the reason phrase is optional).
-    let reason = reason.or_else(|| status.canonical_reason().is_none().then(Bytes::new));
-    if let Some(reason) = reason {
-        super::insert_reason(response.extensions_mut(), ReasonPhrase(reason));
-    }
-    // HEAD: the body is discarded (RFC 3875 §4.3.3); so is one a status forbids.
-    if parts.method == Method::HEAD || crate::headers::status_forbids_body(status) {
-        if crate::headers::status_forbids_body(status) {
-            response.headers_mut().remove(CONTENT_LENGTH);
-        }
+    let (mut response, with_body) = response_head(&parts.method, status, reason, headers);
+    if !with_body {
         process::spawn_discard(stdout, control.kill);
         return response;
     }
@@ -451,6 +439,36 @@ where
         content_length,
     });
     response
+}
+
+/// The response for a parsed CGI head (RFC 3875 §6), its body still empty, and whether a
+/// body is to follow. Shared by the CGI host and the FastCGI client, which read the same
+/// heads:
+///
+/// - a status with no standard reason phrase and none given gets an empty
+///   [`ReasonPhrase`], never a made-up one (RFC 9112 §4: the phrase is optional);
+/// - `HEAD` gets no body (RFC 3875 §4.3.3), nor does a status that forbids one (1xx, 204,
+///   304), which also loses its `Content-Length` (RFC 9110 §8.6): then `false`, and the
+///   caller discards what the program still writes.
+pub(crate) fn response_head(
+    method: &Method,
+    status: StatusCode,
+    reason: Option<Bytes>,
+    headers: http::HeaderMap,
+) -> (Response<ResponseBody>, bool) {
+    let mut response = Response::new(ResponseBody::empty());
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    let reason = reason.or_else(|| status.canonical_reason().is_none().then(Bytes::new));
+    if let Some(reason) = reason {
+        super::insert_reason(response.extensions_mut(), ReasonPhrase(reason));
+    }
+    let forbidden = crate::headers::status_forbids_body(status);
+    if forbidden {
+        response.headers_mut().remove(CONTENT_LENGTH);
+    }
+    let with_body = !forbidden && *method != Method::HEAD;
+    (response, with_body)
 }
 
 fn stalled(program: &Path) -> Response<ResponseBody> {

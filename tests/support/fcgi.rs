@@ -135,6 +135,17 @@ impl Peer {
         }
     }
 
+    /// The application's side of an accepted connection (for a hand-written application).
+    pub fn from_stream(stream: TcpStream) -> Peer {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Peer {
+            stream,
+            queued: VecDeque::new(),
+        }
+    }
+
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream
             .write_all(bytes)

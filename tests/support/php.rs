@@ -45,6 +45,16 @@ pub const SCRIPTS: &[(&str, &str)] = &[
         "<?php header('Status: 299 Fine'); header('Content-Type: text/plain'); echo 'fine';\n",
     ),
     ("redirect.php", "<?php header('Location: /hello.php'); \n"),
+    // A Location with status 200: PHP writes no Status field, so this is a local redirect
+    // (RFC 3875 §6.2.2) for the gateway to serve.
+    (
+        "local_redirect.php",
+        "<?php header('Location: /sub/?q=1'); http_response_code(200);\n",
+    ),
+    (
+        "loop.php",
+        "<?php header('Location: /loop.php'); http_response_code(200);\n",
+    ),
     (
         "big.php",
         "<?php header('Content-Type: application/octet-stream'); $n = (int)($_GET['n'] ?? 1); for ($i = 0; $i < $n; $i++) { echo str_repeat('x', 65536); flush(); }\n",
@@ -64,6 +74,10 @@ pub fn write_scripts(dir: &Path) {
     for (name, text) in SCRIPTS {
         std::fs::write(dir.join(name), text).expect("write a PHP script");
     }
+    // A directory index, which only the gateway's routing finds (`/sub/` →
+    // `sub/index.php`).
+    std::fs::create_dir_all(dir.join("sub")).expect("create sub/");
+    std::fs::write(dir.join("sub/index.php"), ECHO_PHP).expect("write sub/index.php");
 }
 
 /// Where a PHP server listens.

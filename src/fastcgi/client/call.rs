@@ -8,8 +8,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::CONTENT_LENGTH;
-use http::{Method, Request, Response, StatusCode};
+use http::header::RETRY_AFTER;
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::OwnedSemaphorePermit;
@@ -20,10 +20,10 @@ use super::{Client, Script};
 use crate::BoxError;
 use crate::fastcgi::record::{self, BeginRequest, ProtocolStatus, RecordType, Role};
 use crate::host::head::{self, Head, HeadError};
-use crate::host::redirect::Redirect;
+use crate::host::redirect::{Hop, Redirect};
 use crate::host::run::{self, TransferEncoding};
 use crate::host::spool::{self, Reservation, SpoolError, SpoolLimits, SpooledData};
-use crate::host::{ReasonPhrase, ResponseBody, error_response, insert_reason};
+use crate::host::{ResponseBody, error_response};
 use crate::panic::log;
 
 /// How much of a streamed request body is kept so the request can be sent again when a
@@ -85,24 +85,39 @@ impl fmt::Display for Failure<'_> {
     }
 }
 
+/// A log line and `status`; 503 comes with `Retry-After: 1`, as from the CGI host.
 fn fail(client: &Client, status: StatusCode, why: &dyn fmt::Display) -> Response<ResponseBody> {
     log(format_args!("{}", Failure { client, why }));
-    error_response(status)
+    let mut response = error_response(status);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
 }
 
-/// Serves `request` through `client`'s server; `script` overrides where the script is.
+/// Serves `request` through `client`'s server; `script` overrides where the script is, and
+/// `home` gives the service that serves a local redirect when the options name none.
 pub(super) async fn call<B>(
     client: Client,
     request: Request<B>,
     script: Option<Script>,
+    home: impl FnOnce() -> Redirect + Send,
 ) -> Response<ResponseBody>
 where
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let deadline = Instant::now() + client.head_timeout;
     let (parts, body) = request.into_parts();
+    // One deadline covers a request and its local redirects, as in the CGI host: a
+    // redirected request keeps the deadline of the one it continues.
+    let deadline = parts
+        .extensions
+        .get::<Hop>()
+        .and_then(|hop| hop.deadline)
+        .unwrap_or_else(|| Instant::now() + client.head_timeout);
     let options = &client.options;
 
     let permit = match tokio::time::timeout_at(deadline, client.slots.clone().acquire_owned()).await
@@ -260,27 +275,43 @@ where
         let reading = read_head(&mut exchange, &options.limits);
         match tokio::time::timeout_at(deadline, reading).await {
             Ok(Ok((head, rest))) => break (exchange, head, rest),
-            Ok(Err(HeadFailure::Closed)) if reused && attempt <= RETRIES => {
+            Ok(Err(failure @ (HeadFailure::Closed | HeadFailure::ClosedEarly))) => {
                 drop(exchange);
                 // The feeder stops at once on a closed connection and gives the body back.
-                match feeding.await {
-                    Ok(back) if back.replayable() => {
-                        tracing::debug!(
-                            target: "towergate::fastcgi::client",
-                            "{}: a kept-alive connection closed before any answer: sending again",
-                            client.address
-                        );
-                        input = back;
-                        continue;
-                    }
-                    _ => {
-                        return fail(
-                            &client,
-                            StatusCode::BAD_GATEWAY,
-                            &"the connection closed before any answer, after too much of the body to send it again",
-                        );
-                    }
+                let Ok(back) = feeding.await else {
+                    return fail(&client, StatusCode::BAD_GATEWAY, &failure);
+                };
+                if let Some(error) = &back.failed {
+                    // The request body broke off (the client's doing): what went out was
+                    // not sent whole, and is never sent again.
+                    return fail(
+                        &client,
+                        StatusCode::BAD_REQUEST,
+                        &format_args!("the request body failed: {error}"),
+                    );
                 }
+                if !matches!(failure, HeadFailure::Closed) || !reused || attempt > RETRIES {
+                    return fail(&client, StatusCode::BAD_GATEWAY, &failure);
+                }
+                if !back.input.replayable() {
+                    // Part of the body went out and is gone: sending the rest alone would
+                    // pass a truncated body off as whole.
+                    return fail(
+                        &client,
+                        StatusCode::BAD_GATEWAY,
+                        &format_args!(
+                            "a kept-alive connection closed before any answer, after more of the \
+                             streamed request body ({REPLAY} bytes kept) than can be sent again"
+                        ),
+                    );
+                }
+                tracing::debug!(
+                    target: "towergate::fastcgi::client",
+                    "{}: a kept-alive connection closed before any answer: sending again",
+                    client.address
+                );
+                input = back.input;
+                continue;
             }
             Ok(Err(failure)) => {
                 let status = match failure {
@@ -310,14 +341,16 @@ where
             content_length,
         }) => (status, reason, headers, content_length),
         Ok(Head::LocalRedirect(location)) => {
+            // As the CGI host does: the first response is read to its end and its slot
+            // freed before the redirect is served (through `home` or the configured
+            // service, a GET under the same deadline).
             drain(exchange, deadline).await;
             drop(permit);
-            let home = client.clone();
             return run::local_redirect(
                 parts,
                 location,
                 options,
-                move || Redirect::new(home),
+                home,
                 Path::new("FastCGI"),
                 Some(deadline),
             )
@@ -328,21 +361,15 @@ where
             return fail(&client, StatusCode::BAD_GATEWAY, &why);
         }
     };
-    let mut response = Response::new(ResponseBody::empty());
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    // A status with no standard phrase and none from the script: an empty phrase, never a
-    // made-up one (RFC 9112 §4), as the CGI host does.
-    let reason = reason.or_else(|| status.canonical_reason().is_none().then(Bytes::new));
-    if let Some(reason) = reason {
-        insert_reason(response.extensions_mut(), ReasonPhrase(reason));
-    }
-    // HEAD: the body is discarded (RFC 3875 §4.3.3); so is one the status forbids.
-    if parts.method == Method::HEAD || crate::headers::status_forbids_body(status) {
-        if crate::headers::status_forbids_body(status) {
-            response.headers_mut().remove(CONTENT_LENGTH);
-        }
-        drain(exchange, deadline).await;
+    let (mut response, with_body) = run::response_head(&parts.method, status, reason, headers);
+    if !with_body {
+        // The body is read to its end behind the response, holding the request's slot, so
+        // that the connection serves the next request (the CGI host discards a program's
+        // output the same way).
+        tokio::spawn(async move {
+            drain(exchange, deadline).await;
+            drop(permit);
+        });
         return response;
     }
     *response.body_mut() = ResponseBody::boxed(Stdout {
@@ -432,6 +459,27 @@ async fn drain(mut exchange: Exchange, deadline: Instant) {
     let _ = tokio::time::timeout_at(deadline, draining).await;
 }
 
+/// What a feeder gives back: the input, for a retry when it can be sent again, and the
+/// request body's own error, if it failed.
+struct Fed<B> {
+    input: Input<B>,
+    failed: Option<BoxError>,
+}
+
+/// Why the STDIN stream stopped short.
+enum Stop {
+    /// The connection closed or a write failed.
+    Connection(BoxError),
+    /// The request body failed: the input can never be sent whole.
+    Body(BoxError),
+}
+
+impl From<std::io::Error> for Stop {
+    fn from(error: std::io::Error) -> Self {
+        Stop::Connection(error.into())
+    }
+}
+
 /// Sends BEGIN_REQUEST, the PARAMS stream and the STDIN stream of request `id` (§5.1 to
 /// §5.3), each STDIN record as the body produces it. Stops when the connection closes or the
 /// request ends first. Gives the input back, for a retry when it can be sent again.
@@ -441,7 +489,7 @@ async fn feed<B>(
     serial: u64,
     params: Bytes,
     mut input: Input<B>,
-) -> Input<B>
+) -> Fed<B>
 where
     B: Body + Send + 'static,
     B::Data: Send,
@@ -457,7 +505,22 @@ where
     record::encode_end_of_stream(&mut out, RecordType::Params, id);
     let result = send_input(&conn, id, serial, &mut out, &mut input).await;
     let complete = matches!(result, Ok(true));
-    if let Err(error) = result {
+    let mut failed = None;
+    if let Err(stop) = result {
+        let error = match stop {
+            Stop::Connection(error) => error,
+            Stop::Body(error) => {
+                // Never sent again: a retry would send what was kept as if it were all.
+                if let Input::Chunks {
+                    replayable, taken, ..
+                } = &mut input
+                {
+                    *replayable = false;
+                    taken.clear();
+                }
+                failed.insert(error).to_string().into()
+            }
+        };
         tracing::debug!(
             target: "towergate::fastcgi::client",
             "request body not sent whole: {error}"
@@ -471,7 +534,7 @@ where
     if !complete {
         conn.stdin_done(id, serial, false);
     }
-    input
+    Fed { input, failed }
 }
 
 async fn send_input<B>(
@@ -480,7 +543,7 @@ async fn send_input<B>(
     serial: u64,
     out: &mut BytesMut,
     input: &mut Input<B>,
-) -> Result<bool, BoxError>
+) -> Result<bool, Stop>
 where
     B: Body + Send + 'static,
     B::Data: Send,
@@ -514,10 +577,12 @@ where
                     }
                     let frame = tokio::select! {
                         frame = std::future::poll_fn(|cx| crate::panic::poll_frame(body.as_mut(), cx)) => frame,
-                        _ = closed.wait_for(|c| *c) => return Err("the connection closed".into()),
+                        _ = closed.wait_for(|c| *c) => {
+                            return Err(Stop::Connection("the connection closed".into()));
+                        }
                     };
                     let Some(frame) = frame else { break };
-                    let Ok(mut data) = frame?.into_data() else {
+                    let Ok(mut data) = frame.map_err(Stop::Body)?.into_data() else {
                         continue;
                     };
                     let data = data.copy_to_bytes(data.remaining());
@@ -614,10 +679,15 @@ impl Body for Stdout {
                 Poll::Ready(None)
             }
             None => {
+                let overflowed = exchange.overflowed();
                 self.exchange = None;
-                Poll::Ready(Some(Err(
-                    "the FastCGI connection closed before the end of the response".into(),
-                )))
+                Poll::Ready(Some(Err(if overflowed {
+                    "the FastCGI request was aborted: its response was not read while it held up \
+                     the other requests on its connection"
+                        .into()
+                } else {
+                    "the FastCGI connection closed before the end of the response".into()
+                })))
             }
         }
     }
@@ -630,10 +700,9 @@ impl Body for Stdout {
         if self.is_end_stream() {
             return SizeHint::with_exact(0);
         }
+        // `remaining` still counts `first`, which is taken from it as it is yielded.
         match self.remaining {
-            Some(remaining) => {
-                SizeHint::with_exact(remaining + self.first.as_ref().map_or(0, |f| f.len() as u64))
-            }
+            Some(remaining) => SizeHint::with_exact(remaining),
             None => SizeHint::default(),
         }
     }

@@ -17,6 +17,7 @@ use tokio::sync::Semaphore;
 use tower_service::Service;
 
 use crate::BoxError;
+use crate::host::redirect::Redirect;
 use crate::host::run::Target;
 use crate::host::{ProgramOptions, ResponseBody, ResponseFuture};
 
@@ -117,18 +118,32 @@ pub(crate) struct Script {
 /// - **Request body**: streamed in STDIN records as it arrives. A body of unknown length
 ///   (chunked, HTTP/2) is spooled first (memory, then an unlinked temporary file) so that
 ///   `CONTENT_LENGTH` is exact: php-fpm reads no body without it (RFC 3875 §4.2).
-/// - **Response**: STDOUT is a CGI response (RFC 3875 §6), read by the CGI host's parser:
-///   `Status` (its reason phrase in [`ReasonPhrase`](crate::host::ReasonPhrase)),
-///   `Location` (a local redirect is served again as a `GET`), 502 for malformed output,
-///   no body for `HEAD`, 204 and 304. The body streams record by record. STDERR records
-///   are logged (target `towergate::fastcgi::stderr`), never a failure.
+/// - **Response**: STDOUT is a CGI response (RFC 3875 §6), read by the CGI host's parser
+///   and turned into a response by the same code: `Status` (its reason phrase in
+///   [`ReasonPhrase`](crate::host::ReasonPhrase)), `Location` (a local redirect, RFC 3875
+///   §6.2.2, is served again as a `GET` through
+///   [`local_redirect`](crate::host::ProgramOptions::local_redirect), by default this client,
+///   under the first request's head timeout), 502 for malformed output, no body for `HEAD`,
+///   204 and 304 (what the server still sends is read and dropped behind the response). The
+///   body streams record by record. STDERR records are logged (target
+///   `towergate::fastcgi::stderr`), never a failure.
 /// - **Connections**: kept alive (`FCGI_KEEP_CONN`) in a pool. The first connection asks
 ///   the server with GET_VALUES whether it multiplexes (`FCGI_MPXS_CONNS`, §4.1): if so,
 ///   up to `FCGI_MAX_REQS` requests share a connection, else each connection carries one
 ///   request at a time (php-fpm, php-cgi). A kept-alive connection that the server closed
-///   before answering (php-fpm recycling a worker after `pm.max_requests`) is never a 502:
-///   the request goes out again on a fresh connection, since nothing of it was served
-///   (a streamed body is kept for that up to its first 64 KiB).
+///   before answering (php-fpm recycling a worker after `pm.max_requests`) is not a 502:
+///   the request goes out again on a fresh connection, since nothing of it was served.
+///   That needs the whole body: a spooled one (any body of unknown length, by default) is
+///   read again from its start, a streamed one (a declared `Content-Length`, or
+///   [`spool`](crate::host::ProgramOptions::spool) off) is kept for that up to its first
+///   64 KiB. A streamed body already sent past that cannot be sent again: 502 and a log
+///   line, never the rest alone as if it were the whole body.
+/// - **Multiplexed responses**: FastCGI has no flow control per request, so while one
+///   request's [response buffer](Self::response_buffer) is full the connection reads
+///   nothing. A reader that does not take its response for
+///   [`stdout_timeout`](Self::stdout_timeout) has its request aborted
+///   (`FCGI_ABORT_REQUEST`): its body ends with an error, a line is logged, and the other
+///   requests go on.
 ///
 /// What goes wrong becomes a response and a log line (`Error = Infallible`):
 ///
@@ -136,8 +151,10 @@ pub(crate) struct Script {
 /// |---|---|
 /// | the server cannot be reached, closes the connection before the head, or its output is malformed | 502 |
 /// | no connection within [`connect_timeout`](Self::connect_timeout) or no head within [`head_timeout`](Self::head_timeout) | 504 |
-/// | no request slot ([`max_requests`](Self::max_requests)) within the head timeout; the server answers `FCGI_OVERLOADED` | 503 |
+/// | no request slot ([`max_requests`](Self::max_requests)) within the head timeout; the server answers `FCGI_OVERLOADED`; no room left under [`spool_limit`](crate::host::ProgramOptions::spool_limit) | 503, `Retry-After: 1` |
 /// | a body over [`max_body`](crate::host::ProgramOptions::max_body) | 413 |
+/// | a body that fails (the HTTP client went away) before the head | 400 |
+/// | a body to spool that stalls for [`body_timeout`](crate::host::ProgramOptions::body_timeout) | 408 |
 ///
 /// After the head, a connection that breaks ends the body with an error, so a server
 /// aborts the response instead of passing a truncated body off as whole. Dropping the
@@ -268,6 +285,8 @@ impl Client {
             idle_timeout: Duration::from_secs(60),
             multiplex: true,
             max_requests: 64,
+            response_records: 4,
+            stdout_timeout: Duration::from_secs(10),
         };
         Client {
             pool: Arc::new(Pool::new(address.clone(), settings.clone())),
@@ -321,7 +340,9 @@ impl Client {
     /// [`spool`](ProgramOptions::spool) (when false, a body of unknown length streams
     /// with no `CONTENT_LENGTH` to the end of STDIN, which php-fpm does not read but
     /// towergate's FastCGI server does), [`spool_memory`](ProgramOptions::spool_memory),
-    /// [`spool_dir`](ProgramOptions::spool_dir), [`spool_limit`](ProgramOptions::spool_limit),
+    /// [`spool_dir`](ProgramOptions::spool_dir), [`spool_limit`](ProgramOptions::spool_limit)
+    /// (one total for every client and CGI host sharing the options; a spooled body's
+    /// bytes count until it is sent to the server, then 503),
     /// [`max_line`](ProgramOptions::max_line), [`max_head`](ProgramOptions::max_head),
     /// [`max_fields`](ProgramOptions::max_fields) (the response head's limits, 502 beyond),
     /// [`local_redirect`](ProgramOptions::local_redirect) (default: this client) and
@@ -395,6 +416,28 @@ impl Client {
         self
     }
 
+    /// The most response bytes held for one request while its reader (the response body)
+    /// does not take them, rounded up to whole 64 KiB records. When it is full, the
+    /// connection reads nothing more until the reader takes some: the server is slowed down,
+    /// memory does not grow. Defaults to 256 KiB.
+    pub fn response_buffer(mut self, bytes: usize) -> Self {
+        let records = bytes.div_ceil(64 * 1024).max(1);
+        self.settings_mut(|s| s.response_records = records);
+        self
+    }
+
+    /// How long a request's full [response buffer](Self::response_buffer) may hold up the
+    /// other requests of a multiplexed connection (FastCGI has no flow control per request:
+    /// while one request's records cannot be handed on, none are read). Then that request
+    /// is aborted (`FCGI_ABORT_REQUEST`), its response body ends with an error and a log
+    /// line says why, and the others go on. A connection that carries one request at a
+    /// time (php-fpm, php-cgi) waits for its reader as long as it takes: it holds up nobody.
+    /// Defaults to 10 seconds.
+    pub fn stdout_timeout(mut self, timeout: Duration) -> Self {
+        self.settings_mut(|s| s.stdout_timeout = timeout);
+        self
+    }
+
     /// Whether requests share a connection when the server says it can
     /// (`FCGI_MPXS_CONNS`). When false, no GET_VALUES question is asked and each
     /// connection carries one request at a time. Defaults to true.
@@ -403,14 +446,20 @@ impl Client {
         self
     }
 
-    /// Serves `request` with the script at `script` (for [`PhpFiles`](super::PhpFiles)).
-    pub(crate) fn call_script<B>(&self, request: Request<B>, script: Script) -> ResponseFuture
+    /// Serves `request` with the script at `script` (for [`PhpFiles`](super::PhpFiles));
+    /// `home` serves its local redirects unless the options name a service.
+    pub(crate) fn call_script<B>(
+        &self,
+        request: Request<B>,
+        script: Script,
+        home: impl FnOnce() -> Redirect + Send + 'static,
+    ) -> ResponseFuture
     where
         B: Body + Send + 'static,
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        ResponseFuture::new(call::call(self.clone(), request, Some(script)))
+        ResponseFuture::new(call::call(self.clone(), request, Some(script), home))
     }
 }
 
@@ -429,6 +478,9 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> ResponseFuture {
-        ResponseFuture::new(call::call(self.clone(), request, None))
+        let home = self.clone();
+        ResponseFuture::new(call::call(self.clone(), request, None, move || {
+            Redirect::new(home)
+        }))
     }
 }

@@ -6,25 +6,23 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OnceCell, mpsc, watch};
+use tokio::time::Instant;
 
 use super::Address;
 use crate::fastcgi::record::{
     self, Decoder, EndRequest, MAX_CONNS, MAX_REQS, MPXS_CONNS, NULL_REQUEST_ID, Record, RecordType,
 };
+use crate::panic::log;
 
 type Reader = Box<dyn AsyncRead + Send + Unpin>;
 type Writer = Box<dyn AsyncWrite + Send + Unpin>;
-
-/// How many response records may wait for a request's reader (each at most 64 KiB): the
-/// driver waits when they are not taken, so a response never grows memory.
-const EVENTS: usize = 4;
 
 /// What the driver hands to a request.
 #[derive(Debug)]
@@ -42,6 +40,11 @@ pub(super) struct Settings {
     pub(super) idle_timeout: Duration,
     pub(super) multiplex: bool,
     pub(super) max_requests: usize,
+    /// How many response records (each at most 64 KiB) may wait for one request's reader.
+    pub(super) response_records: usize,
+    /// How long the driver of a multiplexed connection waits for room in a request's full
+    /// buffer before that request is aborted.
+    pub(super) stdout_timeout: Duration,
 }
 
 /// Connections to one server.
@@ -222,6 +225,7 @@ impl Pool {
         let (reader, writer) = self.connect().await?;
         let (closed, _) = watch::channel(false);
         let conn = Arc::new(Conn {
+            response_records: self.settings.response_records.max(1),
             writer: tokio::sync::Mutex::new(writer),
             state: Mutex::new(State {
                 slots: HashMap::new(),
@@ -238,7 +242,12 @@ impl Pool {
         // Registered before anyone else can see it: the slot is this request's.
         let exchange = conn.register(serial);
         lock(&self.conns).push(conn.clone());
-        tokio::spawn(drive(conn.clone(), reader, self.settings.idle_timeout));
+        tokio::spawn(drive(
+            conn.clone(),
+            reader,
+            self.settings.idle_timeout,
+            self.settings.stdout_timeout,
+        ));
         exchange.ok_or_else(|| ConnectError::Io(io::Error::other("the new connection is full")))
     }
 
@@ -272,6 +281,28 @@ struct Slot {
     events: Option<mpsc::Sender<Event>>,
     ended: bool,
     stdin_done: bool,
+    abort: Abort,
+    /// Set when the request was aborted because its reader left its buffer full: its
+    /// response body says so.
+    overflowed: Arc<AtomicBool>,
+}
+
+/// Where a request's ABORT_REQUEST is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Abort {
+    None,
+    /// Being written: the id stays taken until it is out, so that it can never reach the
+    /// server after a new request with the same id.
+    Writing,
+    Sent,
+}
+
+impl Slot {
+    /// Whether the id is free again: END_REQUEST came, STDIN is done, and no ABORT_REQUEST
+    /// for it is still to be written.
+    fn is_free(&self) -> bool {
+        self.ended && self.stdin_done && self.abort != Abort::Writing
+    }
 }
 
 #[derive(Debug)]
@@ -296,6 +327,8 @@ pub(super) struct Conn {
     /// True once the connection is closed: its driver and writers stop.
     closed: watch::Sender<bool>,
     capacity: u16,
+    /// The size of each request's buffer, in records.
+    response_records: usize,
     pool: Weak<Pool>,
 }
 
@@ -323,7 +356,8 @@ impl Conn {
             .map(|i| ((u32::from(start) + u32::from(i)) % u32::from(capacity)) as u16 + 1)
             .find(|id| !state.slots.contains_key(id))?;
         state.next_id = id % capacity;
-        let (tx, rx) = mpsc::channel(EVENTS);
+        let (tx, rx) = mpsc::channel(self.response_records);
+        let overflowed = Arc::new(AtomicBool::new(false));
         state.slots.insert(
             id,
             Slot {
@@ -331,6 +365,8 @@ impl Conn {
                 events: Some(tx),
                 ended: false,
                 stdin_done: false,
+                abort: Abort::None,
+                overflowed: overflowed.clone(),
             },
         );
         Some(Exchange {
@@ -340,6 +376,7 @@ impl Conn {
             reused: state.served > 0,
             events: rx,
             ended: false,
+            overflowed,
         })
     }
 
@@ -401,11 +438,12 @@ impl Conn {
         let mut state = lock(&self.state);
         if let Some(slot) = state.slots.get_mut(&id).filter(|s| s.serial == serial) {
             slot.stdin_done = true;
-            if slot.ended {
+            let (ended, free) = (slot.ended, slot.is_free());
+            if ended && (!complete || starving) {
+                state.reusable = false;
+            }
+            if free {
                 state.slots.remove(&id);
-                if !complete || starving {
-                    state.reusable = false;
-                }
             }
         }
         self.close_if_spent(state);
@@ -437,25 +475,24 @@ impl Conn {
         }
     }
 
-    /// Hands `record` to its request.
-    async fn dispatch(&self, record: Record) {
-        match record.kind {
-            RecordType::Stdout if record.content.is_empty() => {}
+    /// Hands `record` to its request; an event that finds its request's buffer full comes
+    /// back, to wait for room.
+    fn dispatch(&self, record: Record) -> Option<Pending> {
+        let id = record.request_id;
+        let (events, serial, event) = match record.kind {
+            RecordType::Stdout if record.content.is_empty() => return None,
             RecordType::Stdout => {
-                let events = {
-                    let mut state = lock(&self.state);
-                    state.answered = true;
-                    state
-                        .slots
-                        .get(&record.request_id)
-                        .and_then(|s| s.events.clone())
-                };
-                if let Some(events) = events {
-                    // A reader that went away abandoned its request: the rest is dropped.
-                    let _ = events.send(Event::Stdout(record.content)).await;
-                }
+                let mut state = lock(&self.state);
+                state.answered = true;
+                let slot = state.slots.get(&id)?;
+                // A reader that went away abandoned its request: the rest is dropped.
+                let events = slot.events.clone()?;
+                (events, slot.serial, Event::Stdout(record.content))
             }
-            RecordType::Stderr => log_stderr(&record.content),
+            RecordType::Stderr => {
+                log_stderr(&record.content);
+                return None;
+            }
             RecordType::EndRequest => {
                 let Ok(end) = EndRequest::parse(&record.content) else {
                     tracing::warn!(
@@ -464,37 +501,89 @@ impl Conn {
                         record.content.len()
                     );
                     self.close();
-                    return;
+                    return None;
                 };
                 let starving = self.starving();
-                let events = {
-                    let mut state = lock(&self.state);
-                    state.answered = true;
-                    let id = record.request_id;
-                    let Some(slot) = state.slots.get_mut(&id) else {
-                        return;
-                    };
-                    slot.ended = true;
-                    let events = slot.events.take();
-                    let stdin_done = slot.stdin_done;
-                    state.served += 1;
-                    if starving {
-                        state.reusable = false;
-                    }
-                    // Otherwise the STDIN sender frees the slot when it is done (its last
-                    // write may have returned a moment ago).
-                    if stdin_done {
-                        state.slots.remove(&id);
-                    }
-                    self.close_if_spent(state);
-                    events
-                };
-                if let Some(events) = events {
-                    let _ = events.send(Event::End(end)).await;
+                let mut state = lock(&self.state);
+                state.answered = true;
+                let slot = state.slots.get_mut(&id)?;
+                slot.ended = true;
+                let events = slot.events.take();
+                let serial = slot.serial;
+                // Otherwise the STDIN sender (or the ABORT_REQUEST's writer) frees the slot
+                // when it is done (its last write may have returned a moment ago).
+                let free = slot.is_free();
+                state.served += 1;
+                if starving {
+                    state.reusable = false;
+                }
+                if free {
+                    state.slots.remove(&id);
+                }
+                self.close_if_spent(state);
+                (events?, serial, Event::End(end))
+            }
+            _ => return None,
+        };
+        match events.try_send(event) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => None,
+            Err(mpsc::error::TrySendError::Full(event)) => Some(Pending {
+                id,
+                serial,
+                events,
+                event,
+            }),
+        }
+    }
+
+    /// The reader of request `id` (`serial`) left its buffer full for `waited` while other
+    /// requests share the connection: the request is aborted (§5.4), its body fails, and
+    /// what still comes for it is dropped, so that the others are not held up any longer.
+    fn overflow(self: &Arc<Self>, id: u16, serial: u64, waited: Duration) {
+        let mut state = lock(&self.state);
+        let Some(slot) = state.slots.get_mut(&id).filter(|s| s.serial == serial) else {
+            return;
+        };
+        slot.events = None;
+        slot.overflowed.store(true, Ordering::Release);
+        let abort = !slot.ended && slot.abort == Abort::None;
+        drop(state);
+        log(format_args!(
+            "FastCGI client: request {id}'s response was not read for {waited:?} while its \
+             buffer was full: aborting it so that the other requests on its connection go on"
+        ));
+        if abort {
+            self.send_abort(id, serial);
+        }
+    }
+
+    /// Writes ABORT_REQUEST for request `id` (`serial`) behind the records already queued;
+    /// the id stays taken until it is out.
+    fn send_abort(self: &Arc<Self>, id: u16, serial: u64) {
+        {
+            let mut state = lock(&self.state);
+            let Some(slot) = state.slots.get_mut(&id).filter(|s| s.serial == serial) else {
+                return;
+            };
+            if slot.abort != Abort::None {
+                return;
+            }
+            slot.abort = Abort::Writing;
+        }
+        let conn = self.clone();
+        tokio::spawn(async move {
+            let mut abort = BytesMut::new();
+            record::encode_record(&mut abort, RecordType::AbortRequest, id, &[]);
+            let _ = conn.write(&abort).await;
+            let mut state = lock(&conn.state);
+            if let Some(slot) = state.slots.get_mut(&id).filter(|s| s.serial == serial) {
+                slot.abort = Abort::Sent;
+                if slot.is_free() {
+                    state.slots.remove(&id);
                 }
             }
-            _ => {}
-        }
+            conn.close_if_spent(state);
+        });
     }
 
     /// The request `id` (`serial`) was given up before its END_REQUEST: on a multiplexed
@@ -514,12 +603,7 @@ impl Conn {
             self.close();
             return;
         }
-        let conn = self.clone();
-        tokio::spawn(async move {
-            let mut abort = BytesMut::new();
-            record::encode_record(&mut abort, RecordType::AbortRequest, id, &[]);
-            let _ = conn.write(&abort).await;
-        });
+        self.send_abort(id, serial);
     }
 
     /// Whether this connection, once its request is done, is to close rather than be kept:
@@ -549,17 +633,51 @@ fn log_stderr(content: &[u8]) {
     }
 }
 
+/// An event waiting for room in its request's buffer: the driver reads nothing more
+/// meanwhile.
+struct Pending {
+    id: u16,
+    serial: u64,
+    events: mpsc::Sender<Event>,
+    event: Event,
+}
+
 /// Reads `conn` until it closes: records go to their requests; an idle connection is
-/// closed after `idle`.
-async fn drive(conn: Arc<Conn>, mut reader: Reader, idle: Duration) {
+/// closed after `idle`. A request whose buffer stays full for `stdout_timeout` on a
+/// multiplexed connection is aborted (a connection that carries one request waits for its
+/// reader as long as it takes: nobody else is held up).
+async fn drive(conn: Arc<Conn>, mut reader: Reader, idle: Duration, stdout_timeout: Duration) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut decoder = Decoder::new();
     let mut closed = conn.closed();
     loop {
         match decoder.decode(&mut buf) {
             Ok(Some(record)) => {
+                let Some(pending) = conn.dispatch(record) else {
+                    continue;
+                };
+                let Pending {
+                    id,
+                    serial,
+                    events,
+                    event,
+                } = pending;
+                let deadline = (conn.capacity > 1).then(|| Instant::now() + stdout_timeout);
+                let room = async {
+                    match deadline {
+                        Some(deadline) => tokio::time::timeout_at(deadline, events.reserve())
+                            .await
+                            .map_err(drop),
+                        None => Ok(events.reserve().await),
+                    }
+                };
                 tokio::select! {
-                    () = conn.dispatch(record) => {}
+                    room = room => match room {
+                        Ok(Ok(permit)) => permit.send(event),
+                        // The reader went away: its request was abandoned.
+                        Ok(Err(_)) => {}
+                        Err(()) => conn.overflow(id, serial, stdout_timeout),
+                    },
                     _ = closed.wait_for(|c| *c) => break,
                 }
                 continue;
@@ -606,9 +724,15 @@ pub(super) struct Exchange {
     pub(super) reused: bool,
     events: mpsc::Receiver<Event>,
     ended: bool,
+    overflowed: Arc<AtomicBool>,
 }
 
 impl Exchange {
+    /// Whether the request was aborted because its reader left its buffer full.
+    pub(super) fn overflowed(&self) -> bool {
+        self.overflowed.load(Ordering::Acquire)
+    }
+
     /// The next event; `None` when the connection closed first.
     pub(super) async fn next(&mut self) -> Option<Event> {
         let event = self.events.recv().await;
