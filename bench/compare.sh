@@ -511,6 +511,13 @@ log "WSGI: virtualenv with Flask, Granian, gunicorn"
 "$PYO3_PYTHON" -m venv "$WORK/wsgi-venv"
 "$WORK/wsgi-venv/bin/pip" install -q --disable-pip-version-check flask granian gunicorn
 WSGI_BIN="$WORK/wsgi-venv/bin"
+# towergate with the interpreter linked statically, as the `python` module docs describe
+# (scripts/python-static.sh): what Granian and gunicorn run on too (Debian's python3 is
+# statically linked). The shared-library build is measured beside it.
+log "building towergate with a static libpython"
+(eval "$(scripts/python-static.sh "$PYO3_PYTHON")" && \
+  CARGO_TARGET_DIR="$ROOT/target/python-static" cargo build -q --release --features cli,python --bin towergate)
+STATIC_PY="$ROOT/target/python-static/release/towergate"
 mkdir -p "$WORK/wsgi"
 # Two modules: the plain apps must not pay for Flask's import in the RSS figures.
 cat >"$WORK/wsgi/bench_flask.py" <<'PY'
@@ -546,8 +553,8 @@ PY
 # wsgi_server NAME MODULE:APP PORT: starts one server for the app on PORT (sets LAST).
 wsgi_server() {
   case $1 in
-    towergate) start env -i PATH="$PATH" VIRTUAL_ENV="$WORK/wsgi-venv" RUST_LOG=warn \
-      "$REL/towergate" wsgi "$2" --python-path "$WORK/wsgi" \
+    towergate|towergate-shared) start env -i PATH="$PATH" VIRTUAL_ENV="$WORK/wsgi-venv" RUST_LOG=warn \
+      "$([ "$1" = towergate ] && echo "$STATIC_PY" || echo "$REL/towergate")" wsgi "$2" --python-path "$WORK/wsgi" \
       --threads "$WSGI_THREADS" --addr "127.0.0.1:$3" ;;
     granian) start env -i PATH="$PATH" PYTHONPATH="$WORK/wsgi" "$WSGI_BIN/granian" \
       --interface wsgi --workers 1 --blocking-threads "$WSGI_THREADS" --log-level warning \
@@ -566,7 +573,7 @@ for app in hello flask; do
   log "WSGI $app hello, wrk c=64 for ${WRK_SECS}s, $WSGI_ROUNDS rounds"
   declare -A rps=() p99=() med=() spr=() p99m=()
   for _ in $(seq 1 "$WSGI_ROUNDS"); do
-    for server in towergate granian gunicorn; do
+    for server in towergate towergate-shared granian gunicorn; do
       port=$(free_port); wsgi_server "$server" "$target" "$port"; pid=$LAST
       curl -sf -o /dev/null "http://127.0.0.1:$port/" || log "$server $app: the warm-up request failed"
       read -r r _ q <<<"$(wrk_run "http://127.0.0.1:$port/" 64)"
@@ -574,7 +581,7 @@ for app in hello flask; do
       rps[$server]+="$r "; p99[$server]+="$q "
     done
   done
-  for server in towergate granian gunicorn; do
+  for server in towergate towergate-shared granian gunicorn; do
     med[$server]=$(tr ' ' '\n' <<<"${rps[$server]}" | grep . | median)
     spr[$server]=$(tr ' ' '\n' <<<"${rps[$server]}" | grep . | spread)
     p99m[$server]=$(tr ' ' '\n' <<<"${p99[$server]}" | grep . | median)
@@ -582,7 +589,8 @@ for app in hello flask; do
   goal=$([ "$app" = hello ] && echo "≥ 1.0× Granian, ≥ 3× gunicorn" || echo "≥ 1.0× Granian")
   row "WSGI $app, Granian --interface wsgi, $WSGI_THREADS threads (anchor) | ${med[granian]} req/s ${spr[granian]}, p99 ${p99m[granian]} ms | 1.00 | —"
   row "WSGI $app, gunicorn sync, $(nproc) workers | ${med[gunicorn]} req/s ${spr[gunicorn]}, p99 ${p99m[gunicorn]} ms | $(ratio "${med[gunicorn]}" "${med[granian]}") | —"
-  row "WSGI $app, towergate wsgi, $WSGI_THREADS threads | ${med[towergate]} req/s ${spr[towergate]}, p99 ${p99m[towergate]} ms | $(ratio "${med[towergate]}" "${med[granian]}") (× gunicorn $(ratio "${med[towergate]}" "${med[gunicorn]}")) | $goal"
+  row "WSGI $app, towergate wsgi, $WSGI_THREADS threads, static libpython | ${med[towergate]} req/s ${spr[towergate]}, p99 ${p99m[towergate]} ms | $(ratio "${med[towergate]}" "${med[granian]}") (× gunicorn $(ratio "${med[towergate]}" "${med[gunicorn]}")) | $goal"
+  row "WSGI $app, towergate wsgi, $WSGI_THREADS threads, libpython.so | ${med[towergate-shared]} req/s ${spr[towergate-shared]}, p99 ${p99m[towergate-shared]} ms | $(ratio "${med[towergate-shared]}" "${med[granian]}") | —"
 done
 
 log "WSGI: 1 GiB up through wsgi.input, 1 GiB down from a generator"

@@ -111,6 +111,7 @@ impl WsgiApp {
 /// use towergate::python::{WsgiApp, DEFAULT_THREADS};
 ///
 /// // Any Python callable is accepted; a real app takes (environ, start_response).
+/// Python::initialize();
 /// let callable = Python::attach(|py| -> PyResult<Py<PyAny>> {
 ///     Ok(py.import("wsgiref.simple_server")?.getattr("demo_app")?.unbind())
 /// })
@@ -149,7 +150,10 @@ impl Default for Builder {
 impl Builder {
     /// The defaults: no extra path, the virtualenv named by `VIRTUAL_ENV` if set, and
     /// [`DEFAULT_THREADS`] threads.
+    ///
+    /// Starts the interpreter if it is not running yet (see the [module docs](super)).
     pub fn new() -> Self {
+        Python::initialize();
         Builder {
             python_path: Vec::new(),
             virtualenv: std::env::var_os("VIRTUAL_ENV")

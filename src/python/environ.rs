@@ -225,6 +225,7 @@ mod tests {
 
     #[test]
     fn every_byte_becomes_one_latin1_character_and_back() {
+        Python::initialize();
         Python::attach(|py| {
             let bytes: Vec<u8> = (0..=255).collect();
             let text = latin1(py, &bytes);
@@ -241,6 +242,7 @@ mod tests {
 
     #[test]
     fn characters_beyond_latin1_and_non_strings_are_refused() {
+        Python::initialize();
         Python::attach(|py| {
             let euro = PyString::new(py, "5 €");
             let err = from_latin1(euro.as_any(), "a header value").unwrap_err();
@@ -262,6 +264,7 @@ mod tests {
         let mut environ = Environ::from_vars([("REQUEST_METHOD", "GET"), ("CONTENT_LENGTH", "3")]);
         environ.set_multithread(true);
         environ.set_run_once(true);
+        Python::initialize();
         Python::attach(|py| {
             let dict = environ_dict(py, &environ).unwrap();
             let get = |k: &str| dict.get_item(k).unwrap().unwrap();

@@ -32,6 +32,7 @@
 //!     start_response('200 OK', [('Content-Type', 'text/plain')])
 //!     return [environ['PATH_INFO'].encode('latin-1'), b' got ', body]
 //! ";
+//! Python::initialize(); // before the first `attach`, unless a `WsgiApp` was made already
 //! let app = Python::attach(|py| -> PyResult<Py<PyAny>> {
 //!     let module = PyModule::from_code(py, code, c"doc.py", c"doc")?;
 //!     Ok(module.getattr("app")?.unbind())
@@ -84,9 +85,31 @@
 //! `python3-dev` package), and make virtualenvs from that same interpreter. An embedded
 //! interpreter does not read `VIRTUAL_ENV` by itself: [`Builder::virtualenv`] adds a
 //! virtualenv's `site-packages` (defaulting to `VIRTUAL_ENV`), and [`Builder::python_path`]
-//! puts directories in front of `sys.path`. The interpreter is started on first use, without
-//! Python's signal handlers (the server keeps `SIGINT` and `SIGTERM`), and lives as long as
-//! the process; apps imported in one process share it, and share its GIL.
+//! puts directories in front of `sys.path`.
+//!
+//! The interpreter is started by the first [`Builder`] (every way of loading an app makes
+//! one), without Python's signal handlers (the server keeps `SIGINT` and `SIGTERM`), and
+//! lives as long as the process; apps imported in one process share it, and share its GIL.
+//! Code that uses PyO3 before that calls [`pyo3::Python::initialize`] first, which starts
+//! it the same way (the crate does not enable PyO3's `auto-initialize`, so that the
+//! interpreter can be linked statically).
+//!
+//! ## Linking the interpreter statically (faster)
+//!
+//! A distribution's `libpython3.X.so` is compiled for a shared library, and Python code runs
+//! slower in it than in the distribution's own `python3`, which links the interpreter
+//! statically: about 20% on Debian's Python 3.11 (see BENCHMARKS.md), which is also what a
+//! server started from `python3` (Granian, gunicorn) runs on. Link the same static library
+//! into the program with `scripts/python-static.sh` from the repository, which sets
+//! PyO3's build configuration and the linker flags (`--export-dynamic`, so that extension
+//! modules find the interpreter in the program):
+//!
+//! ```text
+//! eval "$(scripts/python-static.sh /usr/bin/python3)"
+//! cargo build --release --features cli,python --bin towergate
+//! ```
+//!
+//! It needs the static library, `libpython3.X-pic.a` (Debian's `python3.X-dev` has it).
 
 mod app;
 mod body;

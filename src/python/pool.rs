@@ -28,7 +28,9 @@ impl fmt::Debug for Pool {
 
 impl Pool {
     /// Starts `threads` threads (at least one).
+    /// Starts the interpreter first if it is not running yet: the threads attach to it.
     pub(crate) fn new(threads: usize) -> std::io::Result<Self> {
+        pyo3::Python::initialize();
         let threads = threads.max(1);
         let (tx, rx) = channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
