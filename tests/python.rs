@@ -337,6 +337,45 @@ async fn close_is_called_after_the_response_and_when_the_client_goes_away() {
 }
 
 #[tokio::test]
+async fn a_client_that_stops_reading_frees_its_thread_after_the_send_timeout() {
+    bounded(async {
+        let app = WsgiApp::builder()
+            .python_path(apps_dir())
+            .threads(1)
+            .send_timeout(Duration::from_millis(300))
+            .import("wsgi_apps:endless")
+            .unwrap();
+        let (addr, _server) = serve_app(app, "").await;
+        let mut stalled = open(addr, "/?stalled").await.into_body();
+        assert!(stalled.frame().await.unwrap().unwrap().is_data());
+        // The client reads no more: once the socket buffers are full, the one Python
+        // thread gives up after 300 ms, closes the result and serves the next request.
+        let mut next = open(addr, "/?next").await.into_body();
+        assert!(next.frame().await.unwrap().unwrap().is_data());
+        drop(next);
+
+        let closed = import("wsgi_apps:closed");
+        let (closed_addr, _closed_server) = serve_app(closed, "").await;
+        let (_, body) = get(closed_addr, "/").await;
+        assert!(body.starts_with(b"stalled"), "{body:?}");
+
+        // The stalled response was cut: reading it now ends in an error, not a clean end.
+        let outcome = loop {
+            match stalled.frame().await {
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => break Err(e),
+                None => break Ok(()),
+            }
+        };
+        assert!(
+            outcome.is_err(),
+            "the stalled response ended as if complete"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn input_supports_every_read_method() {
     bounded(async {
         let (addr, _server) = serve_app(import("wsgi_apps:input_methods"), "").await;

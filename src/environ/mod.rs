@@ -42,9 +42,9 @@ use std::fmt;
 use bytes::Bytes;
 
 pub use from_request::EnvironBuilder;
-#[cfg(feature = "python")]
-pub(crate) use streams::block_on;
 pub use streams::{Errors, Input};
+#[cfg(feature = "python")]
+pub(crate) use streams::{block_on, block_on_until};
 #[cfg(feature = "cgi")]
 pub(crate) use to_request::{HeaderLimits, parse_content_length};
 pub use to_request::{InvalidEnviron, MAX_HEADER_BYTES, MAX_HEADERS};

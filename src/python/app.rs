@@ -6,18 +6,20 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyList, PyTuple};
 use tokio::sync::{mpsc, oneshot};
 
-use super::body::{Closer, FileResult, WsgiBody};
+use super::body::{Closer, End, WsgiBody};
 use super::environ::environ_dict;
 use super::error::{ImportError, PythonError};
 use super::file::as_file;
 use super::pool::Pool;
 use super::respond::StartResponseFn;
+use crate::environ::block_on_until;
 use crate::gateway::{App, BlockingBody, StartResponse};
 use crate::{BoxError, Environ};
 
@@ -26,6 +28,9 @@ const CHANNEL_CAPACITY: usize = 2;
 
 /// The default number of Python threads of an app.
 pub const DEFAULT_THREADS: usize = 8;
+
+/// The default of [`Builder::send_timeout`]: 60 seconds.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A Python WSGI app (PEP 3333) as a gateway [`App`]: Flask, Django, any
 /// `app(environ, start_response)` callable.
@@ -57,6 +62,7 @@ struct Inner {
     app: Py<PyAny>,
     pool: Pool,
     name: String,
+    send_timeout: Duration,
 }
 
 impl fmt::Debug for WsgiApp {
@@ -139,6 +145,7 @@ pub struct Builder {
     python_path: Vec<PathBuf>,
     virtualenv: Option<PathBuf>,
     threads: usize,
+    send_timeout: Duration,
 }
 
 impl Default for Builder {
@@ -160,6 +167,7 @@ impl Builder {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
             threads: DEFAULT_THREADS,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
         }
     }
 
@@ -185,6 +193,16 @@ impl Builder {
     /// ones that compute. Defaults to [`DEFAULT_THREADS`] (8); 0 counts as 1.
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = threads;
+        self
+    }
+
+    /// How long a Python thread waits for the client to take the response's output: the
+    /// result's chunks go through a small buffer, and a client that stops reading would
+    /// otherwise keep the thread for as long as its connection lives. Past the timeout the
+    /// thread stops iterating (the result is closed, a line is logged) and the response is
+    /// cut. Defaults to [`DEFAULT_SEND_TIMEOUT`] (60 s).
+    pub fn send_timeout(mut self, timeout: Duration) -> Self {
+        self.send_timeout = timeout;
         self
     }
 
@@ -240,8 +258,14 @@ impl Builder {
         }
         let pool = Pool::new(self.threads)
             .map_err(|e| ImportError::new(format!("cannot start the Python threads: {e}")))?;
+        let send_timeout = self.send_timeout;
         Ok(WsgiApp {
-            inner: Arc::new(Inner { app, pool, name }),
+            inner: Arc::new(Inner {
+                app,
+                pool,
+                name,
+                send_timeout,
+            }),
         })
     }
 
@@ -307,14 +331,14 @@ impl App for WsgiApp {
     /// carries what the thread produces, `write()` output included, as it comes.
     fn call(&self, environ: Environ, start_response: StartResponse) -> ResponseFuture {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        let (file_tx, file_rx) = oneshot::channel();
+        let (end_tx, end_rx) = oneshot::channel();
         let inner = self.inner.clone();
         let queued = self
             .inner
             .pool
-            .spawn(move || run(&inner, environ, start_response, tx, file_tx));
+            .spawn(move || run(&inner, environ, start_response, tx, end_tx));
         let body = if queued {
-            Ok(WsgiBody::new(BlockingBody::new(rx), file_rx))
+            Ok(WsgiBody::new(BlockingBody::new(rx), end_rx))
         } else {
             Err("the Python threads are gone".into())
         };
@@ -347,7 +371,7 @@ fn run(
     environ: Environ,
     start_response: StartResponse,
     tx: mpsc::Sender<Msg>,
-    file_tx: oneshot::Sender<FileResult>,
+    end: oneshot::Sender<End>,
 ) {
     if tx.is_closed() {
         // The client went away while the request waited for a thread.
@@ -355,51 +379,134 @@ fn run(
     }
     let shared = start_response.shared().clone();
     shared.set_sink(Some(tx.clone()));
+    let mut output = Output {
+        tx,
+        end: Some(end),
+        timeout: inner.send_timeout,
+        stalled: false,
+    };
     Python::attach(|py| {
         let dict = match environ_dict(py, &environ) {
             Ok(dict) => dict,
-            Err(e) => {
-                let _ = send(py, &tx, Err(python_error(py, &e)));
-                return;
-            }
+            Err(e) => return output.fail(py, python_error(py, &e)),
         };
         let called = Bound::new(py, StartResponseFn { start_response })
             .and_then(|start| inner.app.bind(py).call1((dict.clone(), start)));
         match called {
-            Err(e) => {
-                let _ = send(py, &tx, Err(python_error(py, &e)));
-            }
+            Err(e) => output.fail(py, python_error(py, &e)),
             Ok(result) => match as_file(&result) {
                 // Served from the file by Rust after any write() output; closed (on this
                 // pool) when the body is dropped.
                 Some(file) => {
                     let closer = Closer::new(result.unbind(), inner.pool.clone());
-                    let _ = file_tx.send((file, closer));
+                    output.end(End::File(file, closer));
                 }
                 None => {
-                    if let Err(e) = stream(py, &result, &tx, &shared) {
-                        let _ = send(py, &tx, Err(e));
+                    if let Err(e) = stream(py, &result, &mut output, &shared) {
+                        output.fail(py, e);
                     }
                     // PEP 3333: close() is called whatever happened, client gone included.
                     if let Err(e) = close(&result) {
-                        let error = python_error(py, &e);
-                        if let Err(Err(error)) = send(py, &tx, Err(error)) {
-                            crate::panic::log(format_args!("app failed in close(): {error}"));
-                        }
+                        output.fail(py, python_error(py, &e));
                     }
                 }
             },
         }
         flush_errors(&dict);
     });
+    if output.stalled {
+        let error = format!(
+            "the client took no output for {:?}: the response is cut",
+            output.timeout
+        );
+        tracing::warn!(target: "towergate::python", "{} {}: {error}", inner.name, request_line(&environ));
+        output.end(End::Failed(error.into()));
+    }
     shared.set_sink(None);
 }
 
-/// Sends the chunks of `result` until it ends, fails or the client goes away.
+/// `METHOD URI` of a request, for a log line.
+fn request_line(environ: &Environ) -> String {
+    let get = |name| String::from_utf8_lossy(environ.get(name).unwrap_or_default()).into_owned();
+    format!("{} {}", get("REQUEST_METHOD"), get("REQUEST_URI"))
+}
+
+/// Where a Python thread sends a request's output: the body's channel, then the body's end.
+struct Output {
+    tx: mpsc::Sender<Msg>,
+    end: Option<oneshot::Sender<End>>,
+    /// How long a message may wait for room in the channel.
+    timeout: Duration,
+    /// A message waited longer: the client stopped reading, nothing more is sent.
+    stalled: bool,
+}
+
+/// Why a message was not sent.
+enum Unsent {
+    /// The body is gone: the client went away.
+    Gone,
+    /// The client stopped reading (now, or earlier).
+    Stalled,
+}
+
+impl Output {
+    /// Sends `msg` to the body, or gives it back. The GIL is released only when the channel
+    /// is full and the thread must wait: a free slot takes the message at once, sparing the
+    /// other threads a GIL hand-over per chunk.
+    fn send(&mut self, py: Python<'_>, msg: Msg) -> Result<(), (Unsent, Msg)> {
+        if self.stalled {
+            return Err((Unsent::Stalled, msg));
+        }
+        match self.tx.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(msg)) => Err((Unsent::Gone, msg)),
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                let deadline = Instant::now() + self.timeout;
+                let tx = &self.tx;
+                match py.detach(|| block_on_until(tx.reserve(), deadline)) {
+                    Some(Ok(permit)) => {
+                        permit.send(msg);
+                        Ok(())
+                    }
+                    Some(Err(_)) => Err((Unsent::Gone, msg)),
+                    None => {
+                        self.stalled = true;
+                        Err((Unsent::Stalled, msg))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fails the response with `error`: after what was sent, or as the body's end when the
+    /// client stopped reading; logged when the client is gone.
+    fn fail(&mut self, py: Python<'_>, error: BoxError) {
+        match self.send(py, Err(error)) {
+            Ok(()) => {}
+            Err((Unsent::Stalled, Err(error))) => self.end(End::Failed(error)),
+            Err((_, Err(error))) => {
+                crate::panic::log(format_args!(
+                    "app failed after the client went away: {error}"
+                ));
+            }
+            Err((_, Ok(_))) => {}
+        }
+    }
+
+    /// Sends the body's end (the first one counts).
+    fn end(&mut self, end: End) {
+        if let Some(tx) = self.end.take() {
+            let _ = tx.send(end);
+        }
+    }
+}
+
+/// Sends the chunks of `result` until it ends, fails, or the client goes away or stops
+/// reading.
 fn stream(
     py: Python<'_>,
     result: &Bound<'_, PyAny>,
-    tx: &mpsc::Sender<Msg>,
+    output: &mut Output,
     shared: &crate::gateway::Shared,
 ) -> Result<(), BoxError> {
     let iter = result.try_iter().map_err(|e| python_error(py, &e))?;
@@ -434,7 +541,7 @@ fn stream(
             // Output is on its way: start_response re-raises from now on.
             shared.mark_output();
         }
-        let sent = send(py, tx, Ok((chunk, last))).is_ok();
+        let sent = output.send(py, Ok((chunk, last))).is_ok();
         if !sent || last {
             break;
         }
@@ -463,20 +570,11 @@ pub(crate) fn to_bytes(chunk: &Bound<'_, PyBytes>) -> Bytes {
 /// A message from a Python thread to the response body.
 type Msg = Result<(Bytes, bool), BoxError>;
 
-/// Sends `msg` to the body; gives it back when the body is gone (the client went away).
-/// The GIL is released only when the channel is full and the thread must wait: a free slot
-/// takes the message at once, sparing the other threads a GIL hand-over per chunk.
-fn send(py: Python<'_>, tx: &mpsc::Sender<Msg>, msg: Msg) -> Result<(), Msg> {
-    match tx.try_send(msg) {
-        Ok(()) => Ok(()),
-        Err(mpsc::error::TrySendError::Closed(msg)) => Err(msg),
-        Err(mpsc::error::TrySendError::Full(msg)) => {
-            py.detach(|| tx.blocking_send(msg)).map_err(|e| e.0)
-        }
-    }
-}
-
 fn close(result: &Bound<'_, PyAny>) -> PyResult<()> {
+    // The common results have no close(): spare the AttributeError a lookup would raise.
+    if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+        return Ok(());
+    }
     if let Some(close) = result.getattr_opt("close")? {
         close.call0()?;
     }

@@ -29,16 +29,23 @@ pub struct WsgiBody {
 }
 
 enum Kind {
-    /// The channel, and where a file result arrives (after the channel's output).
+    /// The channel, and how the body ends once the channel is closed.
     Stream {
         chunks: BlockingBody,
-        file: Option<oneshot::Receiver<FileResult>>,
+        end: Option<oneshot::Receiver<End>>,
     },
     File(FileWrapper),
 }
 
-/// A `wsgi.file_wrapper` result, and what closes it.
-pub(crate) type FileResult = (FileWrapper, Closer);
+/// What a Python thread sends once it closes the channel, when the body does not just end
+/// there.
+pub(crate) enum End {
+    /// A `wsgi.file_wrapper` result, and what closes it: served next.
+    File(FileWrapper, Closer),
+    /// The thread gave up with the channel full (the client stopped reading): the body
+    /// fails with this error.
+    Failed(BoxError),
+}
 
 impl fmt::Debug for WsgiBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -53,13 +60,13 @@ impl fmt::Debug for WsgiBody {
 }
 
 impl WsgiBody {
-    /// The body of the channel `chunks`, followed by the file that `file` may bring once
-    /// the channel is closed.
-    pub(crate) fn new(chunks: BlockingBody, file: oneshot::Receiver<FileResult>) -> Self {
+    /// The body of the channel `chunks`, followed by what `end` may bring once the
+    /// channel is closed.
+    pub(crate) fn new(chunks: BlockingBody, end: oneshot::Receiver<End>) -> Self {
         WsgiBody {
             kind: Kind::Stream {
                 chunks,
-                file: Some(file),
+                end: Some(end),
             },
             _closer: None,
         }
@@ -76,17 +83,18 @@ impl Body for WsgiBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         loop {
-            let (chunks, file) = match &mut this.kind {
+            let (chunks, end) = match &mut this.kind {
                 Kind::File(file) => return Pin::new(file).poll_frame(cx).map_err(Into::into),
-                Kind::Stream { chunks, file } => (chunks, file),
+                Kind::Stream { chunks, end } => (chunks, end),
             };
             match ready!(Pin::new(chunks).poll_frame(cx)) {
-                // The thread sends a file result before it closes the channel.
-                None => match file.take().map(|mut rx| rx.try_recv()) {
-                    Some(Ok((wrapper, closer))) => {
+                // The thread sends its end before it closes the channel.
+                None => match end.take().map(|mut rx| rx.try_recv()) {
+                    Some(Ok(End::File(wrapper, closer))) => {
                         this.kind = Kind::File(wrapper);
                         this._closer = Some(closer);
                     }
+                    Some(Ok(End::Failed(error))) => return Poll::Ready(Some(Err(error))),
                     _ => return Poll::Ready(None),
                 },
                 frame => return Poll::Ready(frame),

@@ -61,7 +61,7 @@
 //! | `wsgi.errors` | a text stream; each complete line goes to the `Environ`'s [`Errors`](crate::environ::Errors) sink, by default the log (`tracing`) |
 //! | `start_response(status, headers, exc_info=None)` ("The start_response() Callable") | [`StartResponse::start`](crate::gateway::StartResponse::start): native strings, latin-1 only; the contract's checks (status form, header tokens, no control characters, no hop-by-hop header, one call unless `exc_info`) raise in Python and fail the response (500) even when the app swallows the exception. With `exc_info` before any output: the head is replaced; after: the exception is raised again |
 //! | `write(data)` ("The write() Callable") | sent at once (bytes only), ahead of the result's chunks; the GIL released while the client is slow |
-//! | the result iterable ("Buffering and Streaming") | each non-empty chunk sent before the next is asked for, through a bounded channel (a slow client slows the app, memory stays flat), the GIL released between chunks; when `len(result)` works, the last chunk is known, so a one-element list gets a `Content-Length` |
+//! | the result iterable ("Buffering and Streaming") | each non-empty chunk sent before the next is asked for, through a bounded channel (a slow client slows the app, memory stays flat), the GIL released between chunks; a client that takes nothing for [`Builder::send_timeout`] (default 60 s) frees the thread: the result is closed, the response cut and a line logged; when `len(result)` works, the last chunk is known, so a one-element list gets a `Content-Length` |
 //! | `close()` | always called on the result, once: after the last chunk, after an error, when the client went away |
 //! | `wsgi.file_wrapper` ("Optional Platform-Specific File Handling") | a result wrapping a regular file is served by Rust from its own handle on the file, from the file's position, with its length as `Content-Length`: the bytes never pass through Python. Other file-likes are iterated in blocks |
 //!
@@ -119,6 +119,6 @@ mod file;
 mod pool;
 mod respond;
 
-pub use app::{Builder, DEFAULT_THREADS, ResponseFuture, WsgiApp};
+pub use app::{Builder, DEFAULT_SEND_TIMEOUT, DEFAULT_THREADS, ResponseFuture, WsgiApp};
 pub use body::WsgiBody;
 pub use error::ImportError;
