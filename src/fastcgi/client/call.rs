@@ -237,7 +237,12 @@ where
     for (name, value) in client.params.iter() {
         environ.insert(name.clone(), value.clone());
     }
-    let mut params = BytesMut::new();
+    // Sized once: growing it pair by pair cost a few reallocations and copies a request.
+    let size = environ
+        .iter()
+        .map(|(name, value)| record::pair_len(name, value))
+        .sum();
+    let mut params = BytesMut::with_capacity(size);
     for (name, value) in environ.iter() {
         record::encode_pair(&mut params, name, value);
     }
