@@ -22,6 +22,7 @@ RUNS=${RUNS:-$([ -n "$QUICK" ] && echo 200 || echo 1000)}
 PY_RUNS=${PY_RUNS:-$([ -n "$QUICK" ] && echo 30 || echo 200)}
 WRK_SECS=${WRK_SECS:-$([ -n "$QUICK" ] && echo 3 || echo 10)}
 BIG=${BIG:-1073741824}
+gib=$(awk -v b="$BIG" 'BEGIN { printf "%.2f", b / 1073741824 }')
 
 log() { printf '%s\n' "$*" >&2; }
 
@@ -80,7 +81,9 @@ stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 # wrk URL CONNECTIONS -> "req/s p50_ms p99_ms"
 wrk_run() {
   local out
-  out=$(wrk -t2 -c"$2" -d"${WRK_SECS}s" --latency "$1")
+  out=$(timeout $((WRK_SECS + 30)) wrk -t2 -c"$2" -d"${WRK_SECS}s" --latency "$1")
+  # The requests served, for CPU time per request (wrk_requests).
+  awk '/requests in/ {print $1}' <<<"$out" >"$WORK/wrk.requests"
   local rps p50 p99 errors
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
@@ -96,6 +99,11 @@ to_ms() {
     else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
     else print v }'
 }
+wrk_requests() { cat "$WORK/wrk.requests"; }
+# cpu_ticks PID... -> utime + stime of those processes, in clock ticks (/proc/PID/stat)
+cpu_ticks() { for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat"; done | awk '{ s += $1 } END { print s + 0 }'; }
+# us_per_request TICKS REQUESTS -> CPU microseconds per request
+us_per_request() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "n/a" }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 ROWS=()
@@ -206,7 +214,6 @@ fi
 # ---------------------------------------------------------------- 4. 1 GiB through child and host
 if want 4; then
 log "1 GiB streamed through the CGI child and the host"
-gib=$(awk -v b="$BIG" 'BEGIN { printf "%.2f", b / 1073741824 }')
 read -r secs kb < <(head -c "$BIG" /dev/zero | env -i REQUEST_METHOD=POST PATH_INFO=/echo \
   CONTENT_LENGTH="$BIG" CONTENT_TYPE=application/octet-stream SERVER_PROTOCOL=HTTP/1.1 \
   /usr/bin/time -f "%e %M" -o "$WORK/time.out" "$STATIC/cgi_axum" | cat >/dev/null; cat "$WORK/time.out")
@@ -260,8 +267,9 @@ if want 5; then
 # nginx → cgi_axum as a FastCGI application (keep-alive upstream) against nginx → Go
 # net/http/fcgi with the same config, nginx proxy_pass → the same axum router over native
 # HTTP (native_axum), and nginx + fcgiwrap + cgi_hello (the CGI path); then 1 GiB down
-# through nginx → FastCGI → /stream with the app's peak RSS, beside nginx proxy_pass →
-# native_axum. Both FastCGI apps get their socket on descriptor 0 from spawn-fcgi.
+# through nginx → FastCGI → /stream and 1 GiB up through nginx → FastCGI → /count, each
+# with the app's peak RSS, beside nginx proxy_pass → native_axum with the same bytes. Both
+# FastCGI apps get their socket on descriptor 0 from spawn-fcgi.
 fastcgi_section() {
   local need_f=()
   command -v spawn-fcgi >/dev/null 2>&1 || need_f+=(spawn-fcgi)
@@ -296,6 +304,7 @@ http {
   uwsgi_temp_path $WORK/nginx-uwsgi;
   scgi_temp_path $WORK/nginx-scgi;
   keepalive_requests 100000;
+  # No limit on the request body (1 MiB by default): the 1 GiB upload goes through.
   client_max_body_size 0;
   # Unbuffered responses are read from the app a buffer at a time: 64 KiB, not 4 KiB.
   fastcgi_buffer_size 64k;
@@ -323,6 +332,11 @@ CONF
       fastcgi_buffering off;
       fastcgi_request_buffering off;
       fastcgi_pass app;'
+  # Both locations stream the request body to the app as it arrives (*_request_buffering
+  # off) instead of spooling all of it to a temporary file first (nginx's default): the
+  # upload row then measures the app reading a stream, not nginx's disk, and the two front
+  # ends do the same work. With buffering on, nginx would write and re-read 1 GiB on both
+  # sides and send the app a CONTENT_LENGTH body from its file.
   local proxy_location='      proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_buffering off;
@@ -340,6 +354,21 @@ CONF
       "$(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$2/status")" \
       "$(awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$2/stat")"
   }
+  # upload URL PID -> "GiB/s server_peak_rss_mib server_cpu_s": 1 GiB POSTed to /count, which
+  # reads it all before it answers the byte count (nginx stops sending a request body once a
+  # response head has arrived, so /echo cannot carry it).
+  upload_count() {
+    local start_ns end_ns got
+    start_ns=$(date +%s%N)
+    got=$(curl -s -T "$WORK/big.bin" -H "Content-Type: application/octet-stream" \
+      -H "Expect:" -X POST --max-time 300 "$1")
+    end_ns=$(date +%s%N)
+    [ "$got" = "$BIG" ] || log "$1 counted '$got' bytes, expected $BIG"
+    echo "$(awk -v g="$gib" -v n=$((end_ns - start_ns)) 'BEGIN { printf "%.2f", g / (n / 1e9) }')" \
+      "$(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$2/status")" \
+      "$(awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$2/stat")"
+  }
+  [ -f "$WORK/big.bin" ] || truncate -s "$BIG" "$WORK/big.bin"
   # fcgi_app PROGRAM -> starts it under spawn-fcgi on a free port; sets APP_PORT, APP_PID
   fcgi_app() {
     APP_PORT=$(free_port)
@@ -362,19 +391,29 @@ CONF
   # buffers stalls until fastcgi_read_timeout, whatever the app.
   read -r ft_gibs ft_rss ft_cpu <<<"$(download "http://127.0.0.1:$NGINX_PORT/app/stream?n=$((BIG >> 20))&bytes=1048576" "$APP_PID")"
   stop "$NGINX_PID"; stop "$APP_PID"
+  # 1 GiB up, with a fresh app so that its peak RSS is the upload's alone.
+  fcgi_app "$STATIC/cgi_axum"
+  start_nginx "$fcgi_location" "server 127.0.0.1:$APP_PORT;"
+  read -r fu_gibs fu_rss fu_cpu <<<"$(upload_count "http://127.0.0.1:$NGINX_PORT/app/count" "$APP_PID")"
+  stop "$NGINX_PID"; stop "$APP_PID"
 
   fcgi_app "$WORK/hello_fcgi"
   start_nginx "$fcgi_location" "server 127.0.0.1:$APP_PORT;"
   read -r fg_rps fg_p50 fg_p99 <<<"$(wrk_run "http://127.0.0.1:$NGINX_PORT/app/" 64)"
   stop "$NGINX_PID"; stop "$APP_PID"
 
-  local fp_rps="" fp_p99="" fp_gibs="" fp_rss=""
+  local fp_rps="" fp_p99="" fp_gibs="" fp_rss="" fpu_gibs="" fpu_rss="" fpu_cpu=""
   if [ -n "$native" ]; then
     APP_PORT=$(free_port)
     start "$native" --addr "127.0.0.1:$APP_PORT"; APP_PID=$LAST; wait_port "$APP_PORT"
     start_nginx "$proxy_location" "server 127.0.0.1:$APP_PORT;"
     read -r fp_rps _ fp_p99 <<<"$(wrk_run "http://127.0.0.1:$NGINX_PORT/cgi-bin/app/" 64)"
     read -r fp_gibs fp_rss _ <<<"$(download "http://127.0.0.1:$NGINX_PORT/cgi-bin/app/stream?n=$((BIG >> 20))&bytes=1048576" "$APP_PID")"
+    stop "$NGINX_PID"; stop "$APP_PID"
+    APP_PORT=$(free_port)
+    start "$native" --addr "127.0.0.1:$APP_PORT"; APP_PID=$LAST; wait_port "$APP_PORT"
+    start_nginx "$proxy_location" "server 127.0.0.1:$APP_PORT;"
+    read -r fpu_gibs fpu_rss fpu_cpu <<<"$(upload_count "http://127.0.0.1:$NGINX_PORT/cgi-bin/app/count" "$APP_PID")"
     stop "$NGINX_PID"; stop "$APP_PID"
   fi
 
@@ -400,6 +439,10 @@ CONF
   if [ -n "$native" ]; then
     row "1 GiB down, nginx proxy_pass → native_axum /stream | ${fp_gibs} GiB/s, app peak RSS ${fp_rss} MiB | — | —"
   fi
+  row "1 GiB up, nginx → towergate FastCGI (cgi_axum) → /count, request buffering off | ${fu_gibs} GiB/s, app peak RSS ${fu_rss} MiB, app CPU ${fu_cpu} s | $( [ -n "$native" ] && ratio "$fu_gibs" "$fpu_gibs" || echo —) | ≤ 20 MiB, beside proxy_pass"
+  if [ -n "$native" ]; then
+    row "1 GiB up, nginx proxy_pass → native_axum /count, request buffering off | ${fpu_gibs} GiB/s, app peak RSS ${fpu_rss} MiB, app CPU ${fpu_cpu} s | 1.00 | —"
+  fi
 }
 fastcgi_section
 fi
@@ -410,7 +453,11 @@ if want 6; then
 # static workers on a Unix socket; nginx with a keep-alive upstream and fastcgi_keep_conn,
 # one worker process; towergate with --max-processes 4, the pool's size, as nginx keeps 4
 # connections), c=16, the two interleaved over PHP_ROUNDS rounds: the median of each, and
-# the spread of the ratio over the rounds.
+# the spread of the ratio over the rounds; beside requests/s, the CPU time per request of
+# the front end and of the php-fpm workers (utime + stime from /proc before and after each
+# run), less sensitive than requests/s to other load on the machine. The comparison is
+# fair: the same pool for both, the same c; both keep their connections to php-fpm
+# (nginx: upstream keepalive + fastcgi_keep_conn; towergate: its pool, FCGI_KEEP_CONN).
 php_section() {
   local fpm=""
   for candidate in /usr/sbin/php-fpm8.2 "$(command -v php-fpm 2>/dev/null || true)"; do
@@ -475,14 +522,24 @@ CONF
   # Each one's kept-alive connections hold php-fpm workers while it runs, so the two are
   # never up at the same time: each round starts and stops both, one after the other.
   local n_all=() t_all=() ratios=() n t npid tpid
+  local n_cpu=() t_cpu=() n_php=() t_php=() workers f0 p0
+  workers=$(ps -o pid= --ppid "$ppid" | tr -d ' ')
   tport=$(free_port)
   for _ in $(seq 1 "$rounds"); do
     start nginx -c "$dir/nginx.conf"; npid=$LAST; wait_port "$nport"
+    curl -s -o /dev/null "http://127.0.0.1:$nport/hello.php"
+    f0=$(cpu_ticks "$npid"); p0=$(cpu_ticks $workers)
     read -r n _ _ <<<"$(wrk_run "http://127.0.0.1:$nport/hello.php" 16)"
+    n_cpu+=("$(us_per_request $(($(cpu_ticks "$npid") - f0)) "$(wrk_requests)")")
+    n_php+=("$(us_per_request $(($(cpu_ticks $workers) - p0)) "$(wrk_requests)")")
     stop "$npid"
     start env RUST_LOG=warn "$REL/towergate" serve "$dir/www" --php "unix:$dir/fpm.sock" \
       --max-processes 4 --addr "127.0.0.1:$tport"; tpid=$LAST; wait_port "$tport"
+    curl -s -o /dev/null "http://127.0.0.1:$tport/hello.php"
+    f0=$(cpu_ticks "$tpid"); p0=$(cpu_ticks $workers)
     read -r t _ _ <<<"$(wrk_run "http://127.0.0.1:$tport/hello.php" 16)"
+    t_cpu+=("$(us_per_request $(($(cpu_ticks "$tpid") - f0)) "$(wrk_requests)")")
+    t_php+=("$(us_per_request $(($(cpu_ticks $workers) - p0)) "$(wrk_requests)")")
     stop "$tpid"
     n_all+=("$n"); t_all+=("$t"); ratios+=("$(ratio "$t" "$n")")
   done
@@ -491,8 +548,8 @@ CONF
   local n_med t_med spread
   n_med=$(median "${n_all[@]}"); t_med=$(median "${t_all[@]}")
   spread=$(printf '%s\n' "${ratios[@]}" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo "–" hi }')
-  row "PHP: nginx → php-fpm hello.php (4 workers, keep-alive upstream), c=16 | ${n_med} req/s (median of $rounds) | 1.00 | —"
-  row "PHP: towergate serve --php → the same php-fpm pool, c=16 | ${t_med} req/s (median of $rounds; per-round ratio ${spread}) | $(ratio "$t_med" "$n_med") | ≥ 1.00"
+  row "PHP: nginx → php-fpm hello.php (4 workers, keep-alive upstream), c=16 | ${n_med} req/s (median of $rounds); CPU per request: nginx $(median "${n_cpu[@]}") µs, php-fpm $(median "${n_php[@]}") µs | 1.00 | —"
+  row "PHP: towergate serve --php → the same php-fpm pool, c=16 | ${t_med} req/s (median of $rounds; per-round ratio ${spread}); CPU per request: towergate $(median "${t_cpu[@]}") µs, php-fpm $(median "${t_php[@]}") µs | $(ratio "$t_med" "$n_med") | ≥ 1.00"
 }
 php_section
 fi

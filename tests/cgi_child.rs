@@ -326,6 +326,31 @@ fn a_one_mebibyte_post_is_echoed_byte_for_byte() {
 }
 
 #[test]
+fn count_reads_a_three_mebibyte_body_and_answers_its_length() {
+    let body = pattern(3 << 20);
+    let length = body.len().to_string();
+    let mut env = cgi_env("POST", "/count", "");
+    env.push(("CONTENT_TYPE", b"application/octet-stream"));
+    env.push(("CONTENT_LENGTH", length.as_bytes()));
+    let output = run_cgi(&example_bin("cgi_axum"), &env, &body);
+    assert_stdout(
+        &output,
+        b"Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 7\r\n\r\n3145728",
+    );
+}
+
+#[test]
+fn count_of_an_empty_body_is_zero() {
+    let mut env = cgi_env("POST", "/count", "");
+    env.push(("CONTENT_LENGTH", b"0"));
+    let output = run_cgi(&example_bin("cgi_axum"), &env, b"");
+    assert_stdout(
+        &output,
+        b"Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n\r\n0",
+    );
+}
+
+#[test]
 fn the_program_answers_without_waiting_for_stdin_to_close() {
     let mut env = cgi_env("POST", "/echo", "");
     env.push(("CONTENT_TYPE", b"text/plain"));

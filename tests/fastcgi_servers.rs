@@ -16,6 +16,32 @@ fn nginx_over_tcp_with_a_keep_alive_upstream() {
     check_contract(&fcgi_servers::nginx_tcp());
 }
 
+/// `/count` answers only once the whole body is read, so nginx sends all of it (unlike
+/// `/echo`, whose early head makes nginx stop sending). The documented config keeps nginx's
+/// default `client_max_body_size` of 1 MiB: the body stays under it.
+#[test]
+fn nginx_sends_a_whole_upload_to_count() {
+    let gateway = fcgi_servers::nginx_tcp();
+    let body: Vec<u8> = (0..1_000_000u32)
+        .map(|i| (i * 13 + i / 509) as u8)
+        .collect();
+    let request = support::wire::post_request(
+        gateway.port(),
+        "/app/count",
+        "application/octet-stream",
+        &body,
+    );
+    let response = gateway.send(&request);
+    assert_eq!(
+        response.status(),
+        200,
+        "{response:?}\n{}",
+        gateway.error_log()
+    );
+    assert_eq!(response.header("content-type"), Some("text/plain"));
+    assert_eq!(response.text(), "1000000");
+}
+
 #[test]
 fn nginx_over_a_unix_socket_from_spawn_fcgi() {
     check_contract(&fcgi_servers::nginx_spawn_fcgi());

@@ -6,6 +6,10 @@
 //!
 //! - `GET /`: `hello from axum over CGI`
 //! - `POST /echo`: the request body, streamed back with the same `Content-Type`
+//! - `POST /count`: reads the whole request body as it streams in (never holding more than one
+//!   frame) and answers `text/plain` with its length in bytes, in decimal. Unlike `/echo`, the
+//!   response head comes only after the last byte, which front ends such as nginx need to send
+//!   a large upload in full (they stop sending a body once the response head has arrived)
 //! - `GET /info`: the method, path, query and the main meta-variables, one `NAME=value` a line
 //! - `GET /headers`: the request headers, one `name: value` a line, sorted
 //! - `GET /stream?n=N&bytes=B`: N chunks of B bytes (`x`), streamed, no `Content-Length`
@@ -24,7 +28,7 @@ use axum::extract::{Path, Query, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{AppendHeaders, IntoResponse, Response};
 use axum::routing::{get, post};
-use futures_util::stream;
+use futures_util::{StreamExt, stream};
 use towergate::Environ;
 
 /// The router: the routes of the `cgi_axum` contract (DESIGN.md "Contracts").
@@ -32,6 +36,7 @@ pub fn app() -> Router {
     Router::new()
         .route("/", get(|| async { "hello from axum over CGI" }))
         .route("/echo", post(echo))
+        .route("/count", post(count))
         .route("/info", get(info))
         .route("/headers", get(headers))
         .route("/stream", get(stream_chunks))
@@ -54,6 +59,19 @@ async fn echo(request: Request) -> Response {
             .insert(header::CONTENT_TYPE, content_type);
     }
     response
+}
+
+async fn count(request: Request) -> Response {
+    let mut body = request.into_body().into_data_stream();
+    let mut total: u64 = 0;
+    while let Some(frame) = body.next().await {
+        match frame {
+            Ok(data) => total += data.len() as u64,
+            // The body failed (the client went away, a limit, a truncated upload): no count.
+            Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain")], total.to_string()).into_response()
 }
 
 async fn info(request: Request) -> String {

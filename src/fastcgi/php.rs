@@ -236,12 +236,9 @@ fn route(root: &Path, path: &str) -> Route {
     if script.iter().any(|s| s.starts_with(b".")) {
         return Route::NotFound;
     }
-    let Ok(file) = std::fs::canonicalize(relative(root, &script)) else {
+    let Some(file) = regular_file_below(root, &script) else {
         return Route::NotFound;
     };
-    if !file.starts_with(root) || !file.is_file() {
-        return Route::NotFound;
-    }
     let mut name = Vec::new();
     for segment in &script {
         name.push(b'/');
@@ -252,6 +249,32 @@ fn route(root: &Path, path: &str) -> Route {
         path_info: Bytes::from(path_info),
         filename: Bytes::copy_from_slice(file.as_os_str().as_bytes()),
     })
+}
+
+/// The real path of the regular file `root/segments` when it is under `root` (resolved),
+/// symlinks followed. The segments are plain names (no `.`, `..` or `/`), so with no
+/// symlink among them the real path is `root/segments` itself: one `lstat` per segment
+/// finds that out (and the last one whether it is a regular file), where `realpath` would
+/// read every component of `root` too. A symlink anywhere sends the path to `realpath`.
+fn regular_file_below(root: &Path, segments: &[Vec<u8>]) -> Option<PathBuf> {
+    let mut path = root.to_path_buf();
+    let mut symlink = false;
+    let mut regular = false;
+    for segment in segments {
+        path.push(OsStr::from_bytes(segment));
+        let metadata = std::fs::symlink_metadata(&path).ok()?;
+        let kind = metadata.file_type();
+        if kind.is_symlink() {
+            symlink = true;
+            break;
+        }
+        regular = kind.is_file();
+    }
+    if !symlink {
+        return regular.then_some(path);
+    }
+    let file = std::fs::canonicalize(relative(root, segments)).ok()?;
+    (file.starts_with(root) && file.is_file()).then_some(file)
 }
 
 fn relative(root: &Path, segments: &[Vec<u8>]) -> PathBuf {
@@ -301,10 +324,10 @@ where
                 ));
                 return crate::host::error_response(StatusCode::NOT_FOUND);
             };
-            let path = request.uri().path().to_owned();
-            let resolved = resolved.to_path_buf();
-            let routed = tokio::task::spawn_blocking(move || route(&resolved, &path)).await;
-            match routed.unwrap_or(Route::NotFound) {
+            // A few `lstat` calls on paths the kernel has cached, made here as nginx makes
+            // its own on its event loop: handing them to a blocking thread cost more than
+            // they do (a thread wake-up each way per request).
+            match route(resolved, request.uri().path()) {
                 Route::Script(script) => match client
                     .call_script(request, script, move || Redirect::new(home))
                     .await
@@ -425,5 +448,38 @@ mod tests {
         ] {
             assert_eq!(route(root, path), Route::NotFound, "{path}");
         }
+    }
+
+    #[test]
+    fn symlinks_resolve_to_real_files_and_never_leave_the_root() {
+        let dir = Dir::new("links");
+        let root = &dir.0;
+        let outside = std::env::temp_dir().join(format!(
+            "towergate-php-route-outside-{}.php",
+            std::process::id()
+        ));
+        std::fs::write(&outside, "<?php\n").unwrap();
+        std::os::unix::fs::symlink(root.join("a.php"), root.join("link.php")).unwrap();
+        std::os::unix::fs::symlink(root.join("d"), root.join("dlink")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("out.php")).unwrap();
+        std::os::unix::fs::symlink(root.join("d"), root.join("dir.php")).unwrap();
+        // The script runs under its real name; SCRIPT_NAME keeps the requested one.
+        assert_eq!(
+            route(root, "/link.php/x"),
+            dir.script("/link.php", "/x", "a.php")
+        );
+        assert_eq!(
+            route(root, "/dlink/index.php"),
+            dir.script("/dlink/index.php", "", "d/index.php")
+        );
+        assert_eq!(route(root, "/out.php"), Route::NotFound);
+        assert_eq!(route(root, "/dir.php"), Route::NotFound);
+        // Not a regular file, no symlink on the way.
+        assert_eq!(
+            route(root, "/d/index.php/x"),
+            dir.script("/d/index.php", "/x", "d/index.php")
+        );
+        assert_eq!(route(root, "/plain/f.txt/x.php"), Route::NotFound);
+        std::fs::remove_file(&outside).unwrap();
     }
 }

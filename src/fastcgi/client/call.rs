@@ -237,7 +237,12 @@ where
     for (name, value) in client.params.iter() {
         environ.insert(name.clone(), value.clone());
     }
-    let mut params = BytesMut::new();
+    // Sized once: growing it pair by pair cost a few reallocations and copies a request.
+    let size = environ
+        .iter()
+        .map(|(name, value)| record::pair_len(name, value))
+        .sum();
+    let mut params = BytesMut::with_capacity(size);
     for (name, value) in environ.iter() {
         record::encode_pair(&mut params, name, value);
     }
@@ -245,6 +250,7 @@ where
     let params = params.freeze();
 
     // Out and back, on a fresh connection again when a kept-alive one was closed under us.
+    let no_body = matches!(input, Input::None);
     let mut input = input;
     let mut attempt = 0;
     let (exchange, head, rest) = loop {
@@ -264,13 +270,33 @@ where
             }
         };
         let reused = exchange.reused;
-        let feeding = tokio::spawn(feed(
+        let feed = feed(
             exchange.conn.clone(),
             exchange.id,
             exchange.serial,
             params.clone(),
             input,
-        ));
+        );
+        let feeding = if no_body {
+            // BEGIN_REQUEST, PARAMS and the empty STDIN in one write, here: no task to
+            // spawn and wake for a request without a body (most of them).
+            match tokio::time::timeout_at(deadline, feed).await {
+                Ok(fed) => Feeding::Done(fed),
+                Err(_) => {
+                    // Cut off mid-write: what went out is no record boundary.
+                    exchange.conn.close();
+                    return fail(
+                        &client,
+                        StatusCode::GATEWAY_TIMEOUT,
+                        &"the request could not be sent within the head timeout",
+                    );
+                }
+            }
+        } else {
+            // A body goes out beside the reading of the head: the server may answer
+            // before it has read all of it.
+            Feeding::Running(tokio::spawn(feed))
+        };
         let mut exchange = exchange;
         let reading = read_head(&mut exchange, &options.limits);
         match tokio::time::timeout_at(deadline, reading).await {
@@ -278,8 +304,12 @@ where
             Ok(Err(failure @ (HeadFailure::Closed | HeadFailure::ClosedEarly))) => {
                 drop(exchange);
                 // The feeder stops at once on a closed connection and gives the body back.
-                let Ok(back) = feeding.await else {
-                    return fail(&client, StatusCode::BAD_GATEWAY, &failure);
+                let back = match feeding {
+                    Feeding::Done(fed) => fed,
+                    Feeding::Running(task) => match task.await {
+                        Ok(fed) => fed,
+                        Err(_) => return fail(&client, StatusCode::BAD_GATEWAY, &failure),
+                    },
                 };
                 if let Some(error) = &back.failed {
                     // The request body broke off (the client's doing): what went out was
@@ -457,6 +487,12 @@ async fn drain(mut exchange: Exchange, deadline: Instant) {
         }
     };
     let _ = tokio::time::timeout_at(deadline, draining).await;
+}
+
+/// The STDIN stream of one attempt: sent already, or being sent by a task of its own.
+enum Feeding<B> {
+    Done(Fed<B>),
+    Running(tokio::task::JoinHandle<Fed<B>>),
 }
 
 /// What a feeder gives back: the input, for a retry when it can be sent again, and the
