@@ -574,7 +574,7 @@ WSGI_BIN="$WORK/wsgi-venv/bin"
 log "building towergate with a static libpython"
 (eval "$(scripts/python-static.sh "$PYO3_PYTHON")" && \
   CARGO_TARGET_DIR="$ROOT/target/python-static" cargo build -q --release --features cli,python --bin towergate)
-STATIC_PY="$ROOT/target/python-static/release/towergate"
+STATIC_PY="$ROOT/target/python-static/$TRIPLE/release/towergate"
 mkdir -p "$WORK/wsgi"
 # Two modules: the plain apps must not pay for Flask's import in the RSS figures.
 cat >"$WORK/wsgi/bench_flask.py" <<'PY'

@@ -4,17 +4,22 @@
 #
 #   eval "$(scripts/python-static.sh)"            # the interpreter: $PYO3_PYTHON or python3
 #   cargo build --release --features cli,python --bin towergate
+#   # the program: target/<host triple>/release/towergate
 #
 # Why: a distribution's libpython3.X.so is compiled as position-independent code for a
 # shared library, and Python code runs measurably slower in it than in the distribution's
-# own `python3` executable, which links the interpreter statically (Debian's does; see
-# BENCHMARKS.md). Linking the same static library (`libpython3.X-pic.a`, from the
-# python3.X-dev package on Debian) into the Rust program gives it that speed.
+# own `python3` executable, which links the interpreter statically and without
+# position-independent code (Debian's does; see BENCHMARKS.md). Linking the same static
+# library (`libpython3.X.a`, from the python3.X-dev package on Debian) into a non-PIE Rust
+# program gives it that speed.
 #
 # What it sets:
 # - PYO3_CONFIG_FILE: a PyO3 build configuration (written under target/python-static/)
 #   naming the static library, so PyO3 links it instead of the shared one;
-# - RUSTFLAGS (appended to any already set): `-Wl,--export-dynamic`, so that extension
+# - CARGO_BUILD_TARGET: the host triple, so that RUSTFLAGS reach the program and not the
+#   build scripts and proc-macros;
+# - RUSTFLAGS (appended to any already set): `-C relocation-model=static` (a non-PIE
+#   program, as the library needs), `-Wl,--export-dynamic`, so that extension
 #   modules loaded at run time (the standard library's lib-dynload, C extensions of
 #   packages) find the interpreter's symbols in the program, and the libraries the
 #   static interpreter needs (sysconfig's MODLIBS and LIBS, for example -lz -lexpat).
@@ -32,17 +37,16 @@ libs=$("$python" -c '
 import sysconfig as s
 print(" ".join(dict.fromkeys(((s.get_config_var("MODLIBS") or "") + " " + (s.get_config_var("LIBS") or "")).split())))')
 
-lib="python$ldversion-pic"
+# The non-PIC library: position-independent code is what makes libpython3.X.so slow, so
+# the PIC archive (libpython3.X-pic.a) gains little. It links only into a non-PIE program:
+# relocation-model=static, applied to the target alone (CARGO_BUILD_TARGET), since build
+# scripts and proc-macros must stay position-independent.
+lib="python$ldversion"
 if [ ! -f "$libpl/lib$lib.a" ]; then
-  lib="python$ldversion"
-  if [ ! -f "$libpl/lib$lib.a" ]; then
-    echo "python-static.sh: no static libpython in $libpl (on Debian: apt install python$version-dev)" >&2
-    exit 1
-  fi
-  # A non-PIC library links only into a non-PIE program.
-  echo "python-static.sh: $libpl has no lib$lib-pic.a; linking the non-PIC library needs RUSTFLAGS=-Crelocation-model=static and --target" >&2
+  echo "python-static.sh: no static libpython in $libpl (on Debian: apt install python$version-dev)" >&2
   exit 1
 fi
+target=$(rustc -vV | sed -n 's/^host: //p')
 
 dir=$PWD/target/python-static
 mkdir -p "$dir"
@@ -59,9 +63,10 @@ build_flags=
 suppress_build_script_link_lines=false
 CFG
 
-flags="-C link-arg=-Wl,--export-dynamic"
+flags="-C relocation-model=static -C link-arg=-Wl,--export-dynamic"
 for l in $libs; do
   flags+=" -C link-arg=$l"
 done
 printf 'export PYO3_CONFIG_FILE=%q\n' "$dir/pyo3.cfg"
 printf 'export RUSTFLAGS=%q\n' "${RUSTFLAGS:+$RUSTFLAGS }$flags"
+printf 'export CARGO_BUILD_TARGET=%q\n' "$target"

@@ -94,22 +94,23 @@
 //! it the same way (the crate does not enable PyO3's `auto-initialize`, so that the
 //! interpreter can be linked statically).
 //!
-//! ## Linking the interpreter statically (faster)
+//! ## Linking the interpreter statically
 //!
-//! A distribution's `libpython3.X.so` is compiled for a shared library, and Python code runs
-//! slower in it than in the distribution's own `python3`, which links the interpreter
-//! statically: about 20% on Debian's Python 3.11 (see BENCHMARKS.md), which is also what a
-//! server started from `python3` (Granian, gunicorn) runs on. Link the same static library
-//! into the program with `scripts/python-static.sh` from the repository, which sets
-//! PyO3's build configuration and the linker flags (`--export-dynamic`, so that extension
-//! modules find the interpreter in the program):
+//! A distribution's `libpython3.X.so` is compiled as position-independent code, as a
+//! shared library must be, while the distribution's own `python3` (what a server started
+//! from Python, Granian or gunicorn, runs on) links the interpreter statically without it:
+//! the usual figure for that difference is 10–20% on Python code (our measurements on a
+//! noisy 2-core machine are in BENCHMARKS.md). `scripts/python-static.sh` in the
+//! repository sets up the same kind of build: PyO3's build configuration naming the static
+//! `libpython3.X.a` (Debian's `python3.X-dev` has it), a non-PIE program for the host
+//! triple, and `--export-dynamic` so that extension modules find the interpreter in the
+//! program:
 //!
 //! ```text
 //! eval "$(scripts/python-static.sh /usr/bin/python3)"
 //! cargo build --release --features cli,python --bin towergate
+//! # target/x86_64-unknown-linux-gnu/release/towergate
 //! ```
-//!
-//! It needs the static library, `libpython3.X-pic.a` (Debian's `python3.X-dev` has it).
 
 mod app;
 mod body;
