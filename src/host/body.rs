@@ -16,7 +16,8 @@ use super::process::{self, Ending, KillSwitch, Output, State};
 use crate::BoxError;
 use crate::panic::log;
 
-/// A short text response for the host's own errors: `502 Bad Gateway` and so on.
+/// A short text response for the host's own errors: `502 Bad Gateway` and so on; a 503
+/// (the host is busy or shutting down) comes with `Retry-After: 1`.
 pub(crate) fn error_response(status: StatusCode) -> Response<ResponseBody> {
     let text = format!(
         "{} {}\n",
@@ -29,6 +30,12 @@ pub(crate) fn error_response(status: StatusCode) -> Response<ResponseBody> {
         CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
+    }
     response
 }
 

@@ -9,8 +9,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, TRANSFER_ENCODING};
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use tokio::io::AsyncReadExt;
 use tokio::process::{ChildStdout, Command};
@@ -94,13 +94,7 @@ fn refuse(program: &Path, status: StatusCode, why: &dyn fmt::Display) -> Respons
         use std::io::Write;
         let _ = writeln!(std::io::stderr(), "towergate: {failure}");
     }
-    let mut response = error_response(status);
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    response
+    error_response(status)
 }
 
 /// The request body as the program gets it.

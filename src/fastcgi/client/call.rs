@@ -8,8 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::RETRY_AFTER;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::OwnedSemaphorePermit;
@@ -88,13 +87,7 @@ impl fmt::Display for Failure<'_> {
 /// A log line and `status`; 503 comes with `Retry-After: 1`, as from the CGI host.
 fn fail(client: &Client, status: StatusCode, why: &dyn fmt::Display) -> Response<ResponseBody> {
     log(format_args!("{}", Failure { client, why }));
-    let mut response = error_response(status);
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    response
+    error_response(status)
 }
 
 /// Serves `request` through `client`'s server; `script` overrides where the script is, and
