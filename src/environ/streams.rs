@@ -166,6 +166,7 @@ impl Input {
     /// Reads `max` bytes, fewer only at the end of the input: what a buffered file's
     /// `read(size)` does (Python's `io.BufferedReader`, the `wsgi.input` of wsgiref and
     /// gunicorn), so that an app may read `CONTENT_LENGTH` bytes in one call.
+    #[cfg(feature = "python")]
     pub(crate) async fn read_full(&self, max: usize) -> Result<Bytes, BoxError> {
         let first = self.read(max).await?;
         if first.len() == max || first.is_empty() {
