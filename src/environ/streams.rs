@@ -165,11 +165,11 @@ impl Input {
 
     /// Reads `max` bytes, fewer only at the end of the input: what a buffered file's
     /// `read(size)` does (Python's `io.BufferedReader`, the `wsgi.input` of wsgiref and
-    /// gunicorn), so that an app may read `CONTENT_LENGTH` bytes in one call.
-    #[cfg(feature = "python")]
+    /// gunicorn), so that an app may read `CONTENT_LENGTH` bytes in one call. A chunk that
+    /// is all there is comes back as it is, not copied.
     pub(crate) async fn read_full(&self, max: usize) -> Result<Bytes, BoxError> {
         let first = self.read(max).await?;
-        if first.len() == max || first.is_empty() {
+        if first.len() == max || first.is_empty() || self.is_drained() {
             return Ok(first);
         }
         let mut all = BytesMut::from(first);
@@ -185,17 +185,7 @@ impl Input {
 
     /// Reads the rest of the input (`read()` without a size).
     pub async fn read_to_end(&self) -> Result<Bytes, BoxError> {
-        let mut all = BytesMut::new();
-        loop {
-            let chunk = self.read(usize::MAX).await?;
-            if chunk.is_empty() {
-                return Ok(all.freeze());
-            }
-            if all.is_empty() && self.is_drained() {
-                return Ok(chunk);
-            }
-            all.extend_from_slice(&chunk);
-        }
+        self.read_full(usize::MAX).await
     }
 
     fn is_drained(&self) -> bool {
@@ -433,20 +423,18 @@ impl Wake for Unpark {
 
 /// Runs `future` to completion on the calling thread, parking it while the future waits.
 pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
     let mut future = pin!(future);
     loop {
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(output) => return output,
-            Poll::Pending => std::thread::park(),
+        // A day at a time: `Instant` has no "never".
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(86_400);
+        if let Some(output) = block_on_until(future.as_mut(), deadline) {
+            return output;
         }
     }
 }
 
 /// [`block_on`] until `deadline`: `None` when the future is still pending then (it is
 /// dropped).
-#[cfg(feature = "python")]
 pub(crate) fn block_on_until<F: Future>(
     future: F,
     deadline: std::time::Instant,

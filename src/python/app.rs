@@ -419,7 +419,11 @@ fn run(
             "the client took no output for {:?}: the response is cut",
             output.timeout
         );
-        tracing::warn!(target: "towergate::python", "{} {}: {error}", inner.name, request_line(&environ));
+        crate::panic::log(format_args!(
+            "{} {}: {error}",
+            inner.name,
+            request_line(&environ)
+        ));
         output.end(End::Failed(error.into()));
     }
     shared.set_sink(None);

@@ -126,12 +126,7 @@ impl WsgiInput {
     /// the body.
     #[pyo3(signature = (size = None))]
     fn read<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
-        let input = &self.input;
-        let bytes = match limit(size) {
-            usize::MAX => wait(py, input.read_to_end()),
-            n => wait(py, input.read_full(n)),
-        }
-        .map_err(io_error)?;
+        let bytes = wait(py, self.input.read_full(limit(size))).map_err(io_error)?;
         Ok(PyBytes::new(py, &bytes))
     }
 

@@ -27,8 +27,8 @@ impl fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// Starts `threads` threads (at least one).
-    /// Starts the interpreter first if it is not running yet: the threads attach to it.
+    /// Starts `threads` threads (at least one), and the interpreter first if it is not
+    /// running yet: the threads attach to it.
     pub(crate) fn new(threads: usize) -> std::io::Result<Self> {
         pyo3::Python::initialize();
         let threads = threads.max(1);
