@@ -125,17 +125,11 @@ pub struct Peer {
 
 impl Peer {
     pub fn connect(addr: std::net::SocketAddr) -> Peer {
-        let stream = TcpStream::connect(addr).expect("connect to the FastCGI application");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        Peer {
-            stream,
-            queued: VecDeque::new(),
-        }
+        Peer::from_stream(TcpStream::connect(addr).expect("connect to the FastCGI application"))
     }
 
-    /// The application's side of an accepted connection (for a hand-written application).
+    /// A peer on `stream`, with the read deadline: a connection to an application, or the
+    /// application's side of an accepted one (for a hand-written application).
     pub fn from_stream(stream: TcpStream) -> Peer {
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
