@@ -2,11 +2,13 @@
 //! `wsgi.errors` ("Input and Error Streams").
 
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use pyo3::exceptions::{PyOSError, PyTypeError};
+use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use super::file::FileWrapper;
@@ -37,6 +39,9 @@ pub(crate) fn from_latin1(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<
             ))
         })?
         .to_str()?;
+    if text.is_ascii() {
+        return Ok(text.as_bytes().to_vec());
+    }
     text.chars()
         .map(|c| u8::try_from(u32::from(c)))
         .collect::<Result<Vec<u8>, _>>()
@@ -47,20 +52,117 @@ pub(crate) fn from_latin1(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<
         })
 }
 
+/// The meta-variables most requests have: their names are made once as native strings,
+/// and for those marked `true`, whose values tend to repeat from one request to the next
+/// (the server's name and port, the method, the client's address...), the last value's
+/// string is kept too. A string taken from here is not made again and keeps the hash Python
+/// computed for it, so putting it in the environ dict costs little. One slot per name:
+/// the memory is bounded whatever clients send.
+const KNOWN: [(&str, bool); 30] = [
+    ("GATEWAY_INTERFACE", true),
+    ("SERVER_SOFTWARE", true),
+    ("SERVER_NAME", true),
+    ("SERVER_PORT", true),
+    ("SERVER_PROTOCOL", true),
+    ("REQUEST_METHOD", true),
+    ("SCRIPT_NAME", true),
+    ("PATH_INFO", false),
+    ("PATH_TRANSLATED", false),
+    ("QUERY_STRING", false),
+    ("REQUEST_URI", false),
+    ("REMOTE_ADDR", true),
+    ("REMOTE_HOST", true),
+    ("REMOTE_PORT", false),
+    ("REMOTE_USER", false),
+    ("AUTH_TYPE", true),
+    ("CONTENT_TYPE", true),
+    ("CONTENT_LENGTH", false),
+    ("HTTPS", true),
+    ("HTTP_HOST", true),
+    ("HTTP_ACCEPT", true),
+    ("HTTP_ACCEPT_ENCODING", true),
+    ("HTTP_ACCEPT_LANGUAGE", true),
+    ("HTTP_CONNECTION", true),
+    ("HTTP_USER_AGENT", true),
+    ("HTTP_COOKIE", false),
+    ("HTTP_REFERER", false),
+    ("HTTP_ORIGIN", true),
+    ("HTTP_CACHE_CONTROL", true),
+    ("HTTP_X_FORWARDED_FOR", false),
+];
+
+/// The strings of [`KNOWN`], made as requests need them.
+#[derive(Default)]
+struct Slot {
+    name: Option<Py<PyString>>,
+    last: Option<(Box<[u8]>, Py<PyString>)>,
+}
+
+static SLOTS: LazyLock<Mutex<Vec<Slot>>> =
+    LazyLock::new(|| Mutex::new(KNOWN.iter().map(|_| Slot::default()).collect()));
+
+/// The native strings of the meta-variable `name` and its `value`.
+fn strings<'py>(
+    py: Python<'py>,
+    slots: &mut [Slot],
+    name: &[u8],
+    value: &[u8],
+) -> (Bound<'py, PyString>, Bound<'py, PyString>) {
+    let value_of = |slot: &mut Slot, repeats: bool| {
+        if value.is_empty() {
+            return intern!(py, "").clone();
+        }
+        if !repeats {
+            return latin1(py, value);
+        }
+        match &slot.last {
+            Some((bytes, string)) if **bytes == *value => string.bind(py).clone(),
+            _ => {
+                let string = latin1(py, value);
+                slot.last = Some((value.into(), string.clone().unbind()));
+                string
+            }
+        }
+    };
+    match KNOWN.iter().position(|(known, _)| known.as_bytes() == name) {
+        Some(i) => {
+            let slot = &mut slots[i];
+            let name = slot
+                .name
+                .get_or_insert_with(|| PyString::intern(py, KNOWN[i].0).unbind())
+                .bind(py)
+                .clone();
+            (name, value_of(slot, KNOWN[i].1))
+        }
+        None => (latin1(py, name), value_of(&mut Slot::default(), false)),
+    }
+}
+
 /// The environ dict of a request: the meta-variables as native strings, then the `wsgi.*`
 /// keys, true to the deployment the [`Environ`] describes.
 pub(crate) fn environ_dict<'py>(
     py: Python<'py>,
     environ: &Environ,
 ) -> PyResult<Bound<'py, PyDict>> {
+    static VERSION: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
     let dict = PyDict::new(py);
-    for (key, value) in environ.iter() {
-        dict.set_item(latin1(py, key), latin1(py, value))?;
+    {
+        let mut slots = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, value) in environ.iter() {
+            let (name, value) = strings(py, &mut slots, name, value);
+            dict.set_item(name, value)?;
+        }
     }
-    dict.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
-    dict.set_item("wsgi.url_scheme", environ.url_scheme().as_str())?;
+    let scheme = match environ.url_scheme().as_str() {
+        "https" => intern!(py, "https").clone(),
+        "http" => intern!(py, "http").clone(),
+        other => PyString::new(py, other),
+    };
+    dict.set_item(intern!(py, "wsgi.url_scheme"), scheme)?;
+    let version = VERSION.get_or_try_init(py, || PyTuple::new(py, [1, 0]).map(Bound::unbind))?;
+    dict.set_item(intern!(py, "wsgi.version"), version.bind(py))?;
     dict.set_item(
-        "wsgi.input",
+        intern!(py, "wsgi.input"),
         Bound::new(
             py,
             WsgiInput {
@@ -69,7 +171,7 @@ pub(crate) fn environ_dict<'py>(
         )?,
     )?;
     dict.set_item(
-        "wsgi.errors",
+        intern!(py, "wsgi.errors"),
         Bound::new(
             py,
             WsgiErrors {
@@ -78,15 +180,18 @@ pub(crate) fn environ_dict<'py>(
             },
         )?,
     )?;
-    dict.set_item("wsgi.multithread", environ.multithread())?;
-    dict.set_item("wsgi.multiprocess", environ.multiprocess())?;
-    dict.set_item("wsgi.run_once", environ.run_once())?;
+    dict.set_item(intern!(py, "wsgi.multithread"), environ.multithread())?;
+    dict.set_item(intern!(py, "wsgi.multiprocess"), environ.multiprocess())?;
+    dict.set_item(intern!(py, "wsgi.run_once"), environ.run_once())?;
     // mod_wsgi's key: without CONTENT_LENGTH (a chunked body), the app may read to the end
     // of the input, which ends where the body does. With a length, apps read that many bytes.
     if environ.get("CONTENT_LENGTH").is_none_or(<[u8]>::is_empty) {
-        dict.set_item("wsgi.input_terminated", true)?;
+        dict.set_item(intern!(py, "wsgi.input_terminated"), true)?;
     }
-    dict.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
+    dict.set_item(
+        intern!(py, "wsgi.file_wrapper"),
+        py.get_type::<FileWrapper>(),
+    )?;
     Ok(dict)
 }
 
@@ -271,6 +376,39 @@ mod tests {
             assert!(get("wsgi.run_once").extract::<bool>().unwrap());
             // A body with a length: read CONTENT_LENGTH bytes, not to the end.
             assert!(dict.get_item("wsgi.input_terminated").unwrap().is_none());
+        });
+    }
+
+    #[test]
+    fn kept_strings_follow_each_request_s_values() {
+        Python::initialize();
+        let requests = [
+            [
+                ("REQUEST_METHOD", &b"GET"[..]),
+                ("HTTP_HOST", b"a.example"),
+                ("HTTP_X_ONE", b"1"),
+            ],
+            [
+                ("REQUEST_METHOD", b"POST"),
+                ("HTTP_HOST", b"caf\xe9.example"),
+                ("HTTP_X_ONE", b""),
+            ],
+            [
+                ("REQUEST_METHOD", b"GET"),
+                ("HTTP_HOST", b"a.example"),
+                ("HTTP_X_ONE", b"2"),
+            ],
+        ];
+        Python::attach(|py| {
+            for vars in requests {
+                let environ = Environ::from_vars(vars);
+                let dict = environ_dict(py, &environ).unwrap();
+                for (name, value) in vars {
+                    let got = dict.get_item(name).unwrap().unwrap();
+                    let bytes = from_latin1(&got, name).unwrap();
+                    assert_eq!(bytes, value, "{name}");
+                }
+            }
         });
     }
 }
