@@ -275,7 +275,7 @@ impl EnvironBuilder {
             (Some((name, _)), _) => name,
             (None, Some(local)) => match local.ip().to_canonical() {
                 IpAddr::V6(ip) => arena.display(format_args!("[{ip}]")),
-                IpAddr::V4(ip) => arena.display(ip),
+                IpAddr::V4(ip) => arena.ipv4(ip),
             },
             (None, None) => Bytes::from_static(b"localhost"),
         };
@@ -332,7 +332,10 @@ impl EnvironBuilder {
         );
 
         if let Some(remote) = remote {
-            let ip = arena.display(remote.ip().to_canonical());
+            let ip = match remote.ip().to_canonical() {
+                IpAddr::V4(ip) => arena.ipv4(ip),
+                ip => arena.display(ip),
+            };
             env.push_unchecked(Bytes::from_static(b"REMOTE_HOST"), ip.clone());
             env.push_unchecked(Bytes::from_static(b"REMOTE_ADDR"), ip);
             env.push_unchecked(
@@ -576,6 +579,24 @@ impl Arena {
             }
         }
         self.copy(&digits[at..])
+    }
+
+    /// An IPv4 address in dotted decimal (what its `Display` writes, without the formatting
+    /// machinery: this runs for every request).
+    fn ipv4(&mut self, ip: std::net::Ipv4Addr) -> Bytes {
+        for (i, octet) in ip.octets().into_iter().enumerate() {
+            if i > 0 {
+                self.put(b".");
+            }
+            let digits = [octet / 100, octet / 10 % 10, octet % 10].map(|d| b'0' + d);
+            let skip = match octet {
+                0..=9 => 2,
+                10..=99 => 1,
+                _ => 0,
+            };
+            self.put(&digits[skip..]);
+        }
+        self.take()
     }
 
     /// A value's `Display` form, without going through a `String`.
@@ -906,6 +927,15 @@ mod tests {
         );
         assert_eq!(get(&environ, "SERVER_NAME"), Some("[::1]"));
         assert_eq!(get(&environ, "SERVER_PORT"), Some("8080"));
+    }
+
+    #[test]
+    fn ipv4_addresses_are_written_as_display_writes_them() {
+        let mut arena = Arena::with_capacity(0);
+        for ip in ["0.0.0.0", "9.10.99.100", "255.1.20.200", "127.0.0.1"] {
+            let ip: std::net::Ipv4Addr = ip.parse().unwrap();
+            assert_eq!(arena.ipv4(ip), ip.to_string().as_bytes());
+        }
     }
 
     #[test]

@@ -96,20 +96,26 @@ pub(crate) fn main(args: WsgiArgs) -> ExitCode {
     };
     let mount = args.mount.clone().unwrap_or_default();
     let service = AppService::new(app).script_name(mount.clone());
-    let mut router = Router::new();
-    for (prefix, dir) in &args.statics {
-        router = router.nest_service(prefix, ServeDir::new(dir));
-    }
-    router = if mount.is_empty() {
-        router.fallback_service(service)
-    } else {
-        router.nest_service(&mount, service)
-    };
     println!(
         "towergate: serving {} at http://{}{}/",
         args.target, args.server.addr, mount
     );
-    match runtime.block_on(server::run(&args.server, router)) {
+    let served = if args.statics.is_empty() && mount.is_empty() {
+        // The app alone: no router in the way of every request.
+        runtime.block_on(server::run(&args.server, service))
+    } else {
+        let mut router = Router::new();
+        for (prefix, dir) in &args.statics {
+            router = router.nest_service(prefix, ServeDir::new(dir));
+        }
+        router = if mount.is_empty() {
+            router.fallback_service(service)
+        } else {
+            router.nest_service(&mount, service)
+        };
+        runtime.block_on(server::run(&args.server, router))
+    };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("towergate wsgi: {error}");
