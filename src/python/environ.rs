@@ -52,43 +52,57 @@ pub(crate) fn from_latin1(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<
         })
 }
 
-/// The meta-variables most requests have: their names are made once as native strings,
-/// and for those marked `true`, whose values tend to repeat from one request to the next
-/// (the server's name and port, the method, the client's address...), the last value's
-/// string is kept too. A string taken from here is not made again and keeps the hash Python
+/// The meta-variables most requests have, each with whether its value tends to repeat
+/// from one request to the next (the server's name and port, the method, the client's
+/// address...) and whether nearly every request has it (see [`template`]).
+///
+/// Their names are made once as native strings, and so is the last value of those whose
+/// value repeats. A string taken from here is not made again and keeps the hash Python
 /// computed for it, so putting it in the environ dict costs little. One slot per name:
 /// the memory is bounded whatever clients send.
-const KNOWN: [(&str, bool); 30] = [
-    ("GATEWAY_INTERFACE", true),
-    ("SERVER_SOFTWARE", true),
-    ("SERVER_NAME", true),
-    ("SERVER_PORT", true),
-    ("SERVER_PROTOCOL", true),
-    ("REQUEST_METHOD", true),
-    ("SCRIPT_NAME", true),
-    ("PATH_INFO", false),
-    ("PATH_TRANSLATED", false),
-    ("QUERY_STRING", false),
-    ("REQUEST_URI", false),
-    ("REMOTE_ADDR", true),
-    ("REMOTE_HOST", true),
-    ("REMOTE_PORT", false),
-    ("REMOTE_USER", false),
-    ("AUTH_TYPE", true),
-    ("CONTENT_TYPE", true),
-    ("CONTENT_LENGTH", false),
-    ("HTTPS", true),
-    ("HTTP_HOST", true),
-    ("HTTP_ACCEPT", true),
-    ("HTTP_ACCEPT_ENCODING", true),
-    ("HTTP_ACCEPT_LANGUAGE", true),
-    ("HTTP_CONNECTION", true),
-    ("HTTP_USER_AGENT", true),
-    ("HTTP_COOKIE", false),
-    ("HTTP_REFERER", false),
-    ("HTTP_ORIGIN", true),
-    ("HTTP_CACHE_CONTROL", true),
-    ("HTTP_X_FORWARDED_FOR", false),
+const KNOWN: [(&str, bool, bool); 30] = [
+    ("GATEWAY_INTERFACE", true, true),
+    ("SERVER_SOFTWARE", true, true),
+    ("SERVER_NAME", true, true),
+    ("SERVER_PORT", true, true),
+    ("SERVER_PROTOCOL", true, true),
+    ("REQUEST_METHOD", true, true),
+    ("SCRIPT_NAME", true, true),
+    ("PATH_INFO", false, true),
+    ("PATH_TRANSLATED", false, false),
+    ("QUERY_STRING", false, true),
+    ("REQUEST_URI", false, true),
+    ("REMOTE_ADDR", true, true),
+    ("REMOTE_HOST", true, true),
+    ("REMOTE_PORT", false, true),
+    ("REMOTE_USER", false, false),
+    ("AUTH_TYPE", true, false),
+    ("CONTENT_TYPE", true, false),
+    ("CONTENT_LENGTH", false, false),
+    ("HTTPS", true, false),
+    ("HTTP_HOST", true, true),
+    ("HTTP_ACCEPT", true, false),
+    ("HTTP_ACCEPT_ENCODING", true, false),
+    ("HTTP_ACCEPT_LANGUAGE", true, false),
+    ("HTTP_CONNECTION", true, false),
+    ("HTTP_USER_AGENT", true, false),
+    ("HTTP_COOKIE", false, false),
+    ("HTTP_REFERER", false, false),
+    ("HTTP_ORIGIN", true, false),
+    ("HTTP_CACHE_CONTROL", true, false),
+    ("HTTP_X_FORWARDED_FOR", false, false),
+];
+
+/// The `wsgi.*` keys every environ dict has.
+const WSGI_KEYS: [&str; 8] = [
+    "wsgi.url_scheme",
+    "wsgi.version",
+    "wsgi.input",
+    "wsgi.errors",
+    "wsgi.multithread",
+    "wsgi.multiprocess",
+    "wsgi.run_once",
+    "wsgi.file_wrapper",
 ];
 
 /// The strings of [`KNOWN`], made as requests need them.
@@ -101,13 +115,23 @@ struct Slot {
 static SLOTS: LazyLock<Mutex<Vec<Slot>>> =
     LazyLock::new(|| Mutex::new(KNOWN.iter().map(|_| Slot::default()).collect()));
 
-/// The native strings of the meta-variable `name` and its `value`.
+/// The name of `KNOWN[i]` as a native string (interned).
+fn known_name<'py>(py: Python<'py>, slots: &mut [Slot], i: usize) -> Bound<'py, PyString> {
+    slots[i]
+        .name
+        .get_or_insert_with(|| PyString::intern(py, KNOWN[i].0).unbind())
+        .bind(py)
+        .clone()
+}
+
+/// The native strings of the meta-variable `name` and its `value`, and the index of `name`
+/// in [`KNOWN`].
 fn strings<'py>(
     py: Python<'py>,
     slots: &mut [Slot],
     name: &[u8],
     value: &[u8],
-) -> (Bound<'py, PyString>, Bound<'py, PyString>) {
+) -> (Option<usize>, Bound<'py, PyString>, Bound<'py, PyString>) {
     let value_of = |slot: &mut Slot, repeats: bool| {
         if value.is_empty() {
             return intern!(py, "").clone();
@@ -124,18 +148,36 @@ fn strings<'py>(
             }
         }
     };
-    match KNOWN.iter().position(|(known, _)| known.as_bytes() == name) {
+    match KNOWN
+        .iter()
+        .position(|(known, ..)| known.as_bytes() == name)
+    {
         Some(i) => {
-            let slot = &mut slots[i];
-            let name = slot
-                .name
-                .get_or_insert_with(|| PyString::intern(py, KNOWN[i].0).unbind())
-                .bind(py)
-                .clone();
-            (name, value_of(slot, KNOWN[i].1))
+            let name = known_name(py, slots, i);
+            (Some(i), name, value_of(&mut slots[i], KNOWN[i].1))
         }
-        None => (latin1(py, name), value_of(&mut Slot::default(), false)),
+        None => (
+            None,
+            latin1(py, name),
+            value_of(&mut Slot::default(), false),
+        ),
     }
+}
+
+/// The dict each environ dict starts as a copy of: the keys nearly every request has (the
+/// usual meta-variables of [`KNOWN`], the `wsgi.*` keys and `wsgi.input_terminated`), all
+/// `None`. Copying it gives a dict whose table is already big enough and whose keys are
+/// already hashed: filling it in replaces values, where building it key by key would
+/// grow the table three times.
+fn template<'py>(py: Python<'py>, slots: &mut [Slot]) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    for i in (0..KNOWN.len()).filter(|&i| KNOWN[i].2) {
+        dict.set_item(known_name(py, slots, i), py.None())?;
+    }
+    for key in WSGI_KEYS.iter().chain(["wsgi.input_terminated"].iter()) {
+        dict.set_item(PyString::intern(py, key), py.None())?;
+    }
+    Ok(dict)
 }
 
 /// The environ dict of a request: the meta-variables as native strings, then the `wsgi.*`
@@ -145,14 +187,27 @@ pub(crate) fn environ_dict<'py>(
     environ: &Environ,
 ) -> PyResult<Bound<'py, PyDict>> {
     static VERSION: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
-    let dict = PyDict::new(py);
-    {
+    static TEMPLATE: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+    let dict = {
         let mut slots = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
+        let dict = TEMPLATE
+            .get_or_try_init(py, || template(py, &mut slots).map(Bound::unbind))?
+            .bind(py)
+            .copy()?;
+        let mut set = 0u64;
         for (name, value) in environ.iter() {
-            let (name, value) = strings(py, &mut slots, name, value);
+            let (i, name, value) = strings(py, &mut slots, name, value);
+            if let Some(i) = i {
+                set |= 1 << i;
+            }
             dict.set_item(name, value)?;
         }
-    }
+        // The usual meta-variables this environ lacks are not left as None.
+        for i in (0..KNOWN.len()).filter(|&i| KNOWN[i].2 && set & (1 << i) == 0) {
+            dict.del_item(known_name(py, &mut slots, i))?;
+        }
+        dict
+    };
     let scheme = match environ.url_scheme().as_str() {
         "https" => intern!(py, "https").clone(),
         "http" => intern!(py, "http").clone(),
@@ -187,6 +242,8 @@ pub(crate) fn environ_dict<'py>(
     // of the input, which ends where the body does. With a length, apps read that many bytes.
     if environ.get("CONTENT_LENGTH").is_none_or(<[u8]>::is_empty) {
         dict.set_item(intern!(py, "wsgi.input_terminated"), true)?;
+    } else {
+        dict.del_item(intern!(py, "wsgi.input_terminated"))?;
     }
     dict.set_item(
         intern!(py, "wsgi.file_wrapper"),
@@ -376,6 +433,17 @@ mod tests {
             assert!(get("wsgi.run_once").extract::<bool>().unwrap());
             // A body with a length: read CONTENT_LENGTH bytes, not to the end.
             assert!(dict.get_item("wsgi.input_terminated").unwrap().is_none());
+            // Exactly the environ's variables and the wsgi.* keys: none of the usual
+            // variables it lacks is left over from the template.
+            let mut keys: Vec<String> = dict.keys().extract().unwrap();
+            keys.sort();
+            let mut expected: Vec<String> = ["CONTENT_LENGTH", "REQUEST_METHOD"]
+                .iter()
+                .chain(WSGI_KEYS.iter())
+                .map(|k| k.to_string())
+                .collect();
+            expected.sort();
+            assert_eq!(keys, expected);
         });
     }
 
