@@ -24,6 +24,11 @@ use crate::panic::log;
 type Reader = Box<dyn AsyncRead + Send + Unpin>;
 type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 
+/// How long a new connection may wait for its first answer before it counts as not taken
+/// up by the server (every worker of a php-fpm pool held by a kept connection): from then
+/// on, connections whose request ends are closed rather than kept, to free a worker.
+const UNTAKEN: Duration = Duration::from_millis(50);
+
 /// What the driver hands to a request.
 #[derive(Debug)]
 pub(super) enum Event {
@@ -237,6 +242,7 @@ impl Pool {
             }),
             closed,
             capacity,
+            opened: Instant::now(),
             pool: Arc::downgrade(self),
         });
         // Registered before anyone else can see it: the slot is this request's.
@@ -251,15 +257,20 @@ impl Pool {
         exchange.ok_or_else(|| ConnectError::Io(io::Error::other("the new connection is full")))
     }
 
-    /// Whether another connection carries a request but has had no answer at all yet: a
-    /// connection the server has not taken up.
+    /// Whether another connection carries a request but has had no answer at all for
+    /// [`UNTAKEN`] since it opened: a connection the server has not taken up. (A connection
+    /// opened a moment ago is not starving yet: counting it closed a kept connection each
+    /// time a new one opened, and each of those closes opened another, for good.)
     fn starving(&self, except: &Conn) -> bool {
         lock(&self.conns).iter().any(|conn| {
             if std::ptr::eq(Arc::as_ptr(conn), except) {
                 return false;
             }
-            let state = lock(&conn.state);
-            !state.closed && !state.answered && !state.slots.is_empty()
+            let waiting = {
+                let state = lock(&conn.state);
+                !state.closed && !state.answered && !state.slots.is_empty()
+            };
+            waiting && conn.opened.elapsed() >= UNTAKEN
         })
     }
 
@@ -327,6 +338,9 @@ pub(super) struct Conn {
     /// True once the connection is closed: its driver and writers stop.
     closed: watch::Sender<bool>,
     capacity: u16,
+    /// When the connection was opened (to tell a connection the server has not taken up
+    /// from one that is just new).
+    opened: Instant,
     /// The size of each request's buffer, in records.
     response_records: usize,
     pool: Weak<Pool>,
