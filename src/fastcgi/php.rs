@@ -2,9 +2,10 @@
 //! way Caddy's `php_fastcgi` routes them.
 
 use std::convert::Infallible;
+use std::borrow::Cow;
 use std::ffi::OsStr;
 use std::fmt;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -191,15 +192,15 @@ impl Eq for Script {}
 
 /// Routes `path` (raw, as in the URI) under `root` (resolved).
 fn route(root: &Path, path: &str) -> Route {
-    let raw: Vec<&[u8]> = path
-        .as_bytes()
-        .split(|&b| b == b'/')
-        .filter(|s| !s.is_empty())
-        .collect();
-    let mut segments = Vec::with_capacity(raw.len());
-    for segment in &raw {
-        let decoded = crate::percent::decode(segment);
-        if decoded == b".." || decoded.iter().any(|&b| b == b'/' || b == b'\\' || b == 0) {
+    // Decoded only when escaped: most paths are plain, and are borrowed as they are.
+    let mut segments: Vec<Cow<'_, [u8]>> = Vec::with_capacity(8);
+    for segment in path.as_bytes().split(|&b| b == b'/').filter(|s| !s.is_empty()) {
+        let decoded = if crate::percent::has_escape(segment) {
+            Cow::Owned(crate::percent::decode(segment))
+        } else {
+            Cow::Borrowed(segment)
+        };
+        if *decoded == *b".." || decoded.iter().any(|&b| b == b'/' || b == b'\\' || b == 0) {
             return Route::NotFound;
         }
         segments.push(decoded);
@@ -207,7 +208,7 @@ fn route(root: &Path, path: &str) -> Route {
     let php = segments
         .iter()
         .position(|s| s.len() > 4 && s[s.len() - 4..].eq_ignore_ascii_case(b".php"));
-    let (script, path_info): (Vec<Vec<u8>>, Vec<u8>) = match php {
+    let (script, path_info): (&[Cow<'_, [u8]>], Vec<u8>) = match php {
         Some(i) => {
             let mut info = Vec::new();
             for segment in &segments[i + 1..] {
@@ -217,7 +218,7 @@ fn route(root: &Path, path: &str) -> Route {
             if path.ends_with('/') {
                 info.push(b'/');
             }
-            (segments[..=i].to_vec(), info)
+            (&segments[..=i], info)
         }
         None => {
             let dir = relative(root, &segments);
@@ -228,26 +229,25 @@ fn route(root: &Path, path: &str) -> Route {
             if !path.ends_with('/') {
                 return Route::Slash;
             }
-            let mut script = segments.clone();
-            script.push(b"index.php".to_vec());
-            (script, Vec::new())
+            segments.push(Cow::Borrowed(b"index.php"));
+            (&segments[..], Vec::new())
         }
     };
     if script.iter().any(|s| s.starts_with(b".")) {
         return Route::NotFound;
     }
-    let Some(file) = regular_file_below(root, &script) else {
+    let Some(file) = regular_file_below(root, script) else {
         return Route::NotFound;
     };
-    let mut name = Vec::new();
-    for segment in &script {
+    let mut name = Vec::with_capacity(script.iter().map(|s| s.len() + 1).sum());
+    for segment in script {
         name.push(b'/');
         name.extend_from_slice(segment);
     }
     Route::Script(Script {
         name: Bytes::from(name),
         path_info: Bytes::from(path_info),
-        filename: Bytes::copy_from_slice(file.as_os_str().as_bytes()),
+        filename: Bytes::from(file.into_os_string().into_vec()),
     })
 }
 
@@ -256,8 +256,8 @@ fn route(root: &Path, path: &str) -> Route {
 /// symlink among them the real path is `root/segments` itself: one `lstat` per segment
 /// finds that out (and the last one whether it is a regular file), where `realpath` would
 /// read every component of `root` too. A symlink anywhere sends the path to `realpath`.
-fn regular_file_below(root: &Path, segments: &[Vec<u8>]) -> Option<PathBuf> {
-    let mut path = root.to_path_buf();
+fn regular_file_below(root: &Path, segments: &[Cow<'_, [u8]>]) -> Option<PathBuf> {
+    let mut path = with_room(root, segments);
     let mut symlink = false;
     let mut regular = false;
     for segment in segments {
@@ -277,11 +277,19 @@ fn regular_file_below(root: &Path, segments: &[Vec<u8>]) -> Option<PathBuf> {
     (file.starts_with(root) && file.is_file()).then_some(file)
 }
 
-fn relative(root: &Path, segments: &[Vec<u8>]) -> PathBuf {
-    let mut path = root.to_path_buf();
+fn relative(root: &Path, segments: &[Cow<'_, [u8]>]) -> PathBuf {
+    let mut path = with_room(root, segments);
     for segment in segments {
         path.push(OsStr::from_bytes(segment));
     }
+    path
+}
+
+/// `root`, with room for `segments` (and an `index.php`) behind it: one allocation.
+fn with_room(root: &Path, segments: &[Cow<'_, [u8]>]) -> PathBuf {
+    let room = segments.iter().map(|s| s.len() + 1).sum::<usize>() + "/index.php".len();
+    let mut path = PathBuf::with_capacity(root.as_os_str().len() + room);
+    path.push(root);
     path
 }
 

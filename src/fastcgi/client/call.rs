@@ -395,13 +395,50 @@ where
         });
         return response;
     }
+    let mut exchange = exchange;
+    let (first, ended) = ready_body(&mut exchange, rest);
+    if ended && content_length.is_none_or(|length| length == first.len() as u64) {
+        // The whole response is here (php-fpm writes a small one at once): a body of
+        // known length, and the connection and the slot are free before it is written.
+        drop(exchange);
+        drop(permit);
+        *response.body_mut() = ResponseBody::full(first);
+        return response;
+    }
     *response.body_mut() = ResponseBody::boxed(Stdout {
         remaining: content_length,
-        first: Some(rest).filter(|r| !r.is_empty()),
-        exchange: Some(exchange),
+        first: Some(first).filter(|r| !r.is_empty()),
+        exchange: Some(exchange).filter(|_| !ended),
+        ended,
         _permit: permit,
     });
     response
+}
+
+/// The most response body taken at once behind the head, to see whether it is whole.
+const READY_BODY: usize = 64 * 1024;
+
+/// The response body that is already here behind the head (`rest`), without waiting, up to
+/// [`READY_BODY`] bytes: the bytes, and whether END_REQUEST came too.
+fn ready_body(exchange: &mut Exchange, rest: Bytes) -> (Bytes, bool) {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut body = rest;
+    let mut joined: Option<BytesMut> = None;
+    while body.len() + joined.as_ref().map_or(0, BytesMut::len) <= READY_BODY {
+        match exchange.poll_next(&mut cx) {
+            Poll::Ready(Some(Event::Stdout(data))) => {
+                joined
+                    .get_or_insert_with(|| BytesMut::from(std::mem::take(&mut body)))
+                    .extend_from_slice(&data);
+            }
+            Poll::Ready(Some(Event::End(_))) => {
+                return (joined.map_or(body, BytesMut::freeze), true);
+            }
+            // A closed connection is seen again by the body, which fails.
+            Poll::Ready(None) | Poll::Pending => break,
+        }
+    }
+    (joined.map_or(body, BytesMut::freeze), false)
 }
 
 /// Why no head came back.
@@ -662,6 +699,8 @@ struct Stdout {
     remaining: Option<u64>,
     first: Option<Bytes>,
     exchange: Option<Exchange>,
+    /// END_REQUEST came already, before `first` was yielded.
+    ended: bool,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -680,6 +719,18 @@ impl Stdout {
         }
         Poll::Ready(Some(Ok(Frame::data(data))))
     }
+
+    /// END_REQUEST: the end of the body, short of its `Content-Length` or not.
+    fn end(&mut self) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.exchange = None;
+        self.ended = false;
+        if self.remaining.is_some_and(|r| r > 0) {
+            return Poll::Ready(Some(Err(
+                "the FastCGI response is shorter than its Content-Length".into(),
+            )));
+        }
+        Poll::Ready(None)
+    }
 }
 
 impl Body for Stdout {
@@ -694,19 +745,14 @@ impl Body for Stdout {
             return self.data(first);
         }
         let Some(exchange) = self.exchange.as_mut() else {
+            if self.ended {
+                return self.end();
+            }
             return Poll::Ready(None);
         };
         match std::task::ready!(exchange.poll_next(cx)) {
             Some(Event::Stdout(data)) => self.data(data),
-            Some(Event::End(_)) => {
-                self.exchange = None;
-                if self.remaining.is_some_and(|r| r > 0) {
-                    return Poll::Ready(Some(Err(
-                        "the FastCGI response is shorter than its Content-Length".into(),
-                    )));
-                }
-                Poll::Ready(None)
-            }
+            Some(Event::End(_)) => self.end(),
             None => {
                 let overflowed = exchange.overflowed();
                 self.exchange = None;
@@ -722,7 +768,7 @@ impl Body for Stdout {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.first.is_none() && self.exchange.is_none()
+        self.first.is_none() && self.exchange.is_none() && !self.ended
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -566,6 +566,8 @@ impl Conn {
             writer.flush().await
         };
         tokio::select! {
+            // The write first: most are done at once, with no watch on the connection.
+            biased;
             result = writing => {
                 if result.is_err() {
                     self.close();
