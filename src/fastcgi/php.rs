@@ -1,8 +1,8 @@
 //! [`PhpFiles`]: the `*.php` files of a directory served through a FastCGI [`Client`], the
 //! way Caddy's `php_fastcgi` routes them.
 
-use std::convert::Infallible;
 use std::borrow::Cow;
+use std::convert::Infallible;
 use std::ffi::OsStr;
 use std::fmt;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -194,7 +194,11 @@ impl Eq for Script {}
 fn route(root: &Path, path: &str) -> Route {
     // Decoded only when escaped: most paths are plain, and are borrowed as they are.
     let mut segments: Vec<Cow<'_, [u8]>> = Vec::with_capacity(8);
-    for segment in path.as_bytes().split(|&b| b == b'/').filter(|s| !s.is_empty()) {
+    for segment in path
+        .as_bytes()
+        .split(|&b| b == b'/')
+        .filter(|s| !s.is_empty())
+    {
         let decoded = if crate::percent::has_escape(segment) {
             Cow::Owned(crate::percent::decode(segment))
         } else {

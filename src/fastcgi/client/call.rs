@@ -389,10 +389,13 @@ where
         // The body is read to its end behind the response, holding the request's slot, so
         // that the connection serves the next request (the CGI host discards a program's
         // output the same way).
-        tokio::spawn(async move {
-            drain(exchange, deadline).await;
-            drop(permit);
-        });
+        let mut exchange = exchange;
+        if !ready_body(&mut exchange, rest).1 {
+            tokio::spawn(async move {
+                drain(exchange, deadline).await;
+                drop(permit);
+            });
+        }
         return response;
     }
     let mut exchange = exchange;
