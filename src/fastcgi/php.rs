@@ -317,51 +317,48 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> ResponseFuture {
-        let root = self.root.clone();
-        let client = self.client.clone();
-        let mut fallback = self.fallback.clone();
-        // A script's local redirect (RFC 3875 §6.2.2) is routed again, as a cgi-bin
-        // directory does: to the scripts under the same root (not to the fallback, whose
-        // request body type may differ).
-        let home = PhpFiles {
-            root: root.clone(),
-            client: client.clone(),
-            fallback: NotFound,
+        let Some(resolved) = self.root.resolved() else {
+            log(format_args!(
+                "PHP root {} cannot be resolved",
+                self.root.given.display()
+            ));
+            let response = crate::host::error_response(StatusCode::NOT_FOUND);
+            return ResponseFuture::new(std::future::ready(response));
         };
-        ResponseFuture::new(async move {
-            let Some(resolved) = root.resolved() else {
-                log(format_args!(
-                    "PHP root {} cannot be resolved",
-                    root.given.display()
-                ));
-                return crate::host::error_response(StatusCode::NOT_FOUND);
-            };
-            // A few `lstat` calls on paths the kernel has cached, made here as nginx makes
-            // its own on its event loop: handing them to a blocking thread cost more than
-            // they do (a thread wake-up each way per request).
-            match route(resolved, request.uri().path()) {
-                Route::Script(script) => match client
-                    .call_script(request, script, move || Redirect::new(home))
-                    .await
-                {
-                    Ok(response) => response,
-                    Err(never) => match never {},
-                },
-                Route::Slash => {
-                    let mut location = format!("{}/", request.uri().path());
-                    if let Some(query) = request.uri().query() {
-                        location.push('?');
-                        location.push_str(query);
-                    }
-                    let mut response = Response::new(ResponseBody::empty());
-                    *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
-                    if let Ok(value) = HeaderValue::try_from(location) {
-                        response.headers_mut().insert(LOCATION, value);
-                    }
-                    response
+        // A few `lstat` calls on paths the kernel has cached, made here as nginx makes its
+        // own on its event loop: handing them to a blocking thread cost more than they do (a
+        // thread wake-up each way per request).
+        let response = match route(resolved, request.uri().path()) {
+            Route::Script(script) => {
+                // A script's local redirect (RFC 3875 §6.2.2) is routed again, as a cgi-bin
+                // directory does: to the scripts under the same root (not to the fallback,
+                // whose request body type may differ).
+                let root = self.root.clone();
+                return self.client.call_script(request, script, move |client| {
+                    Redirect::new(PhpFiles {
+                        root,
+                        client: client.clone(),
+                        fallback: NotFound,
+                    })
+                });
+            }
+            Route::Slash => {
+                let mut location = format!("{}/", request.uri().path());
+                if let Some(query) = request.uri().query() {
+                    location.push('?');
+                    location.push_str(query);
                 }
-                Route::NotFound => crate::host::error_response(StatusCode::NOT_FOUND),
-                Route::Fallback => {
+                let mut response = Response::new(ResponseBody::empty());
+                *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+                if let Ok(value) = HeaderValue::try_from(location) {
+                    response.headers_mut().insert(LOCATION, value);
+                }
+                response
+            }
+            Route::NotFound => crate::host::error_response(StatusCode::NOT_FOUND),
+            Route::Fallback => {
+                let mut fallback = self.fallback.clone();
+                return ResponseFuture::new(async move {
                     let ready = std::future::poll_fn(|cx| fallback.poll_ready(cx))
                         .await
                         .map_err(Into::into);
@@ -376,9 +373,10 @@ where
                             crate::host::error_response(StatusCode::INTERNAL_SERVER_ERROR)
                         }
                     }
-                }
+                });
             }
-        })
+        };
+        ResponseFuture::new(std::future::ready(response))
     }
 }
 

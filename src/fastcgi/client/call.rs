@@ -91,12 +91,13 @@ fn fail(client: &Client, status: StatusCode, why: &dyn fmt::Display) -> Response
 }
 
 /// Serves `request` through `client`'s server; `script` overrides where the script is, and
-/// `home` gives the service that serves a local redirect when the options name none.
+/// `home` gives the service that serves a local redirect when the options name none (made
+/// only then, from the client).
 pub(super) async fn call<B>(
     client: Client,
     request: Request<B>,
     script: Option<Script>,
-    home: impl FnOnce() -> Redirect + Send,
+    home: impl FnOnce(&Client) -> Redirect + Send,
 ) -> Response<ResponseBody>
 where
     B: Body + Send + 'static,
@@ -373,7 +374,7 @@ where
                 parts,
                 location,
                 options,
-                home,
+                || home(&client),
                 Path::new("FastCGI"),
                 Some(deadline),
             )

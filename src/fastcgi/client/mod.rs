@@ -457,7 +457,7 @@ impl Client {
         &self,
         request: Request<B>,
         script: Script,
-        home: impl FnOnce() -> Redirect + Send + 'static,
+        home: impl FnOnce(&Client) -> Redirect + Send + 'static,
     ) -> ResponseFuture
     where
         B: Body + Send + 'static,
@@ -483,9 +483,8 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> ResponseFuture {
-        let home = self.clone();
-        ResponseFuture::new(call::call(self.clone(), request, None, move || {
-            Redirect::new(home)
+        ResponseFuture::new(call::call(self.clone(), request, None, |client| {
+            Redirect::new(client.clone())
         }))
     }
 }
