@@ -305,9 +305,10 @@ impl Pool {
         })
     }
 
-    /// Closes one idle connection other than `waiting`: php-fpm holds a worker for each
-    /// connection kept, so that frees one for a connection it has not taken up.
-    fn free_a_worker(&self, waiting: &Conn) {
+    /// Closes one idle connection other than `waiting`, if there is one: php-fpm holds a
+    /// worker for each connection kept, so that frees one for a connection it has not
+    /// taken up.
+    fn free_a_worker(&self, waiting: &Conn) -> bool {
         let idle = lock(&self.conns)
             .iter()
             .find(|conn| {
@@ -323,7 +324,9 @@ impl Pool {
                 self.address
             );
             idle.close();
+            return true;
         }
+        false
     }
 
     fn find(&self, serial: u64) -> Option<Exchange> {
@@ -698,12 +701,7 @@ impl Conn {
                 return None;
             }
             RecordType::EndRequest => {
-                let Ok(end) = EndRequest::parse(&record.content) else {
-                    tracing::warn!(
-                        target: "towergate::fastcgi::client",
-                        "an END_REQUEST record of {} bytes, not 8: closing the connection",
-                        record.content.len()
-                    );
+                let Some(end) = end_request(&record.content) else {
                     self.close();
                     return None;
                 };
@@ -858,6 +856,20 @@ impl Conn {
     }
 }
 
+/// An END_REQUEST record's body (§5.5); one of another size is logged, and its connection
+/// is to be closed.
+fn end_request(content: &[u8]) -> Option<EndRequest> {
+    let end = EndRequest::parse(content).ok();
+    if end.is_none() {
+        tracing::warn!(
+            target: "towergate::fastcgi::client",
+            "an END_REQUEST record of {} bytes, not 8: closing the connection",
+            content.len()
+        );
+    }
+    end
+}
+
 /// Logs what a FastCGI application wrote to its STDERR stream (§5.3), line by line: it is
 /// the application's log, not a failure.
 fn log_stderr(content: &[u8]) {
@@ -950,10 +962,12 @@ async fn drive(conn: Arc<Conn>, mut reader: Reader, idle: Duration, stdout_timeo
     conn.close();
 }
 
-/// Watches a new connection that carries one request at a time: while it waits unanswered
-/// (php-fpm has not taken it up: every worker is held by a kept connection), an idle
-/// connection is closed every [`UNTAKEN`] to free a worker (those in use close when their
-/// request ends, see `Pool::starving`).
+/// Watches a new connection that carries one request at a time: once it has waited
+/// unanswered for [`UNTAKEN`] (php-fpm has not taken it up: every worker is held by a kept
+/// connection), one idle connection is closed to free a worker, as soon as there is one
+/// (those in use close when their request ends, see `Pool::starving`). One each: php-fpm's
+/// listen queue is first come, first served, and a slow first request costs the pool one
+/// connection at most.
 async fn watch_untaken(conn: Weak<Conn>) {
     loop {
         tokio::time::sleep(UNTAKEN).await;
@@ -965,7 +979,9 @@ async fn watch_untaken(conn: Weak<Conn>) {
         let Some(pool) = conn.pool.upgrade().filter(|_| waiting) else {
             return;
         };
-        pool.free_a_worker(&conn);
+        if pool.free_a_worker(&conn) {
+            return;
+        }
     }
 }
 
@@ -1073,12 +1089,7 @@ impl Exchange {
                         continue;
                     }
                     RecordType::EndRequest => {
-                        let Ok(end) = EndRequest::parse(&record.content) else {
-                            tracing::warn!(
-                                target: "towergate::fastcgi::client",
-                                "an END_REQUEST record of {} bytes, not 8: closing the connection",
-                                record.content.len()
-                            );
+                        let Some(end) = end_request(&record.content) else {
                             *slot = None;
                             self.conn.close();
                             return Poll::Ready(None);
