@@ -133,7 +133,8 @@ pub(crate) struct Script {
 ///   request at a time (php-fpm, php-cgi), and that request reads it itself, as nginx does
 ///   (no task or channel in between). A response that is whole behind its head (php-fpm
 ///   writes a small one at once) becomes a body of known length, and its connection takes
-///   the next request before the response is even written. A kept-alive connection that the server closed
+///   the next request before the response is even written. A kept-alive connection that
+///   the server closed while idle is dropped before use; one that it closed
 ///   before answering (php-fpm recycling a worker after `pm.max_requests`) is not a 502:
 ///   the request goes out again on a fresh connection, since nothing of it was served.
 ///   That needs the whole body: a spooled one (any body of unknown length, by default) is
@@ -222,9 +223,9 @@ pub(crate) struct Script {
 ///
 /// - php-fpm gives each connection a worker until the connection closes, and does not say
 ///   how many workers it has. When a new connection of the pool waits unanswered for 50 ms
-///   (every worker held by a kept-alive connection), idle connections are closed, one every
-///   50 ms, and a connection whose request ends is closed instead of kept, so that no
-///   request starves; keeping
+///   (every worker held by a kept-alive connection), an idle connection is closed for it,
+///   and a connection whose request ends is closed instead of kept, so that no request
+///   starves; keeping
 ///   [`max_requests`](Self::max_requests) at or below `pm.max_children` keeps every
 ///   connection alive.
 /// - `pm.max_requests` recycles workers: their connections close, and a request that went
