@@ -44,12 +44,14 @@ enum Input<B> {
         replayable: bool,
         rest: Option<Pin<Box<B>>>,
         /// The spool space this body holds.
-        _reservation: Option<Reservation>,
+        reservation: Option<Reservation>,
     },
     /// A spooled body in a temporary file, read from its start each time.
     File {
         file: tokio::fs::File,
-        _reservation: Option<Reservation>,
+        /// Its length.
+        len: u64,
+        reservation: Option<Reservation>,
     },
 }
 
@@ -61,7 +63,20 @@ impl<B> Input<B> {
             taken_len: 0,
             replayable: true,
             rest: Some(Box::pin(body)),
-            _reservation: None,
+            reservation: None,
+        }
+    }
+
+    /// Gives the spool space back: the body is going out whole. Done before the write of its
+    /// last bytes, so that the answer, which can only follow them (a server may answer
+    /// once it has `CONTENT_LENGTH` bytes, before the end of the stream), finds the space
+    /// free. A retry sends the bytes still held without counting them again.
+    fn release_spool(&mut self) {
+        match self {
+            Input::Chunks { reservation, .. } | Input::File { reservation, .. } => {
+                *reservation = None;
+            }
+            Input::None => {}
         }
     }
 
@@ -171,11 +186,12 @@ where
                         taken_len: 0,
                         replayable: true,
                         rest: None,
-                        _reservation: reservation,
+                        reservation,
                     },
                     SpooledData::File(file) => Input::File {
                         file: tokio::fs::File::from_std(file),
-                        _reservation: reservation,
+                        len: spooled.len,
+                        reservation,
                     },
                 }
             }
@@ -626,11 +642,15 @@ where
             taken_len,
             replayable,
             rest,
-            ..
+            reservation,
         } => {
-            for chunk in taken.iter() {
+            for (i, chunk) in taken.iter().enumerate() {
                 record::encode_stream(out, RecordType::Stdin, id, chunk);
                 if out.len() >= 64 * 1024 {
+                    if i + 1 == taken.len() && rest.is_none() {
+                        // The last bytes of a spooled body (see `Input::release_spool`).
+                        *reservation = None;
+                    }
                     conn.write(out).await?;
                     out.clear();
                 }
@@ -671,15 +691,25 @@ where
                 *rest = None;
             }
         }
-        Input::File { file, .. } => {
+        Input::File {
+            file,
+            len,
+            reservation,
+        } => {
             file.seek(SeekFrom::Start(0)).await?;
+            let mut read = 0;
             loop {
                 if out.len() < 64 * 1024 {
                     let mut chunk = BytesMut::with_capacity(64 * 1024);
                     if file.read_buf(&mut chunk).await? == 0 {
                         break;
                     }
+                    read += chunk.len() as u64;
                     record::encode_stream(out, RecordType::Stdin, id, &chunk);
+                }
+                if read >= *len {
+                    // The last bytes of a spooled body (see `Input::release_spool`).
+                    *reservation = None;
                 }
                 conn.write(out).await?;
                 out.clear();
@@ -689,6 +719,7 @@ where
             }
         }
     }
+    input.release_spool();
     record::encode_end_of_stream(out, RecordType::Stdin, id);
     conn.write_last(out, id, serial).await?;
     out.clear();
