@@ -498,6 +498,8 @@ mod raw {
         /// Once STDIN has ended, answer with the STDOUT this makes of the request, and
         /// END_REQUEST; keep the connection.
         Answer(fn(&Req) -> Vec<u8>),
+        /// The same, then close the connection (php-fpm with `pm.max_requests = 1`).
+        AnswerThenClose(fn(&Req) -> Vec<u8>),
         /// Close the connection once this many STDIN bytes of the request have come (0: at
         /// once), without answering.
         CloseAfter(usize),
@@ -623,11 +625,16 @@ mod raw {
                     update(seen, &req);
                     match &then {
                         Some(Then::CloseAfter(n)) if req.stdin.len() >= *n => return,
-                        Some(Then::Answer(answer)) if req.stdin_complete => {
+                        Some(Then::Answer(answer) | Then::AnswerThenClose(answer))
+                            if req.stdin_complete =>
+                        {
                             let stdout = answer(&req);
                             let mut out = super::support::fcgi::stream(STDOUT, req.id, &stdout);
                             out.extend(record_of(END_REQUEST, req.id, &[0; 8]));
                             peer.send(&out);
+                            if let Some(Then::AnswerThenClose(_)) = then {
+                                return;
+                            }
                         }
                         _ => {}
                     }
@@ -1263,4 +1270,89 @@ async fn bodies_of_unknown_length_are_spooled_within_max_body_and_the_shared_spo
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, "01234567890123456789");
     server.abort();
+}
+
+/// The raw application's answers for the whole-response tests, by `PATH_INFO`.
+fn raw_lengths(req: &raw::Req) -> Vec<u8> {
+    match req.param("PATH_INFO") {
+        "/short" => b"Content-Type: text/plain\r\nContent-Length: 10\r\n\r\nhello".to_vec(),
+        "/long" => b"Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nhello".to_vec(),
+        "/exact" => b"Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
+        _ => b"Content-Type: text/plain\r\n\r\nhello".to_vec(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_whole_behind_its_head_has_a_known_length_and_frees_its_connection() {
+    let server = raw::start(|_, _, _| raw::Then::Answer(raw_lengths));
+    let client = Client::new(server.address.parse().unwrap());
+    for path in ["/plain", "/exact"] {
+        let request = Request::get(path).body(String::new()).unwrap();
+        let response = within(path, client.clone().oneshot(request)).await.unwrap();
+        assert_eq!(response.status(), 200);
+        // Whole already: its length is known before the body is read, and the connection
+        // (one request at a time) takes the next request at once.
+        assert_eq!(
+            http_body::Body::size_hint(response.body()).exact(),
+            Some(5),
+            "{path}"
+        );
+        let next = within(
+            "next",
+            call(&client, Request::get("/next").body(String::new()).unwrap()),
+        )
+        .await;
+        assert_eq!((next.status, next.body.as_str()), (200, "hello"));
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "hello");
+    }
+    assert_eq!(client.open_connections(), 1);
+    let seen = server.seen.lock().unwrap().clone();
+    let places: Vec<(usize, usize)> = seen.iter().map(|(c, n, _)| (*c, *n)).collect();
+    assert_eq!(places, [(0, 0), (0, 1), (0, 2), (0, 3)]);
+
+    // A body that differs from its Content-Length still ends with an error, never passes
+    // off as whole.
+    for path in ["/short", "/long"] {
+        let request = Request::get(path).body(String::new()).unwrap();
+        let response = within(path, client.clone().oneshot(request)).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let error = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap_err()
+            .to_string();
+        let expected = match path {
+            "/short" => "the FastCGI response is shorter than its Content-Length",
+            _ => "the FastCGI response is longer than its Content-Length",
+        };
+        assert_eq!(error, expected);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_server_closes_after_each_answer_never_cause_a_502() {
+    // php-fpm with `pm.max_requests = 1`: every kept connection is closed by the server
+    // after its answer; the next request goes out on a new one, answered.
+    let server = raw::start(|_, _, _| raw::Then::AnswerThenClose(raw_lengths));
+    let client = Client::new(server.address.parse().unwrap());
+    for round in 0..10 {
+        let answer = within(
+            "answer",
+            call(&client, Request::get("/").body(String::new()).unwrap()),
+        )
+        .await;
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (200, "hello"),
+            "{round}"
+        );
+    }
+    let seen = server.seen.lock().unwrap().clone();
+    // Each connection carried one request; none was lost or sent twice whole.
+    assert!(seen.iter().all(|(_, n, _)| *n == 0), "{seen:?}");
+    assert_eq!(seen.len(), 10);
+    // Closed by the server, the connections are not kept.
+    assert!(client.open_connections() <= 1);
 }

@@ -1,10 +1,11 @@
 //! [`PhpFiles`]: the `*.php` files of a directory served through a FastCGI [`Client`], the
 //! way Caddy's `php_fastcgi` routes them.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::ffi::OsStr;
 use std::fmt;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -191,15 +192,19 @@ impl Eq for Script {}
 
 /// Routes `path` (raw, as in the URI) under `root` (resolved).
 fn route(root: &Path, path: &str) -> Route {
-    let raw: Vec<&[u8]> = path
+    // Decoded only when escaped: most paths are plain, and are borrowed as they are.
+    let mut segments: Vec<Cow<'_, [u8]>> = Vec::with_capacity(8);
+    for segment in path
         .as_bytes()
         .split(|&b| b == b'/')
         .filter(|s| !s.is_empty())
-        .collect();
-    let mut segments = Vec::with_capacity(raw.len());
-    for segment in &raw {
-        let decoded = crate::percent::decode(segment);
-        if decoded == b".." || decoded.iter().any(|&b| b == b'/' || b == b'\\' || b == 0) {
+    {
+        let decoded = if crate::percent::has_escape(segment) {
+            Cow::Owned(crate::percent::decode(segment))
+        } else {
+            Cow::Borrowed(segment)
+        };
+        if *decoded == *b".." || decoded.iter().any(|&b| b == b'/' || b == b'\\' || b == 0) {
             return Route::NotFound;
         }
         segments.push(decoded);
@@ -207,7 +212,7 @@ fn route(root: &Path, path: &str) -> Route {
     let php = segments
         .iter()
         .position(|s| s.len() > 4 && s[s.len() - 4..].eq_ignore_ascii_case(b".php"));
-    let (script, path_info): (Vec<Vec<u8>>, Vec<u8>) = match php {
+    let (script, path_info): (&[Cow<'_, [u8]>], Vec<u8>) = match php {
         Some(i) => {
             let mut info = Vec::new();
             for segment in &segments[i + 1..] {
@@ -217,7 +222,7 @@ fn route(root: &Path, path: &str) -> Route {
             if path.ends_with('/') {
                 info.push(b'/');
             }
-            (segments[..=i].to_vec(), info)
+            (&segments[..=i], info)
         }
         None => {
             let dir = relative(root, &segments);
@@ -228,26 +233,25 @@ fn route(root: &Path, path: &str) -> Route {
             if !path.ends_with('/') {
                 return Route::Slash;
             }
-            let mut script = segments.clone();
-            script.push(b"index.php".to_vec());
-            (script, Vec::new())
+            segments.push(Cow::Borrowed(b"index.php"));
+            (&segments[..], Vec::new())
         }
     };
     if script.iter().any(|s| s.starts_with(b".")) {
         return Route::NotFound;
     }
-    let Some(file) = regular_file_below(root, &script) else {
+    let Some(file) = regular_file_below(root, script) else {
         return Route::NotFound;
     };
-    let mut name = Vec::new();
-    for segment in &script {
+    let mut name = Vec::with_capacity(script.iter().map(|s| s.len() + 1).sum());
+    for segment in script {
         name.push(b'/');
         name.extend_from_slice(segment);
     }
     Route::Script(Script {
         name: Bytes::from(name),
         path_info: Bytes::from(path_info),
-        filename: Bytes::copy_from_slice(file.as_os_str().as_bytes()),
+        filename: Bytes::from(file.into_os_string().into_vec()),
     })
 }
 
@@ -256,8 +260,8 @@ fn route(root: &Path, path: &str) -> Route {
 /// symlink among them the real path is `root/segments` itself: one `lstat` per segment
 /// finds that out (and the last one whether it is a regular file), where `realpath` would
 /// read every component of `root` too. A symlink anywhere sends the path to `realpath`.
-fn regular_file_below(root: &Path, segments: &[Vec<u8>]) -> Option<PathBuf> {
-    let mut path = root.to_path_buf();
+fn regular_file_below(root: &Path, segments: &[Cow<'_, [u8]>]) -> Option<PathBuf> {
+    let mut path = with_room(root, segments);
     let mut symlink = false;
     let mut regular = false;
     for segment in segments {
@@ -277,11 +281,19 @@ fn regular_file_below(root: &Path, segments: &[Vec<u8>]) -> Option<PathBuf> {
     (file.starts_with(root) && file.is_file()).then_some(file)
 }
 
-fn relative(root: &Path, segments: &[Vec<u8>]) -> PathBuf {
-    let mut path = root.to_path_buf();
+fn relative(root: &Path, segments: &[Cow<'_, [u8]>]) -> PathBuf {
+    let mut path = with_room(root, segments);
     for segment in segments {
         path.push(OsStr::from_bytes(segment));
     }
+    path
+}
+
+/// `root`, with room for `segments` (and an `index.php`) behind it: one allocation.
+fn with_room(root: &Path, segments: &[Cow<'_, [u8]>]) -> PathBuf {
+    let room = segments.iter().map(|s| s.len() + 1).sum::<usize>() + "/index.php".len();
+    let mut path = PathBuf::with_capacity(root.as_os_str().len() + room);
+    path.push(root);
     path
 }
 
@@ -305,51 +317,48 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> ResponseFuture {
-        let root = self.root.clone();
-        let client = self.client.clone();
-        let mut fallback = self.fallback.clone();
-        // A script's local redirect (RFC 3875 §6.2.2) is routed again, as a cgi-bin
-        // directory does: to the scripts under the same root (not to the fallback, whose
-        // request body type may differ).
-        let home = PhpFiles {
-            root: root.clone(),
-            client: client.clone(),
-            fallback: NotFound,
+        let Some(resolved) = self.root.resolved() else {
+            log(format_args!(
+                "PHP root {} cannot be resolved",
+                self.root.given.display()
+            ));
+            let response = crate::host::error_response(StatusCode::NOT_FOUND);
+            return ResponseFuture::new(std::future::ready(response));
         };
-        ResponseFuture::new(async move {
-            let Some(resolved) = root.resolved() else {
-                log(format_args!(
-                    "PHP root {} cannot be resolved",
-                    root.given.display()
-                ));
-                return crate::host::error_response(StatusCode::NOT_FOUND);
-            };
-            // A few `lstat` calls on paths the kernel has cached, made here as nginx makes
-            // its own on its event loop: handing them to a blocking thread cost more than
-            // they do (a thread wake-up each way per request).
-            match route(resolved, request.uri().path()) {
-                Route::Script(script) => match client
-                    .call_script(request, script, move || Redirect::new(home))
-                    .await
-                {
-                    Ok(response) => response,
-                    Err(never) => match never {},
-                },
-                Route::Slash => {
-                    let mut location = format!("{}/", request.uri().path());
-                    if let Some(query) = request.uri().query() {
-                        location.push('?');
-                        location.push_str(query);
-                    }
-                    let mut response = Response::new(ResponseBody::empty());
-                    *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
-                    if let Ok(value) = HeaderValue::try_from(location) {
-                        response.headers_mut().insert(LOCATION, value);
-                    }
-                    response
+        // A few `lstat` calls on paths the kernel has cached, made here as nginx makes its
+        // own on its event loop: handing them to a blocking thread cost more than they do (a
+        // thread wake-up each way per request).
+        let response = match route(resolved, request.uri().path()) {
+            Route::Script(script) => {
+                // A script's local redirect (RFC 3875 §6.2.2) is routed again, as a cgi-bin
+                // directory does: to the scripts under the same root (not to the fallback,
+                // whose request body type may differ).
+                let root = self.root.clone();
+                return self.client.call_script(request, script, move |client| {
+                    Redirect::new(PhpFiles {
+                        root,
+                        client: client.clone(),
+                        fallback: NotFound,
+                    })
+                });
+            }
+            Route::Slash => {
+                let mut location = format!("{}/", request.uri().path());
+                if let Some(query) = request.uri().query() {
+                    location.push('?');
+                    location.push_str(query);
                 }
-                Route::NotFound => crate::host::error_response(StatusCode::NOT_FOUND),
-                Route::Fallback => {
+                let mut response = Response::new(ResponseBody::empty());
+                *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+                if let Ok(value) = HeaderValue::try_from(location) {
+                    response.headers_mut().insert(LOCATION, value);
+                }
+                response
+            }
+            Route::NotFound => crate::host::error_response(StatusCode::NOT_FOUND),
+            Route::Fallback => {
+                let mut fallback = self.fallback.clone();
+                return ResponseFuture::new(async move {
                     let ready = std::future::poll_fn(|cx| fallback.poll_ready(cx))
                         .await
                         .map_err(Into::into);
@@ -364,9 +373,10 @@ where
                             crate::host::error_response(StatusCode::INTERNAL_SERVER_ERROR)
                         }
                     }
-                }
+                });
             }
-        })
+        };
+        ResponseFuture::new(std::future::ready(response))
     }
 }
 

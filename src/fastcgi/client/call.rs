@@ -44,12 +44,14 @@ enum Input<B> {
         replayable: bool,
         rest: Option<Pin<Box<B>>>,
         /// The spool space this body holds.
-        _reservation: Option<Reservation>,
+        reservation: Option<Reservation>,
     },
     /// A spooled body in a temporary file, read from its start each time.
     File {
         file: tokio::fs::File,
-        _reservation: Option<Reservation>,
+        /// Its length.
+        len: u64,
+        reservation: Option<Reservation>,
     },
 }
 
@@ -61,7 +63,20 @@ impl<B> Input<B> {
             taken_len: 0,
             replayable: true,
             rest: Some(Box::pin(body)),
-            _reservation: None,
+            reservation: None,
+        }
+    }
+
+    /// Gives the spool space back: the body is going out whole. Done before the write of its
+    /// last bytes, so that the answer, which can only follow them (a server may answer
+    /// once it has `CONTENT_LENGTH` bytes, before the end of the stream), finds the space
+    /// free. A retry sends the bytes still held without counting them again.
+    fn release_spool(&mut self) {
+        match self {
+            Input::Chunks { reservation, .. } | Input::File { reservation, .. } => {
+                *reservation = None;
+            }
+            Input::None => {}
         }
     }
 
@@ -91,12 +106,13 @@ fn fail(client: &Client, status: StatusCode, why: &dyn fmt::Display) -> Response
 }
 
 /// Serves `request` through `client`'s server; `script` overrides where the script is, and
-/// `home` gives the service that serves a local redirect when the options name none.
+/// `home` gives the service that serves a local redirect when the options name none (made
+/// only then, from the client).
 pub(super) async fn call<B>(
     client: Client,
     request: Request<B>,
     script: Option<Script>,
-    home: impl FnOnce() -> Redirect + Send,
+    home: impl FnOnce(&Client) -> Redirect + Send,
 ) -> Response<ResponseBody>
 where
     B: Body + Send + 'static,
@@ -170,11 +186,12 @@ where
                         taken_len: 0,
                         replayable: true,
                         rest: None,
-                        _reservation: reservation,
+                        reservation,
                     },
                     SpooledData::File(file) => Input::File {
                         file: tokio::fs::File::from_std(file),
-                        _reservation: reservation,
+                        len: spooled.len,
+                        reservation,
                     },
                 }
             }
@@ -373,7 +390,7 @@ where
                 parts,
                 location,
                 options,
-                home,
+                || home(&client),
                 Path::new("FastCGI"),
                 Some(deadline),
             )
@@ -389,19 +406,59 @@ where
         // The body is read to its end behind the response, holding the request's slot, so
         // that the connection serves the next request (the CGI host discards a program's
         // output the same way).
-        tokio::spawn(async move {
-            drain(exchange, deadline).await;
-            drop(permit);
-        });
+        let mut exchange = exchange;
+        if !ready_body(&mut exchange, rest).1 {
+            tokio::spawn(async move {
+                drain(exchange, deadline).await;
+                drop(permit);
+            });
+        }
+        return response;
+    }
+    let mut exchange = exchange;
+    let (first, ended) = ready_body(&mut exchange, rest);
+    if ended && content_length.is_none_or(|length| length == first.len() as u64) {
+        // The whole response is here (php-fpm writes a small one at once): a body of
+        // known length, and the connection and the slot are free before it is written.
+        drop(exchange);
+        drop(permit);
+        *response.body_mut() = ResponseBody::full(first);
         return response;
     }
     *response.body_mut() = ResponseBody::boxed(Stdout {
         remaining: content_length,
-        first: Some(rest).filter(|r| !r.is_empty()),
-        exchange: Some(exchange),
+        first: Some(first).filter(|r| !r.is_empty()),
+        exchange: Some(exchange).filter(|_| !ended),
+        ended,
         _permit: permit,
     });
     response
+}
+
+/// The most response body taken at once behind the head, to see whether it is whole.
+const READY_BODY: usize = 64 * 1024;
+
+/// The response body that is already here behind the head (`rest`), without waiting, up to
+/// [`READY_BODY`] bytes: the bytes, and whether END_REQUEST came too.
+fn ready_body(exchange: &mut Exchange, rest: Bytes) -> (Bytes, bool) {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut body = rest;
+    let mut joined: Option<BytesMut> = None;
+    while body.len() + joined.as_ref().map_or(0, BytesMut::len) <= READY_BODY {
+        match exchange.poll_next(&mut cx) {
+            Poll::Ready(Some(Event::Stdout(data))) => {
+                joined
+                    .get_or_insert_with(|| BytesMut::from(std::mem::take(&mut body)))
+                    .extend_from_slice(&data);
+            }
+            Poll::Ready(Some(Event::End(_))) => {
+                return (joined.map_or(body, BytesMut::freeze), true);
+            }
+            // A closed connection is seen again by the body, which fails.
+            Poll::Ready(None) | Poll::Pending => break,
+        }
+    }
+    (joined.map_or(body, BytesMut::freeze), false)
 }
 
 /// Why no head came back.
@@ -585,11 +642,15 @@ where
             taken_len,
             replayable,
             rest,
-            ..
+            reservation,
         } => {
-            for chunk in taken.iter() {
+            for (i, chunk) in taken.iter().enumerate() {
                 record::encode_stream(out, RecordType::Stdin, id, chunk);
                 if out.len() >= 64 * 1024 {
+                    if i + 1 == taken.len() && rest.is_none() {
+                        // The last bytes of a spooled body (see `Input::release_spool`).
+                        *reservation = None;
+                    }
                     conn.write(out).await?;
                     out.clear();
                 }
@@ -630,15 +691,25 @@ where
                 *rest = None;
             }
         }
-        Input::File { file, .. } => {
+        Input::File {
+            file,
+            len,
+            reservation,
+        } => {
             file.seek(SeekFrom::Start(0)).await?;
+            let mut read = 0;
             loop {
                 if out.len() < 64 * 1024 {
                     let mut chunk = BytesMut::with_capacity(64 * 1024);
                     if file.read_buf(&mut chunk).await? == 0 {
                         break;
                     }
+                    read += chunk.len() as u64;
                     record::encode_stream(out, RecordType::Stdin, id, &chunk);
+                }
+                if read >= *len {
+                    // The last bytes of a spooled body (see `Input::release_spool`).
+                    *reservation = None;
                 }
                 conn.write(out).await?;
                 out.clear();
@@ -648,6 +719,7 @@ where
             }
         }
     }
+    input.release_spool();
     record::encode_end_of_stream(out, RecordType::Stdin, id);
     conn.write_last(out, id, serial).await?;
     out.clear();
@@ -662,6 +734,8 @@ struct Stdout {
     remaining: Option<u64>,
     first: Option<Bytes>,
     exchange: Option<Exchange>,
+    /// END_REQUEST came already, before `first` was yielded.
+    ended: bool,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -680,6 +754,18 @@ impl Stdout {
         }
         Poll::Ready(Some(Ok(Frame::data(data))))
     }
+
+    /// END_REQUEST: the end of the body, short of its `Content-Length` or not.
+    fn end(&mut self) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.exchange = None;
+        self.ended = false;
+        if self.remaining.is_some_and(|r| r > 0) {
+            return Poll::Ready(Some(Err(
+                "the FastCGI response is shorter than its Content-Length".into(),
+            )));
+        }
+        Poll::Ready(None)
+    }
 }
 
 impl Body for Stdout {
@@ -694,19 +780,14 @@ impl Body for Stdout {
             return self.data(first);
         }
         let Some(exchange) = self.exchange.as_mut() else {
+            if self.ended {
+                return self.end();
+            }
             return Poll::Ready(None);
         };
         match std::task::ready!(exchange.poll_next(cx)) {
             Some(Event::Stdout(data)) => self.data(data),
-            Some(Event::End(_)) => {
-                self.exchange = None;
-                if self.remaining.is_some_and(|r| r > 0) {
-                    return Poll::Ready(Some(Err(
-                        "the FastCGI response is shorter than its Content-Length".into(),
-                    )));
-                }
-                Poll::Ready(None)
-            }
+            Some(Event::End(_)) => self.end(),
             None => {
                 let overflowed = exchange.overflowed();
                 self.exchange = None;
@@ -722,7 +803,7 @@ impl Body for Stdout {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.first.is_none() && self.exchange.is_none()
+        self.first.is_none() && self.exchange.is_none() && !self.ended
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -130,7 +130,11 @@ pub(crate) struct Script {
 /// - **Connections**: kept alive (`FCGI_KEEP_CONN`) in a pool. The first connection asks
 ///   the server with GET_VALUES whether it multiplexes (`FCGI_MPXS_CONNS`, §4.1): if so,
 ///   up to `FCGI_MAX_REQS` requests share a connection, else each connection carries one
-///   request at a time (php-fpm, php-cgi). A kept-alive connection that the server closed
+///   request at a time (php-fpm, php-cgi), and that request reads it itself, as nginx does
+///   (no task or channel in between). A response that is whole behind its head (php-fpm
+///   writes a small one at once) becomes a body of known length, and its connection takes
+///   the next request before the response is even written. A kept-alive connection that
+///   the server closed while idle is dropped before use; one that it closed
 ///   before answering (php-fpm recycling a worker after `pm.max_requests`) is not a 502:
 ///   the request goes out again on a fresh connection, since nothing of it was served.
 ///   That needs the whole body: a spooled one (any body of unknown length, by default) is
@@ -218,9 +222,10 @@ pub(crate) struct Script {
 /// `php-cgi -b 127.0.0.1:PORT`.
 ///
 /// - php-fpm gives each connection a worker until the connection closes, and does not say
-///   how many workers it has. When a new connection of the pool waits unanswered (every
-///   worker held by a kept-alive connection), a connection whose request ends is closed
-///   instead of kept, so that no request starves; keeping
+///   how many workers it has. When a new connection of the pool waits unanswered for 50 ms
+///   (every worker held by a kept-alive connection), an idle connection is closed for it,
+///   and a connection whose request ends is closed instead of kept, so that no request
+///   starves; keeping
 ///   [`max_requests`](Self::max_requests) at or below `pm.max_children` keeps every
 ///   connection alive.
 /// - `pm.max_requests` recycles workers: their connections close, and a request that went
@@ -416,10 +421,11 @@ impl Client {
         self
     }
 
-    /// The most response bytes held for one request while its reader (the response body)
-    /// does not take them, rounded up to whole 64 KiB records. When it is full, the
-    /// connection reads nothing more until the reader takes some: the server is slowed down,
-    /// memory does not grow. Defaults to 256 KiB.
+    /// The most response bytes held for one request of a multiplexed connection while its
+    /// reader (the response body) does not take them, rounded up to whole 64 KiB records.
+    /// When it is full, the connection reads nothing more until the reader takes some: the
+    /// server is slowed down, memory does not grow. (A connection that carries one request
+    /// at a time is read only as its response body is read.) Defaults to 256 KiB.
     pub fn response_buffer(mut self, bytes: usize) -> Self {
         let records = bytes.div_ceil(64 * 1024).max(1);
         self.settings_mut(|s| s.response_records = records);
@@ -452,7 +458,7 @@ impl Client {
         &self,
         request: Request<B>,
         script: Script,
-        home: impl FnOnce() -> Redirect + Send + 'static,
+        home: impl FnOnce(&Client) -> Redirect + Send + 'static,
     ) -> ResponseFuture
     where
         B: Body + Send + 'static,
@@ -478,9 +484,8 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> ResponseFuture {
-        let home = self.clone();
-        ResponseFuture::new(call::call(self.clone(), request, None, move || {
-            Redirect::new(home)
+        ResponseFuture::new(call::call(self.clone(), request, None, |client| {
+            Redirect::new(client.clone())
         }))
     }
 }

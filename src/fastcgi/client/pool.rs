@@ -1,13 +1,18 @@
 //! The connections of a [`Client`](super::Client): a pool of kept-alive connections to one
-//! FastCGI server, each read by one driver task that hands every record to the request it
-//! belongs to (FastCGI specification §3.3: records of several requests may interleave on a
-//! multiplexed connection).
+//! FastCGI server. A multiplexed connection is read by one driver task that hands every
+//! record to the request it belongs to (FastCGI specification §3.3: records of several
+//! requests may interleave on it). A connection that carries one request at a time
+//! (php-fpm) is read by that request itself, as nginx does: its reading end is lent to the
+//! request and handed back at END_REQUEST, with no task or channel between them; one task
+//! per pool closes those that stay idle.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -23,6 +28,11 @@ use crate::panic::log;
 
 type Reader = Box<dyn AsyncRead + Send + Unpin>;
 type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// How long a new connection may wait for its first answer before it counts as not taken
+/// up by the server (every worker of a php-fpm pool held by a kept connection): from then
+/// on, connections whose request ends are closed rather than kept, to free a worker.
+const UNTAKEN: Duration = Duration::from_millis(50);
 
 /// What the driver hands to a request.
 #[derive(Debug)]
@@ -56,6 +66,8 @@ pub(super) struct Pool {
     capacity: OnceCell<u16>,
     serial: AtomicU64,
     connecting: tokio::sync::Mutex<()>,
+    /// Whether the task that closes idle connections read by their requests runs.
+    reaping: AtomicBool,
 }
 
 impl fmt::Debug for Pool {
@@ -99,6 +111,7 @@ impl Pool {
             capacity: OnceCell::new(),
             serial: AtomicU64::new(0),
             connecting: tokio::sync::Mutex::new(()),
+            reaping: AtomicBool::new(false),
         }
     }
 
@@ -224,49 +237,114 @@ impl Pool {
         };
         let (reader, writer) = self.connect().await?;
         let (closed, _) = watch::channel(false);
+        let now = Instant::now();
+        // One request at a time: the request reads the connection itself.
+        let (parked, reader) = match capacity {
+            1 => (Some(Direct::new(reader)), None),
+            _ => (None, Some(reader)),
+        };
         let conn = Arc::new(Conn {
             response_records: self.settings.response_records.max(1),
             writer: tokio::sync::Mutex::new(writer),
             state: Mutex::new(State {
-                slots: HashMap::new(),
+                slots: HashMap::default(),
                 served: 0,
                 answered: false,
                 next_id: 0,
                 reusable: true,
                 closed: false,
+                parked,
+                reading: None,
+                idle_since: now,
             }),
             closed,
             capacity,
+            opened: now,
             pool: Arc::downgrade(self),
         });
         // Registered before anyone else can see it: the slot is this request's.
         let exchange = conn.register(serial);
-        lock(&self.conns).push(conn.clone());
-        tokio::spawn(drive(
-            conn.clone(),
-            reader,
-            self.settings.idle_timeout,
-            self.settings.stdout_timeout,
-        ));
-        exchange.ok_or_else(|| ConnectError::Io(io::Error::other("the new connection is full")))
+        let reap = {
+            let mut conns = lock(&self.conns);
+            conns.push(conn.clone());
+            reader.is_none() && !self.reaping.swap(true, Ordering::AcqRel)
+        };
+        match reader {
+            Some(reader) => {
+                tokio::spawn(drive(
+                    conn.clone(),
+                    reader,
+                    self.settings.idle_timeout,
+                    self.settings.stdout_timeout,
+                ));
+            }
+            None => {
+                tokio::spawn(watch_untaken(Arc::downgrade(&conn)));
+                if reap {
+                    tokio::spawn(reap_idle(Arc::downgrade(self), self.settings.idle_timeout));
+                }
+            }
+        }
+        exchange.map_err(|_| ConnectError::Io(io::Error::other("the new connection is not usable")))
     }
 
-    /// Whether another connection carries a request but has had no answer at all yet: a
-    /// connection the server has not taken up.
+    /// Whether another connection carries a request but has had no answer at all for
+    /// [`UNTAKEN`] since it opened: a connection the server has not taken up. (A connection
+    /// opened a moment ago is not starving yet: counting it closed a kept connection each
+    /// time a new one opened, and each of those closes opened another, for good.)
     fn starving(&self, except: &Conn) -> bool {
         lock(&self.conns).iter().any(|conn| {
             if std::ptr::eq(Arc::as_ptr(conn), except) {
                 return false;
             }
-            let state = lock(&conn.state);
-            !state.closed && !state.answered && !state.slots.is_empty()
+            let waiting = {
+                let state = lock(&conn.state);
+                !state.closed && !state.answered && !state.slots.is_empty()
+            };
+            waiting && conn.opened.elapsed() >= UNTAKEN
         })
     }
 
-    fn find(&self, serial: u64) -> Option<Exchange> {
-        lock(&self.conns)
+    /// Closes one idle connection other than `waiting`, if there is one: php-fpm holds a
+    /// worker for each connection kept, so that frees one for a connection it has not
+    /// taken up.
+    fn free_a_worker(&self, waiting: &Conn) -> bool {
+        let idle = lock(&self.conns)
             .iter()
-            .find_map(|conn| conn.register(serial))
+            .find(|conn| {
+                !std::ptr::eq(Arc::as_ptr(conn), waiting)
+                    && conn.capacity == 1
+                    && lock(&conn.state).slots.is_empty()
+            })
+            .cloned();
+        if let Some(idle) = idle {
+            tracing::debug!(
+                target: "towergate::fastcgi::client",
+                "{}: a new connection waits unanswered: closing an idle one",
+                self.address
+            );
+            idle.close();
+            return true;
+        }
+        false
+    }
+
+    fn find(&self, serial: u64) -> Option<Exchange> {
+        let mut dead = Vec::new();
+        let found = lock(&self.conns)
+            .iter()
+            .find_map(|conn| match conn.register(serial) {
+                Ok(exchange) => Some(exchange),
+                Err(Taken::Busy) => None,
+                Err(Taken::Dead) => {
+                    dead.push(conn.clone());
+                    None
+                }
+            });
+        for conn in dead {
+            conn.close();
+        }
+        found
     }
 
     fn remove(&self, conn: &Conn) {
@@ -278,13 +356,14 @@ impl Pool {
 #[derive(Debug)]
 struct Slot {
     serial: u64,
+    /// The request's events (multiplexed connections).
     events: Option<mpsc::Sender<Event>>,
     ended: bool,
     stdin_done: bool,
     abort: Abort,
     /// Set when the request was aborted because its reader left its buffer full: its
-    /// response body says so.
-    overflowed: Arc<AtomicBool>,
+    /// response body says so (multiplexed connections).
+    overflowed: Option<Arc<AtomicBool>>,
 }
 
 /// Where a request's ABORT_REQUEST is.
@@ -307,7 +386,7 @@ impl Slot {
 
 #[derive(Debug)]
 struct State {
-    slots: HashMap<u16, Slot>,
+    slots: HashMap<u16, Slot, BuildIdHasher>,
     /// Requests that ended on this connection.
     served: u64,
     /// Whether any answer (STDOUT, END_REQUEST) came on this connection.
@@ -318,6 +397,100 @@ struct State {
     /// its leftover records), or to free a worker: the connection takes no new request.
     reusable: bool,
     closed: bool,
+    /// The reading end of a connection that carries one request at a time, while no
+    /// request reads it.
+    parked: Option<Direct>,
+    /// The task of the request reading that connection, while it waits for bytes: woken
+    /// when the connection closes.
+    reading: Option<Waker>,
+    /// Since when the connection carries no request (connections read by their requests).
+    idle_since: Instant,
+}
+
+/// Hashes request ids (small numbers; the map only ever holds ids the client handed out)
+/// with one multiplication, where the default hasher, made to resist chosen keys, costs a
+/// few hundred instructions a request.
+#[derive(Clone, Copy, Debug, Default)]
+struct BuildIdHasher;
+
+impl std::hash::BuildHasher for BuildIdHasher {
+    type Hasher = IdHasher;
+
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+#[derive(Debug)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        // Fibonacci hashing: spreads consecutive ids over the high bits, which hashbrown
+        // uses.
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 << 8) | u64::from(byte);
+        }
+    }
+
+    fn write_u16(&mut self, id: u16) {
+        self.0 = u64::from(id);
+    }
+}
+
+/// Why a connection takes no request now.
+#[derive(Debug)]
+enum Taken {
+    /// Full, closed or spent.
+    Busy,
+    /// The server closed it (or wrote to it unasked) while it was idle: to be closed.
+    Dead,
+}
+
+/// The reading end of a connection that its requests read themselves, with what was read
+/// of it and not yet decoded.
+struct Direct {
+    reader: Reader,
+    buf: BytesMut,
+    decoder: Decoder,
+}
+
+impl fmt::Debug for Direct {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Direct")
+            .field("buffered", &self.buf.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Direct {
+    fn new(reader: Reader) -> Self {
+        Direct {
+            reader,
+            buf: BytesMut::with_capacity(16 * 1024),
+            decoder: Decoder::new(),
+        }
+    }
+
+    /// Reads what the connection has now, into the buffer.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < 4096 {
+            self.buf.reserve(16 * 1024);
+        }
+        pin!(self.reader.read_buf(&mut self.buf)).poll(cx)
+    }
+
+    /// Whether an idle connection is still open and silent, checked without waiting (no
+    /// system call unless the connection became readable: the server closed it, as php-fpm
+    /// does when it recycles a worker).
+    fn alive(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        matches!(self.poll_read(&mut cx), Poll::Pending)
+    }
 }
 
 /// One connection.
@@ -327,6 +500,9 @@ pub(super) struct Conn {
     /// True once the connection is closed: its driver and writers stop.
     closed: watch::Sender<bool>,
     capacity: u16,
+    /// When the connection was opened (to tell a connection the server has not taken up
+    /// from one that is just new).
+    opened: Instant,
     /// The size of each request's buffer, in records.
     response_records: usize,
     pool: Weak<Pool>,
@@ -342,40 +518,62 @@ impl fmt::Debug for Conn {
 }
 
 impl Conn {
-    fn register(self: &Arc<Self>, serial: u64) -> Option<Exchange> {
+    fn register(self: &Arc<Self>, serial: u64) -> Result<Exchange, Taken> {
         let mut state = lock(&self.state);
         if state.closed || !state.reusable || state.slots.len() >= usize::from(self.capacity) {
-            return None;
+            return Err(Taken::Busy);
         }
+        let events = if self.capacity == 1 {
+            let mut direct = state.parked.take().ok_or(Taken::Busy)?;
+            if !direct.alive() {
+                return Err(Taken::Dead);
+            }
+            Events::Direct(Some(direct))
+        } else {
+            Events::Channel(None)
+        };
         // Ids go round (1, 2, …, capacity, 1, …) rather than the lowest free one: an id
         // is not sent again right after its END_REQUEST, while the server may still be
         // tidying it up.
         let capacity = self.capacity;
         let start = state.next_id;
-        let id = (0..capacity)
+        let Some(id) = (0..capacity)
             .map(|i| ((u32::from(start) + u32::from(i)) % u32::from(capacity)) as u16 + 1)
-            .find(|id| !state.slots.contains_key(id))?;
+            .find(|id| !state.slots.contains_key(id))
+        else {
+            if let Events::Direct(direct) = events {
+                state.parked = direct;
+            }
+            return Err(Taken::Busy);
+        };
         state.next_id = id % capacity;
-        let (tx, rx) = mpsc::channel(self.response_records);
-        let overflowed = Arc::new(AtomicBool::new(false));
+        let (sender, events, overflowed) = match events {
+            Events::Channel(_) => {
+                let (tx, rx) = mpsc::channel(self.response_records);
+                let overflowed = Arc::new(AtomicBool::new(false));
+                (Some(tx), Events::Channel(Some(rx)), Some(overflowed))
+            }
+            direct => (None, direct, None),
+        };
         state.slots.insert(
             id,
             Slot {
                 serial,
-                events: Some(tx),
+                events: sender,
                 ended: false,
                 stdin_done: false,
                 abort: Abort::None,
                 overflowed: overflowed.clone(),
             },
         );
-        Some(Exchange {
+        Ok(Exchange {
             conn: self.clone(),
             id,
             serial,
             reused: state.served > 0,
-            events: rx,
+            events,
             ended: false,
+            answered: false,
             overflowed,
         })
     }
@@ -406,6 +604,8 @@ impl Conn {
             writer.flush().await
         };
         tokio::select! {
+            // The write first: most are done at once, with no watch on the connection.
+            biased;
             result = writing => {
                 if result.is_err() {
                     self.close();
@@ -434,7 +634,10 @@ impl Conn {
     /// that ended with its STDIN cut short leaves the connection unusable: the server may
     /// still read what was sent of it.
     pub(super) fn stdin_done(&self, id: u16, serial: u64, complete: bool) {
-        let starving = self.starving();
+        // Asked only about a request that ended already (most STDIN streams end first): it
+        // looks at every connection of the pool.
+        let ended = lock(&self.state).slots.get(&id).is_some_and(|s| s.ended);
+        let starving = ended && complete && self.starving();
         let mut state = lock(&self.state);
         if let Some(slot) = state.slots.get_mut(&id).filter(|s| s.serial == serial) {
             slot.stdin_done = true;
@@ -459,6 +662,10 @@ impl Conn {
             }
             state.closed = true;
             state.slots.clear();
+            state.parked = None;
+            if let Some(reading) = state.reading.take() {
+                reading.wake();
+            }
         }
         self.closed.send_replace(true);
         if let Some(pool) = self.pool.upgrade() {
@@ -494,33 +701,11 @@ impl Conn {
                 return None;
             }
             RecordType::EndRequest => {
-                let Ok(end) = EndRequest::parse(&record.content) else {
-                    tracing::warn!(
-                        target: "towergate::fastcgi::client",
-                        "an END_REQUEST record of {} bytes, not 8: closing the connection",
-                        record.content.len()
-                    );
+                let Some(end) = end_request(&record.content) else {
                     self.close();
                     return None;
                 };
-                let starving = self.starving();
-                let mut state = lock(&self.state);
-                state.answered = true;
-                let slot = state.slots.get_mut(&id)?;
-                slot.ended = true;
-                let events = slot.events.take();
-                let serial = slot.serial;
-                // Otherwise the STDIN sender (or the ABORT_REQUEST's writer) frees the slot
-                // when it is done (its last write may have returned a moment ago).
-                let free = slot.is_free();
-                state.served += 1;
-                if starving {
-                    state.reusable = false;
-                }
-                if free {
-                    state.slots.remove(&id);
-                }
-                self.close_if_spent(state);
+                let (events, serial) = self.end(id, None)?;
                 (events?, serial, Event::End(end))
             }
             _ => return None,
@@ -536,6 +721,55 @@ impl Conn {
         }
     }
 
+    /// END_REQUEST came for request `id`: its slot is freed (or will be once its STDIN is
+    /// sent), and a connection read by its requests gets its reading end `parked` back
+    /// first, for the next one. Gives the request's events and serial.
+    fn end(&self, id: u16, parked: Option<Direct>) -> Option<(Option<mpsc::Sender<Event>>, u64)> {
+        let starving = self.starving();
+        let mut state = lock(&self.state);
+        state.answered = true;
+        if parked.is_some() && !state.closed {
+            state.parked = parked;
+            state.reading = None;
+            state.idle_since = Instant::now();
+        }
+        let slot = state.slots.get_mut(&id)?;
+        slot.ended = true;
+        let events = slot.events.take();
+        let serial = slot.serial;
+        // Otherwise the STDIN sender (or the ABORT_REQUEST's writer) frees the slot when it
+        // is done (its last write may have returned a moment ago).
+        let free = slot.is_free();
+        state.served += 1;
+        if starving {
+            state.reusable = false;
+        }
+        if free {
+            state.slots.remove(&id);
+        }
+        self.close_if_spent(state);
+        Some((events, serial))
+    }
+
+    /// How long a connection read by its requests has been idle (zero while in use), and
+    /// whether it is still open; closed ones need no reaping.
+    fn idle_for(&self) -> Option<Duration> {
+        let mut state = lock(&self.state);
+        if state.closed {
+            return None;
+        }
+        if !state.slots.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let since = state.idle_since;
+        match state.parked.as_mut().map(Direct::alive) {
+            // Closed by the server while idle: gone at once.
+            Some(false) => Some(Duration::MAX),
+            Some(true) => Some(since.elapsed()),
+            None => Some(Duration::ZERO),
+        }
+    }
+
     /// The reader of request `id` (`serial`) left its buffer full for `waited` while other
     /// requests share the connection: the request is aborted (§5.4), its body fails, and
     /// what still comes for it is dropped, so that the others are not held up any longer.
@@ -545,7 +779,9 @@ impl Conn {
             return;
         };
         slot.events = None;
-        slot.overflowed.store(true, Ordering::Release);
+        if let Some(overflowed) = &slot.overflowed {
+            overflowed.store(true, Ordering::Release);
+        }
         let abort = !slot.ended && slot.abort == Abort::None;
         drop(state);
         log(format_args!(
@@ -618,6 +854,20 @@ impl Conn {
     fn is_idle(&self) -> bool {
         lock(&self.state).slots.is_empty()
     }
+}
+
+/// An END_REQUEST record's body (§5.5); one of another size is logged, and its connection
+/// is to be closed.
+fn end_request(content: &[u8]) -> Option<EndRequest> {
+    let end = EndRequest::parse(content).ok();
+    if end.is_none() {
+        tracing::warn!(
+            target: "towergate::fastcgi::client",
+            "an END_REQUEST record of {} bytes, not 8: closing the connection",
+            content.len()
+        );
+    }
+    end
 }
 
 /// Logs what a FastCGI application wrote to its STDERR stream (§5.3), line by line: it is
@@ -712,6 +962,63 @@ async fn drive(conn: Arc<Conn>, mut reader: Reader, idle: Duration, stdout_timeo
     conn.close();
 }
 
+/// Watches a new connection that carries one request at a time: once it has waited
+/// unanswered for [`UNTAKEN`] (php-fpm has not taken it up: every worker is held by a kept
+/// connection), one idle connection is closed to free a worker, as soon as there is one
+/// (those in use close when their request ends, see `Pool::starving`). One each: php-fpm's
+/// listen queue is first come, first served, and a slow first request costs the pool one
+/// connection at most.
+async fn watch_untaken(conn: Weak<Conn>) {
+    loop {
+        tokio::time::sleep(UNTAKEN).await;
+        let Some(conn) = conn.upgrade() else { return };
+        let waiting = {
+            let state = lock(&conn.state);
+            !state.closed && !state.answered && !state.slots.is_empty()
+        };
+        let Some(pool) = conn.pool.upgrade().filter(|_| waiting) else {
+            return;
+        };
+        if pool.free_a_worker(&conn) {
+            return;
+        }
+    }
+}
+
+/// Closes the connections read by their requests (no driver watches them) once they have
+/// been idle for `idle`, or at once when the server closed them; runs while the pool has
+/// connections.
+async fn reap_idle(pool: Weak<Pool>, idle: Duration) {
+    let period = (idle / 2).max(Duration::from_millis(10));
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(pool) = pool.upgrade() else { return };
+        let conns = {
+            let conns = lock(&pool.conns);
+            if conns.is_empty() {
+                // Under the lock that a new connection is added under: it starts another.
+                pool.reaping.store(false, Ordering::Release);
+                return;
+            }
+            conns.clone()
+        };
+        for conn in conns {
+            if conn.capacity == 1 && conn.idle_for().is_some_and(|i| i >= idle) {
+                conn.close();
+            }
+        }
+    }
+}
+
+/// Where a request's records come from.
+#[derive(Debug)]
+enum Events {
+    /// From the driver of a multiplexed connection (`None` only while registering).
+    Channel(Option<mpsc::Receiver<Event>>),
+    /// Read by the request itself, until its END_REQUEST hands the reading end back.
+    Direct(Option<Direct>),
+}
+
 /// One request's place on a connection: its id and the events of its response. Dropping
 /// it before the END_REQUEST abandons the request.
 #[derive(Debug)]
@@ -722,36 +1029,109 @@ pub(super) struct Exchange {
     /// The connection served requests before: a close before any answer may be the server
     /// recycling it, and the request can be retried.
     pub(super) reused: bool,
-    events: mpsc::Receiver<Event>,
+    events: Events,
     ended: bool,
-    overflowed: Arc<AtomicBool>,
+    /// Whether the connection was told of an answer (connections read by their requests).
+    answered: bool,
+    overflowed: Option<Arc<AtomicBool>>,
 }
 
 impl Exchange {
     /// Whether the request was aborted because its reader left its buffer full.
     pub(super) fn overflowed(&self) -> bool {
-        self.overflowed.load(Ordering::Acquire)
+        self.overflowed
+            .as_ref()
+            .is_some_and(|o| o.load(Ordering::Acquire))
     }
 
     /// The next event; `None` when the connection closed first.
     pub(super) async fn next(&mut self) -> Option<Event> {
-        let event = self.events.recv().await;
-        if matches!(event, Some(Event::End(_))) {
-            self.ended = true;
-        }
-        event
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 
     /// Polls the next event (for the response body).
-    pub(super) fn poll_next(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Event>> {
-        let event = std::task::ready!(self.events.poll_recv(cx));
+    pub(super) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        let event = match &mut self.events {
+            Events::Channel(Some(events)) => std::task::ready!(events.poll_recv(cx)),
+            Events::Channel(None) => None,
+            Events::Direct(_) => std::task::ready!(self.poll_direct(cx)),
+        };
         if matches!(event, Some(Event::End(_))) {
             self.ended = true;
         }
-        std::task::Poll::Ready(event)
+        Poll::Ready(event)
+    }
+
+    /// Reads the connection for the next event of this request (the only one on it): STDERR
+    /// is logged, records of other ids and management records are dropped, and at
+    /// END_REQUEST the reading end goes back to the connection.
+    fn poll_direct(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        let Events::Direct(slot) = &mut self.events else {
+            return Poll::Ready(None);
+        };
+        let Some(direct) = slot.as_mut() else {
+            return Poll::Ready(None);
+        };
+        loop {
+            match direct.decoder.decode(&mut direct.buf) {
+                Ok(Some(record)) if record.request_id != self.id => continue,
+                Ok(Some(record)) => match record.kind {
+                    RecordType::Stdout if record.content.is_empty() => continue,
+                    RecordType::Stdout => {
+                        if !self.answered {
+                            self.answered = true;
+                            lock(&self.conn.state).answered = true;
+                        }
+                        return Poll::Ready(Some(Event::Stdout(record.content)));
+                    }
+                    RecordType::Stderr => {
+                        log_stderr(&record.content);
+                        continue;
+                    }
+                    RecordType::EndRequest => {
+                        let Some(end) = end_request(&record.content) else {
+                            *slot = None;
+                            self.conn.close();
+                            return Poll::Ready(None);
+                        };
+                        // Handed back before the slot is freed: the next request finds it.
+                        self.conn.end(self.id, slot.take());
+                        return Poll::Ready(Some(Event::End(end)));
+                    }
+                    _ => continue,
+                },
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(
+                        target: "towergate::fastcgi::client",
+                        "the FastCGI server sent an invalid record ({error}): closing the connection"
+                    );
+                    *slot = None;
+                    self.conn.close();
+                    return Poll::Ready(None);
+                }
+            }
+            match direct.poll_read(cx) {
+                Poll::Ready(Ok(0) | Err(_)) => {
+                    *slot = None;
+                    self.conn.close();
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Ok(_)) => continue,
+                Poll::Pending => {
+                    // Closed from elsewhere (a failed write of the request) wakes it.
+                    let mut state = lock(&self.conn.state);
+                    if state.closed {
+                        return Poll::Ready(None);
+                    }
+                    match &state.reading {
+                        Some(waker) if waker.will_wake(cx.waker()) => {}
+                        _ => state.reading = Some(cx.waker().clone()),
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
     }
 }
 
