@@ -514,8 +514,11 @@ fn stream(
     shared: &crate::gateway::Shared,
 ) -> Result<(), BoxError> {
     let iter = result.try_iter().map_err(|e| python_error(py, &e))?;
-    // PEP 3333: when len(result) works it is accurate, so the last chunk is known.
-    let mut left = result.len().ok();
+    // PEP 3333: when len(result) works it is accurate, so the last chunk is known. Asked
+    // of lists and tuples only: on other iterables (generators, Werkzeug's responses) the
+    // TypeError it raises costs more than the extra poll of a body not known to be ended.
+    let sized = result.is_instance_of::<PyList>() || result.is_instance_of::<PyTuple>();
+    let mut left = if sized { result.len().ok() } else { None };
     let mut shared_chunks = 0usize;
     for item in iter {
         let item = item.map_err(|e| python_error(py, &e))?;

@@ -378,8 +378,9 @@ impl ConnState {
     /// Writes the waiting access lines: the responses finished, or, with `error`, the
     /// connection failed before they were written out.
     fn settle(&self, error: Option<&dyn std::fmt::Display>) {
-        let lines = std::mem::take(&mut *self.sent.lock().unwrap_or_else(PoisonError::into_inner));
-        for line in lines {
+        // Drained in place: the vector keeps its room for the next responses.
+        let mut lines = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
+        for line in lines.drain(..) {
             match error {
                 None => line.write(Outcome::Finished),
                 Some(error) => line.write(Outcome::Unsent(error)),
