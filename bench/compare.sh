@@ -575,37 +575,10 @@ log "building towergate with a static libpython"
 (eval "$(scripts/python-static.sh "$PYO3_PYTHON")" && \
   CARGO_TARGET_DIR="$ROOT/target/python-static" cargo build -q --release --features cli,python --bin towergate)
 STATIC_PY="$ROOT/target/python-static/$TRIPLE/release/towergate"
+# The apps (bench/wsgi): two modules, the plain apps must not pay for Flask's import in
+# the RSS figures.
 mkdir -p "$WORK/wsgi"
-# Two modules: the plain apps must not pay for Flask's import in the RSS figures.
-cat >"$WORK/wsgi/bench_flask.py" <<'PY'
-from flask import Flask
-
-app = Flask(__name__)
-
-@app.get("/")
-def hello():
-    return "Hello, world!"
-PY
-cat >"$WORK/wsgi/bench_apps.py" <<'PY'
-def hello(environ, start_response):
-    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "13")])
-    return [b"Hello, world!"]
-
-def upload(environ, start_response):
-    stream, size = environ["wsgi.input"], 0
-    while True:
-        block = stream.read(65536)
-        if not block:
-            break
-        size += len(block)
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [str(size).encode()]
-
-def download(environ, start_response):
-    block, n = b"x" * 65536, int(environ.get("QUERY_STRING") or "0") // 65536
-    start_response("200 OK", [("Content-Type", "application/octet-stream")])
-    return (block for _ in range(n))
-PY
+cp bench/wsgi/bench_flask.py bench/wsgi/bench_apps.py "$WORK/wsgi/"
 
 # wsgi_server NAME MODULE:APP PORT: starts one server for the app on PORT (sets LAST).
 wsgi_server() {
