@@ -1,8 +1,9 @@
 //! The `environ` dict (PEP 3333 "environ Variables") and its streams, `wsgi.input` and
 //! `wsgi.errors` ("Input and Error Streams").
 
+use std::cell::RefCell;
 use std::future::Future;
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
 use pyo3::exceptions::{PyOSError, PyTypeError};
@@ -58,8 +59,8 @@ pub(crate) fn from_latin1(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<
 ///
 /// Their names are made once as native strings, and so is the last value of those whose
 /// value repeats. A string taken from here is not made again and keeps the hash Python
-/// computed for it, so putting it in the environ dict costs little. One slot per name:
-/// the memory is bounded whatever clients send.
+/// computed for it, so putting it in the environ dict costs little. One slot per name and
+/// Python thread: the memory is bounded whatever clients send.
 const KNOWN: [(&str, bool, bool); 30] = [
     ("GATEWAY_INTERFACE", true, true),
     ("SERVER_SOFTWARE", true, true),
@@ -112,8 +113,24 @@ struct Slot {
     last: Option<(Box<[u8]>, Py<PyString>)>,
 }
 
-static SLOTS: LazyLock<Mutex<Vec<Slot>>> =
-    LazyLock::new(|| Mutex::new(KNOWN.iter().map(|_| Slot::default()).collect()));
+fn empty_slots() -> Vec<Slot> {
+    KNOWN.iter().map(|_| Slot::default()).collect()
+}
+
+thread_local! {
+    /// Per thread, so that no lock is held across calls into Python (which may let go of
+    /// the GIL and let another thread in).
+    static SLOTS: RefCell<Vec<Slot>> = RefCell::new(empty_slots());
+}
+
+/// Runs `f` with this thread's slots (or fresh ones, should `f` run again inside itself
+/// through a finalizer).
+fn with_slots<T>(f: impl FnOnce(&mut [Slot]) -> T) -> T {
+    SLOTS.with(|slots| match slots.try_borrow_mut() {
+        Ok(mut slots) => f(&mut slots),
+        Err(_) => f(&mut empty_slots()),
+    })
+}
 
 /// The name of `KNOWN[i]` as a native string (interned).
 fn known_name<'py>(py: Python<'py>, slots: &mut [Slot], i: usize) -> Bound<'py, PyString> {
@@ -188,15 +205,14 @@ pub(crate) fn environ_dict<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     static VERSION: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
     static TEMPLATE: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
-    let dict = {
-        let mut slots = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dict = with_slots(|slots| -> PyResult<_> {
         let dict = TEMPLATE
-            .get_or_try_init(py, || template(py, &mut slots).map(Bound::unbind))?
+            .get_or_try_init(py, || template(py, slots).map(Bound::unbind))?
             .bind(py)
             .copy()?;
         let mut set = 0u64;
         for (name, value) in environ.iter() {
-            let (i, name, value) = strings(py, &mut slots, name, value);
+            let (i, name, value) = strings(py, slots, name, value);
             if let Some(i) = i {
                 set |= 1 << i;
             }
@@ -204,10 +220,10 @@ pub(crate) fn environ_dict<'py>(
         }
         // The usual meta-variables this environ lacks are not left as None.
         for i in (0..KNOWN.len()).filter(|&i| KNOWN[i].2 && set & (1 << i) == 0) {
-            dict.del_item(known_name(py, &mut slots, i))?;
+            dict.del_item(known_name(py, slots, i))?;
         }
-        dict
-    };
+        Ok(dict)
+    })?;
     let scheme = match environ.url_scheme().as_str() {
         "https" => intern!(py, "https").clone(),
         "http" => intern!(py, "http").clone(),
