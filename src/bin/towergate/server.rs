@@ -10,9 +10,9 @@
 //!   closes (they are not refused, and nothing is read from them meanwhile).
 //! - **Header timeout**: a client has `--header-timeout` to send a whole request head,
 //!   counted from when the server starts waiting for it (the connection opened, or the
-//!   previous response ended). hyper enforces it for HTTP/1 (its timer is set); the server
-//!   enforces it for the HTTP/2 preface and for HTTP/2 connections with no stream open. A
-//!   slowloris client that trickles its head is closed at that deadline.
+//!   previous response ended). Each connection's watchdog enforces it, for HTTP/1 heads,
+//!   the HTTP/2 preface and HTTP/2 connections with no stream open: a slowloris client that
+//!   trickles its head is asked to close at that deadline and dropped a second later.
 //! - **Idle timeout**: a connection with no request in flight from which nothing arrives for
 //!   `--idle-timeout` is closed (keep-alive connections, and connections that never send).
 //! - **Accept errors** (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`): the server pauses
@@ -135,10 +135,12 @@ async fn serve<S: HttpService>(
 ) -> Result<(), BoxError> {
     let local = listener.local_addr()?;
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The header timeout is the connection watchdog's (`Connection::run`), for HTTP/1 as
+    // for HTTP/2: hyper's own would arm and drop a timer for every request head.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(args.header_timeout);
+        .header_read_timeout(None);
     builder.http2().timer(TokioTimer::new());
     let shared = Arc::new(Shared {
         builder,
