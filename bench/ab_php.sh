@@ -39,56 +39,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mkdir -p "$DIR/www"
-printf '<?php echo "Hello, world!";\n' >"$DIR/www/hello.php"
-root_flag="" pool_user=""
-if [ "$(id -u)" = 0 ]; then root_flag=-R; pool_user=$'user = root\ngroup = root'; fi
-cat >"$DIR/fpm.conf" <<CONF
-[global]
-error_log = $DIR/fpm.log
-pid = $DIR/fpm.pid
-daemonize = no
-[bench]
-$pool_user
-listen = $DIR/fpm.sock
-pm = static
-pm.max_children = 4
-clear_env = yes
-CONF
+NPORT=18461
+root_flag=$(bash "$(dirname "$0")/php_confs.sh" "$DIR" "$NPORT")
 "$FPM" -F $root_flag -y "$DIR/fpm.conf" 2>>"$DIR/fpm.log" &
 FPM_PID=$!
 PIDS+=("$FPM_PID")
 for _ in $(seq 1 100); do [ -S "$DIR/fpm.sock" ] && break; sleep 0.05; done
-
-NPORT=18461
-cat >"$DIR/nginx.conf" <<CONF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $DIR/nginx.pid;
-error_log $DIR/nginx.err;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $DIR/nginx-body;
-  fastcgi_temp_path $DIR/nginx-fastcgi;
-  proxy_temp_path $DIR/nginx-proxy;
-  uwsgi_temp_path $DIR/nginx-uwsgi;
-  scgi_temp_path $DIR/nginx-scgi;
-  keepalive_requests 100000;
-  upstream php { server unix:$DIR/fpm.sock; keepalive 4; }
-  server {
-    listen 127.0.0.1:$NPORT;
-    root $DIR/www;
-    location ~ \.php\$ {
-      include /etc/nginx/fastcgi_params;
-      fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
-      fastcgi_keep_conn on;
-      fastcgi_pass php;
-    }
-  }
-}
-CONF
 
 HZ=$(getconf CLK_TCK)
 # ticks PID... -> utime + stime of those processes

@@ -470,55 +470,12 @@ php_section() {
   fi
   local rounds=${PHP_ROUNDS:-$([ -n "$QUICK" ] && echo 2 || echo 3)}
   log "PHP: towergate serve --php and nginx → php-fpm hello.php, c=16, $rounds interleaved rounds"
-  local dir="$WORK/php" root_flag="" pool_user=""
-  mkdir -p "$dir/www"
-  printf '<?php echo "Hello, world!";\n' >"$dir/www/hello.php"
-  if [ "$(id -u)" = 0 ]; then root_flag=-R; pool_user=$'user = root\ngroup = root'; fi
-  cat >"$dir/fpm.conf" <<CONF
-[global]
-error_log = $dir/fpm.log
-pid = $dir/fpm.pid
-daemonize = no
-[bench]
-$pool_user
-listen = $dir/fpm.sock
-pm = static
-pm.max_children = 4
-clear_env = yes
-CONF
+  local dir="$WORK/php" nport tport root_flag
+  nport=$(free_port)
+  root_flag=$(bash bench/php_confs.sh "$dir" "$nport")
   start "$fpm" -F $root_flag -y "$dir/fpm.conf"; local ppid=$LAST
   for _ in $(seq 1 100); do [ -S "$dir/fpm.sock" ] && break; sleep 0.05; done
 
-  local nport tport
-  nport=$(free_port)
-  cat >"$dir/nginx.conf" <<CONF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $dir/nginx.pid;
-error_log $dir/nginx.err;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $dir/nginx-body;
-  fastcgi_temp_path $dir/nginx-fastcgi;
-  proxy_temp_path $dir/nginx-proxy;
-  uwsgi_temp_path $dir/nginx-uwsgi;
-  scgi_temp_path $dir/nginx-scgi;
-  keepalive_requests 100000;
-  upstream php { server unix:$dir/fpm.sock; keepalive 4; }
-  server {
-    listen 127.0.0.1:$nport;
-    root $dir/www;
-    location ~ \.php\$ {
-      include /etc/nginx/fastcgi_params;
-      fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
-      fastcgi_keep_conn on;
-      fastcgi_pass php;
-    }
-  }
-}
-CONF
   # Each one's kept-alive connections hold php-fpm workers while it runs, so the two are
   # never up at the same time: each round starts and stops both, one after the other.
   local n_all=() t_all=() ratios=() n t npid tpid
