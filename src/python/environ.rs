@@ -149,36 +149,27 @@ fn strings<'py>(
     name: &[u8],
     value: &[u8],
 ) -> (Option<usize>, Bound<'py, PyString>, Bound<'py, PyString>) {
-    let value_of = |slot: &mut Slot, repeats: bool| {
-        if value.is_empty() {
-            return intern!(py, "").clone();
-        }
-        if !repeats {
-            return latin1(py, value);
-        }
-        match &slot.last {
-            Some((bytes, string)) if **bytes == *value => string.bind(py).clone(),
-            _ => {
-                let string = latin1(py, value);
-                slot.last = Some((value.into(), string.clone().unbind()));
-                string
-            }
-        }
-    };
-    match KNOWN
+    let known = KNOWN
         .iter()
-        .position(|(known, ..)| known.as_bytes() == name)
-    {
-        Some(i) => {
-            let name = known_name(py, slots, i);
-            (Some(i), name, value_of(&mut slots[i], KNOWN[i].1))
+        .position(|(known, ..)| known.as_bytes() == name);
+    let name = match known {
+        Some(i) => known_name(py, slots, i),
+        None => latin1(py, name),
+    };
+    let value = match known.filter(|&i| KNOWN[i].1).map(|i| &mut slots[i]) {
+        _ if value.is_empty() => intern!(py, "").clone(),
+        Some(Slot {
+            last: Some((bytes, string)),
+            ..
+        }) if **bytes == *value => string.bind(py).clone(),
+        Some(slot) => {
+            let string = latin1(py, value);
+            slot.last = Some((value.into(), string.clone().unbind()));
+            string
         }
-        None => (
-            None,
-            latin1(py, name),
-            value_of(&mut Slot::default(), false),
-        ),
-    }
+        None => latin1(py, value),
+    };
+    (known, name, value)
 }
 
 /// The dict each environ dict starts as a copy of: the keys nearly every request has (the
