@@ -448,7 +448,10 @@ impl Connection {
                 Some(deadline) => deadline,
                 None => self.next_check(),
             };
+            // Biased: the connection first (what wakes this task nearly every time), and
+            // no random pick per wake-up.
             tokio::select! {
+                biased;
                 result = connection.as_mut() => {
                     match result {
                         Ok(()) => self.state.settle(None),
@@ -630,7 +633,9 @@ impl<S: HttpService> Handler<S> {
         };
         request.extensions_mut().insert(self.info);
         host_from_authority(&mut request);
-        let answer = self.service.clone().respond(request);
+        // Boxed: the service future (a FastCGI call or an app's exchange, hundreds of bytes)
+        // is then moved by pointer into the `select!` below and into hyper's slot.
+        let answer = Box::pin(self.service.clone().respond(request));
         let mut phase = self.phase.clone();
         async move {
             let aborted = phase.wait_for(|phase| *phase == Phase::Aborting);
