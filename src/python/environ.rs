@@ -1,6 +1,7 @@
 //! The `environ` dict (PEP 3333 "environ Variables") and its streams, `wsgi.input` and
 //! `wsgi.errors` ("Input and Error Streams").
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::future::Future;
 use std::sync::Mutex;
@@ -30,7 +31,7 @@ pub(crate) fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString>
 }
 
 /// The bytes of a native string: every character must be latin-1 (U+0000 to U+00FF).
-pub(crate) fn from_latin1(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
+pub(crate) fn from_latin1<'a>(value: &'a Bound<'_, PyAny>, what: &str) -> PyResult<Cow<'a, [u8]>> {
     let text = value
         .cast::<PyString>()
         .map_err(|_| {
@@ -41,11 +42,13 @@ pub(crate) fn from_latin1(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<
         })?
         .to_str()?;
     if text.is_ascii() {
-        return Ok(text.as_bytes().to_vec());
+        // Python's own buffer: no copy.
+        return Ok(Cow::Borrowed(text.as_bytes()));
     }
     text.chars()
         .map(|c| u8::try_from(u32::from(c)))
         .collect::<Result<Vec<u8>, _>>()
+        .map(Cow::Owned)
         .map_err(|_| {
             PyTypeError::new_err(format!(
                 "{what} must contain latin-1 characters only (PEP 3333): {text:?}"

@@ -38,7 +38,8 @@ impl StartResponseFn {
                 "start_response: the headers must be a list of (name, value) tuples",
             )
         })?;
-        let mut headers = Vec::with_capacity(list.len());
+        // The names and values, then their bytes borrowed from Python's strings.
+        let mut items = Vec::with_capacity(list.len());
         for item in list.iter() {
             let pair = item
                 .cast::<PyTuple>()
@@ -50,10 +51,17 @@ impl StartResponseFn {
                         item.repr().map_or_else(|_| "?".into(), |r| r.to_string())
                     ))
                 })?;
-            let name = from_latin1(&pair.get_item(0)?, "start_response: a header name")?;
-            let value = from_latin1(&pair.get_item(1)?, "start_response: a header value")?;
-            headers.push((name, value));
+            items.push((pair.get_item(0)?, pair.get_item(1)?));
         }
+        let headers = items
+            .iter()
+            .map(|(name, value)| {
+                Ok((
+                    from_latin1(name, "start_response: a header name")?,
+                    from_latin1(value, "start_response: a header value")?,
+                ))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
         let started = match exc_info {
             Some(exc_info) => {
                 let error = PythonError::from_err(py, &reraise(exc_info));
