@@ -62,33 +62,25 @@ impl Pool {
 
 /// A pool thread: takes jobs until the pool is gone.
 ///
-/// The thread attaches to the interpreter once and stays known to it. It runs its jobs
-/// attached, and after a job it takes the next one already queued, if any, before letting
-/// go of the GIL: under load a thread serves a run of requests with one GIL hand-over
-/// instead of one per request (each a futex wake-up of another thread, and the GIL idle
-/// meanwhile). With nothing queued it detaches and waits. A job that waits for anything
-/// but Python must detach meanwhile, as every job of this crate does.
+/// The thread attaches to the interpreter once and stays known to it, detached between
+/// jobs: each job's `Python::attach` then only takes the GIL. Without this, every job would
+/// create and destroy a Python thread state (with its frame stack, mapped and unmapped).
 fn work(rx: &Mutex<Receiver<Job>>) {
-    pyo3::Python::attach(|py| {
-        loop {
-            let queued = rx.try_lock().ok().and_then(|rx| rx.try_recv().ok());
-            let job = match queued {
-                Some(job) => job,
-                None => match py.detach(|| next_job(rx)) {
-                    Some(job) => job,
-                    None => return,
-                },
-            };
-            // A panic in a job is the job's to report; the thread serves the next one.
-            drop(catch_unwind(AssertUnwindSafe(job)));
-        }
-    });
+    pyo3::Python::attach(|py| py.detach(|| take_jobs(rx)));
 }
 
-/// Waits for the next job; `None` once the pool is gone and the queue empty.
-fn next_job(rx: &Mutex<Receiver<Job>>) -> Option<Job> {
-    let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
-    rx.recv().ok()
+fn take_jobs(rx: &Mutex<Receiver<Job>>) {
+    loop {
+        let job = {
+            let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+            rx.recv()
+        };
+        match job {
+            // A panic in a job is the job's to report; the thread serves the next one.
+            Ok(job) => drop(catch_unwind(AssertUnwindSafe(job))),
+            Err(_) => return,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -135,8 +127,7 @@ mod tests {
         let (done_tx, done_rx) = channel();
         let done = done_tx.clone();
         pool.spawn(move || {
-            // Jobs run attached: one that waits for something else detaches.
-            pyo3::Python::attach(|py| py.detach(move || go_rx.recv().unwrap()));
+            go_rx.recv().unwrap();
             done.send(1).unwrap();
         });
         pool.spawn(move || {
