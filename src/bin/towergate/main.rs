@@ -29,12 +29,13 @@ mod server;
 #[cfg(feature = "python")]
 mod wsgi;
 
-/// mimalloc rather than the system allocator: a request allocates and frees a few dozen
-/// small blocks (hyper's head, the environ, task and channel state), which glibc's malloc
-/// serves at several times the cost, most of all from the many threads of `towergate wsgi`.
-/// Python's own allocations keep Python's allocator.
+/// jemalloc rather than the system allocator (as Granian does): a request allocates and
+/// frees a few dozen small blocks (hyper's head, the environ, task and channel state), which
+/// glibc's malloc serves at several times the cost, most of all for the aligned blocks of
+/// tasks and from the many threads of `towergate wsgi`. Python's own allocations keep
+/// Python's allocator.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Serve static files and CGI programs, or run one CGI program once.
 #[derive(Debug, Parser)]
