@@ -517,7 +517,8 @@ if want 7; then
 # threads) and gunicorn (sync, a worker per core), on a plain WSGI hello and a Flask hello;
 # then 1 GiB up through wsgi.input and 1 GiB down from a generator, with the server's peak
 # RSS. Flask, Granian and gunicorn come from PyPI into a virtualenv of the interpreter
-# towergate embeds. Rounds interleave the three servers; the median round is reported,
+# towergate embeds. Rounds interleave the servers, in an order that rotates from round to
+# round; the median round is reported,
 # with the spread of the rounds.
 WSGI_THREADS=${WSGI_THREADS:-8}
 WSGI_ROUNDS=${WSGI_ROUNDS:-$([ -n "$QUICK" ] && echo 1 || echo 3)}
@@ -559,8 +560,11 @@ for app in hello flask; do
   target=$([ "$app" = hello ] && echo bench_apps:hello || echo bench_flask:app)
   log "WSGI $app hello, wrk c=64 for ${WRK_SECS}s, $WSGI_ROUNDS rounds"
   declare -A rps=() p99=() med=() spr=() p99m=()
-  for _ in $(seq 1 "$WSGI_ROUNDS"); do
-    for server in towergate towergate-shared granian gunicorn; do
+  servers=(towergate towergate-shared granian gunicorn)
+  for round in $(seq 1 "$WSGI_ROUNDS"); do
+    # The order rotates every round: no server always runs first, or after the same one.
+    for i in "${!servers[@]}"; do
+      server=${servers[$(((i + round - 1) % ${#servers[@]}))]}
       port=$(free_port); wsgi_server "$server" "$target" "$port"; pid=$LAST
       curl -sf -o /dev/null "http://127.0.0.1:$port/" || log "$server $app: the warm-up request failed"
       read -r r _ q <<<"$(wrk_run "http://127.0.0.1:$port/" 64)"
