@@ -520,6 +520,8 @@ async fn errors_stream_goes_to_the_log_line_by_line() {
         let log = logged("unfinished").await;
         assert!(log.contains("first line"), "{log}");
         assert!(log.contains("second line"), "{log}");
+        // The server flushes the stream when the request is over.
+        logged("no newline, no flush").await;
     })
     .await;
 }

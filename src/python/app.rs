@@ -386,12 +386,12 @@ fn run(
         stalled: false,
     };
     Python::attach(|py| {
-        let dict = match environ_dict(py, &environ) {
-            Ok(dict) => dict,
+        let (dict, errors) = match environ_dict(py, &environ) {
+            Ok(made) => made,
             Err(e) => return output.fail(py, python_error(py, &e)),
         };
         let called = Bound::new(py, StartResponseFn { start_response })
-            .and_then(|start| inner.app.bind(py).call1((dict.clone(), start)));
+            .and_then(|start| inner.app.bind(py).call1((dict, start)));
         match called {
             Err(e) => output.fail(py, python_error(py, &e)),
             Ok(result) => match as_file(&result) {
@@ -412,7 +412,8 @@ fn run(
                 }
             },
         }
-        flush_errors(&dict);
+        // The request's own stream, flushed from Rust: a partial line is not lost.
+        errors.get().flush();
     });
     if output.stalled {
         let error = format!(
@@ -586,12 +587,6 @@ fn close(result: &Bound<'_, PyAny>) -> PyResult<()> {
         close.call0()?;
     }
     Ok(())
-}
-
-fn flush_errors(dict: &Bound<'_, pyo3::types::PyDict>) {
-    if let Ok(Some(errors)) = dict.get_item("wsgi.errors") {
-        let _ = errors.call_method0("flush");
-    }
 }
 
 pub(crate) fn python_error(py: Python<'_>, err: &PyErr) -> BoxError {

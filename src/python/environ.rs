@@ -192,11 +192,12 @@ fn template<'py>(py: Python<'py>, slots: &mut [Slot]) -> PyResult<Bound<'py, PyD
 }
 
 /// The environ dict of a request: the meta-variables as native strings, then the `wsgi.*`
-/// keys, true to the deployment the [`Environ`] describes.
+/// keys, true to the deployment the [`Environ`] describes. Also returns its `wsgi.errors`
+/// stream, which the server flushes when the request is over.
 pub(crate) fn environ_dict<'py>(
     py: Python<'py>,
     environ: &Environ,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> PyResult<(Bound<'py, PyDict>, Bound<'py, WsgiErrors>)> {
     static VERSION: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
     static TEMPLATE: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
     let dict = with_slots(|slots| -> PyResult<_> {
@@ -235,16 +236,14 @@ pub(crate) fn environ_dict<'py>(
             },
         )?,
     )?;
-    dict.set_item(
-        intern!(py, "wsgi.errors"),
-        Bound::new(
-            py,
-            WsgiErrors {
-                errors: environ.errors().clone(),
-                line: Mutex::new(String::new()),
-            },
-        )?,
+    let errors = Bound::new(
+        py,
+        WsgiErrors {
+            errors: environ.errors().clone(),
+            line: Mutex::new(String::new()),
+        },
     )?;
+    dict.set_item(intern!(py, "wsgi.errors"), &errors)?;
     dict.set_item(intern!(py, "wsgi.multithread"), environ.multithread())?;
     dict.set_item(intern!(py, "wsgi.multiprocess"), environ.multiprocess())?;
     dict.set_item(intern!(py, "wsgi.run_once"), environ.run_once())?;
@@ -259,7 +258,7 @@ pub(crate) fn environ_dict<'py>(
         intern!(py, "wsgi.file_wrapper"),
         py.get_type::<FileWrapper>(),
     )?;
-    Ok(dict)
+    Ok((dict, errors))
 }
 
 /// `size` as a read limit: `None` and negative sizes mean "all".
@@ -374,8 +373,8 @@ impl WsgiErrors {
         Ok(())
     }
 
-    /// `flush()`.
-    fn flush(&self) {
+    /// `flush()`: a line not ended yet is written as it is.
+    pub(crate) fn flush(&self) {
         let mut line = self.line.lock().unwrap_or_else(|e| e.into_inner());
         if !line.is_empty() {
             line.push('\n');
@@ -433,7 +432,7 @@ mod tests {
         environ.set_run_once(true);
         Python::initialize();
         Python::attach(|py| {
-            let dict = environ_dict(py, &environ).unwrap();
+            let (dict, _) = environ_dict(py, &environ).unwrap();
             let get = |k: &str| dict.get_item(k).unwrap().unwrap();
             assert_eq!(get("REQUEST_METHOD").extract::<String>().unwrap(), "GET");
             assert_eq!(get("wsgi.version").extract::<(u8, u8)>().unwrap(), (1, 0));
@@ -480,7 +479,7 @@ mod tests {
         Python::attach(|py| {
             for vars in requests {
                 let environ = Environ::from_vars(vars);
-                let dict = environ_dict(py, &environ).unwrap();
+                let (dict, _) = environ_dict(py, &environ).unwrap();
                 for (name, value) in vars {
                     let got = dict.get_item(name).unwrap().unwrap();
                     let bytes = from_latin1(&got, name).unwrap();

@@ -199,6 +199,8 @@ def log_errors(environ, start_response):
     errors.write("first line\nsecond ")
     errors.writelines(["line\n", "unfinished"])
     errors.flush()
+    # Written out by the server when the request is over.
+    errors.write("no newline, no flush")
     start_response("204 No Content", [])
     return []
 
