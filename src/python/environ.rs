@@ -176,20 +176,37 @@ fn strings<'py>(
 }
 
 /// The dict each environ dict starts as a copy of: the keys nearly every request has (the
-/// usual meta-variables of [`KNOWN`], the `wsgi.*` keys and `wsgi.input_terminated`), all
-/// `None`. Copying it gives a dict whose table is already big enough and whose keys are
-/// already hashed: filling it in replaces values, where building it key by key would
-/// grow the table three times.
+/// usual meta-variables of [`KNOWN`], the `wsgi.*` keys and `wsgi.input_terminated`).
+/// Copying it gives a dict whose table is already big enough and whose keys are already
+/// hashed: filling it in replaces values, where building it key by key would grow the table
+/// three times. The meta-variables, `wsgi.input` and `wsgi.errors` are `None` until set; the
+/// other `wsgi.*` keys hold the values of [`TEMPLATE_WSGI`] (a request that differs sets its
+/// own), and `wsgi.input_terminated` is true (removed for a body with a length).
 fn template<'py>(py: Python<'py>, slots: &mut [Slot]) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     for i in (0..KNOWN.len()).filter(|&i| KNOWN[i].2) {
         dict.set_item(known_name(py, slots, i), py.None())?;
     }
-    for key in WSGI_KEYS.iter().chain(["wsgi.input_terminated"].iter()) {
+    for key in WSGI_KEYS {
         dict.set_item(PyString::intern(py, key), py.None())?;
     }
+    let (multithread, multiprocess, run_once) = TEMPLATE_WSGI;
+    dict.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "http"))?;
+    dict.set_item(intern!(py, "wsgi.version"), PyTuple::new(py, [1, 0])?)?;
+    dict.set_item(intern!(py, "wsgi.multithread"), multithread)?;
+    dict.set_item(intern!(py, "wsgi.multiprocess"), multiprocess)?;
+    dict.set_item(intern!(py, "wsgi.run_once"), run_once)?;
+    dict.set_item(intern!(py, "wsgi.input_terminated"), true)?;
+    dict.set_item(
+        intern!(py, "wsgi.file_wrapper"),
+        py.get_type::<FileWrapper>(),
+    )?;
     Ok(dict)
 }
+
+/// `wsgi.multithread`, `wsgi.multiprocess` and `wsgi.run_once` in the template: those of
+/// [`AppService`](crate::service::AppService), the way a `WsgiApp` is served.
+const TEMPLATE_WSGI: (bool, bool, bool) = (true, false, false);
 
 /// The environ dict of a request: the meta-variables as native strings, then the `wsgi.*`
 /// keys, true to the deployment the [`Environ`] describes. Also returns its `wsgi.errors`
@@ -198,7 +215,6 @@ pub(crate) fn environ_dict<'py>(
     py: Python<'py>,
     environ: &Environ,
 ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, WsgiErrors>)> {
-    static VERSION: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
     static TEMPLATE: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
     let dict = with_slots(|slots| -> PyResult<_> {
         let dict = TEMPLATE
@@ -219,14 +235,14 @@ pub(crate) fn environ_dict<'py>(
         }
         Ok(dict)
     })?;
-    let scheme = match environ.url_scheme().as_str() {
-        "https" => intern!(py, "https").clone(),
-        "http" => intern!(py, "http").clone(),
-        other => PyString::new(py, other),
-    };
-    dict.set_item(intern!(py, "wsgi.url_scheme"), scheme)?;
-    let version = VERSION.get_or_try_init(py, || PyTuple::new(py, [1, 0]).map(Bound::unbind))?;
-    dict.set_item(intern!(py, "wsgi.version"), version.bind(py))?;
+    let scheme = environ.url_scheme().as_str();
+    if scheme != "http" {
+        let scheme = match scheme {
+            "https" => intern!(py, "https").clone(),
+            other => PyString::new(py, other),
+        };
+        dict.set_item(intern!(py, "wsgi.url_scheme"), scheme)?;
+    }
     dict.set_item(
         intern!(py, "wsgi.input"),
         Bound::new(
@@ -244,20 +260,25 @@ pub(crate) fn environ_dict<'py>(
         },
     )?;
     dict.set_item(intern!(py, "wsgi.errors"), &errors)?;
-    dict.set_item(intern!(py, "wsgi.multithread"), environ.multithread())?;
-    dict.set_item(intern!(py, "wsgi.multiprocess"), environ.multiprocess())?;
-    dict.set_item(intern!(py, "wsgi.run_once"), environ.run_once())?;
+    let flags = (
+        environ.multithread(),
+        environ.multiprocess(),
+        environ.run_once(),
+    );
+    if flags != TEMPLATE_WSGI {
+        dict.set_item(intern!(py, "wsgi.multithread"), flags.0)?;
+        dict.set_item(intern!(py, "wsgi.multiprocess"), flags.1)?;
+        dict.set_item(intern!(py, "wsgi.run_once"), flags.2)?;
+    }
     // mod_wsgi's key: without CONTENT_LENGTH (a chunked body), the app may read to the end
-    // of the input, which ends where the body does. With a length, apps read that many bytes.
-    if environ.get("CONTENT_LENGTH").is_none_or(<[u8]>::is_empty) {
-        dict.set_item(intern!(py, "wsgi.input_terminated"), true)?;
-    } else {
+    // of the input, which ends where the body does (true in the template). With a length,
+    // apps read that many bytes.
+    if environ
+        .get("CONTENT_LENGTH")
+        .is_some_and(|length| !length.is_empty())
+    {
         dict.del_item(intern!(py, "wsgi.input_terminated"))?;
     }
-    dict.set_item(
-        intern!(py, "wsgi.file_wrapper"),
-        py.get_type::<FileWrapper>(),
-    )?;
     Ok((dict, errors))
 }
 
@@ -453,6 +474,52 @@ mod tests {
                 .collect();
             expected.sort();
             assert_eq!(keys, expected);
+        });
+    }
+
+    #[test]
+    fn the_template_s_wsgi_values_give_way_to_the_request_s() {
+        Python::initialize();
+        Python::attach(|py| {
+            let dict_of = |environ: &Environ| environ_dict(py, environ).unwrap().0;
+            fn get<'py>(dict: &Bound<'py, PyDict>, k: &str) -> Bound<'py, PyAny> {
+                dict.get_item(k).unwrap().unwrap()
+            }
+            // The template's values: AppService's flags, http, no body length.
+            let mut environ = Environ::from_vars([("REQUEST_METHOD", "GET")]);
+            environ.set_multithread(true);
+            let dict = dict_of(&environ);
+            assert_eq!(
+                get(&dict, "wsgi.url_scheme").extract::<String>().unwrap(),
+                "http"
+            );
+            let flags = ["wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once"]
+                .map(|k| get(&dict, k).extract::<bool>().unwrap());
+            assert_eq!(flags, [true, false, false]);
+            assert!(
+                get(&dict, "wsgi.input_terminated")
+                    .extract::<bool>()
+                    .unwrap()
+            );
+            assert!(get(&dict, "wsgi.file_wrapper").is(py.get_type::<FileWrapper>()));
+            // Another deployment's: each key is the request's own.
+            let mut environ = Environ::from_vars([("REQUEST_METHOD", "GET")]);
+            environ.set_url_scheme(http::uri::Scheme::HTTPS);
+            environ.set_multiprocess(true);
+            let dict = dict_of(&environ);
+            assert_eq!(
+                get(&dict, "wsgi.url_scheme").extract::<String>().unwrap(),
+                "https"
+            );
+            let flags = ["wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once"]
+                .map(|k| get(&dict, k).extract::<bool>().unwrap());
+            assert_eq!(flags, [false, true, false]);
+            // The template itself is untouched.
+            let dict = dict_of(&Environ::from_vars([("REQUEST_METHOD", "GET")]));
+            assert_eq!(
+                get(&dict, "wsgi.url_scheme").extract::<String>().unwrap(),
+                "http"
+            );
         });
     }
 
