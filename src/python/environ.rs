@@ -63,33 +63,35 @@ pub(crate) fn from_latin1<'a>(value: &'a Bound<'_, PyAny>, what: &str) -> PyResu
 /// Their names are made once as native strings, and so is the last value of those whose
 /// value repeats. A string taken from here is not made again and keeps the hash Python
 /// computed for it, so putting it in the environ dict costs little. One slot per name and
-/// Python thread: the memory is bounded whatever clients send.
+/// Python thread: the memory is bounded whatever clients send. In the order
+/// [`EnvironBuilder`](crate::environ::EnvironBuilder) writes them: a name is looked for
+/// first where the previous one was found, plus one.
 const KNOWN: [(&str, bool, bool); 30] = [
-    ("GATEWAY_INTERFACE", true, true),
     ("SERVER_SOFTWARE", true, true),
     ("SERVER_NAME", true, true),
-    ("SERVER_PORT", true, true),
+    ("GATEWAY_INTERFACE", true, true),
     ("SERVER_PROTOCOL", true, true),
+    ("SERVER_PORT", true, true),
     ("REQUEST_METHOD", true, true),
-    ("SCRIPT_NAME", true, true),
-    ("PATH_INFO", false, true),
     ("PATH_TRANSLATED", false, false),
+    ("PATH_INFO", false, true),
+    ("SCRIPT_NAME", true, true),
     ("QUERY_STRING", false, true),
-    ("REQUEST_URI", false, true),
-    ("REMOTE_ADDR", true, true),
     ("REMOTE_HOST", true, true),
+    ("REMOTE_ADDR", true, true),
     ("REMOTE_PORT", false, true),
-    ("REMOTE_USER", false, false),
     ("AUTH_TYPE", true, false),
+    ("REMOTE_USER", false, false),
     ("CONTENT_TYPE", true, false),
     ("CONTENT_LENGTH", false, false),
+    ("REQUEST_URI", false, true),
     ("HTTPS", true, false),
     ("HTTP_HOST", true, true),
-    ("HTTP_ACCEPT", true, false),
-    ("HTTP_ACCEPT_ENCODING", true, false),
-    ("HTTP_ACCEPT_LANGUAGE", true, false),
-    ("HTTP_CONNECTION", true, false),
     ("HTTP_USER_AGENT", true, false),
+    ("HTTP_ACCEPT", true, false),
+    ("HTTP_ACCEPT_LANGUAGE", true, false),
+    ("HTTP_ACCEPT_ENCODING", true, false),
+    ("HTTP_CONNECTION", true, false),
     ("HTTP_COOKIE", false, false),
     ("HTTP_REFERER", false, false),
     ("HTTP_ORIGIN", true, false),
@@ -151,10 +153,14 @@ fn strings<'py>(
     slots: &mut [Slot],
     name: &[u8],
     value: &[u8],
+    hint: usize,
 ) -> (Option<usize>, Bound<'py, PyString>, Bound<'py, PyString>) {
-    let known = KNOWN
-        .iter()
-        .position(|(known, ..)| known.as_bytes() == name);
+    let known = match KNOWN.get(hint) {
+        Some((known, ..)) if known.as_bytes() == name => Some(hint),
+        _ => KNOWN
+            .iter()
+            .position(|(known, ..)| known.as_bytes() == name),
+    };
     let name = match known {
         Some(i) => known_name(py, slots, i),
         None => latin1(py, name),
@@ -222,10 +228,12 @@ pub(crate) fn environ_dict<'py>(
             .bind(py)
             .copy()?;
         let mut set = 0u64;
+        let mut hint = 0;
         for (name, value) in environ.iter() {
-            let (i, name, value) = strings(py, slots, name, value);
+            let (i, name, value) = strings(py, slots, name, value, hint);
             if let Some(i) = i {
                 set |= 1 << i;
+                hint = i + 1;
             }
             dict.set_item(name, value)?;
         }
