@@ -14,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+. bench/nginx_head.sh
 # The `python` feature (built by --all-features) embeds this interpreter (section 7).
 export PYO3_PYTHON=${PYO3_PYTHON:-/usr/bin/python3}
 
@@ -157,21 +158,7 @@ sock="$WORK/fcgiwrap.sock"
 # group (setsid) and stop the whole group.
 start setsid fcgiwrap -c 8 -s "unix:$sock"; fpid=$LAST
 for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.05; done
-cat >"$WORK/nginx.conf" <<CONF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx.err;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx-body;
-  fastcgi_temp_path $WORK/nginx-fastcgi;
-  proxy_temp_path $WORK/nginx-proxy;
-  uwsgi_temp_path $WORK/nginx-uwsgi;
-  scgi_temp_path $WORK/nginx-scgi;
-  keepalive_requests 100000;
+{ nginx_head "$WORK" nginx; cat <<CONF; } >"$WORK/nginx.conf"
   server {
     listen 127.0.0.1:$port;
     location /cgi-bin/ {
@@ -289,21 +276,7 @@ fastcgi_section() {
   # nginx_conf PORT LOCATION_BODY UPSTREAM_LINES -> config file path
   nginx_conf() {
     local conf="$WORK/nginx-fcgi-$1.conf"
-    cat >"$conf" <<CONF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $WORK/nginx-fcgi-$1.pid;
-error_log $WORK/nginx-fcgi.err;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx-body;
-  fastcgi_temp_path $WORK/nginx-fastcgi;
-  proxy_temp_path $WORK/nginx-proxy;
-  uwsgi_temp_path $WORK/nginx-uwsgi;
-  scgi_temp_path $WORK/nginx-scgi;
-  keepalive_requests 100000;
+    { nginx_head "$WORK" "nginx-fcgi-$1"; cat <<CONF; } >"$conf"
   # No limit on the request body (1 MiB by default): the 1 GiB upload goes through.
   client_max_body_size 0;
   # Unbuffered responses are read from the app a buffer at a time: 64 KiB, not 4 KiB.

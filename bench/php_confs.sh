@@ -7,6 +7,7 @@
 #
 #   root_flag=$(bash bench/php_confs.sh DIR NPORT)
 set -eu
+. "$(dirname "$0")/nginx_head.sh"
 dir=$1
 nport=$2
 mkdir -p "$dir/www"
@@ -25,21 +26,7 @@ pm = static
 pm.max_children = 4
 clear_env = yes
 CONF
-cat >"$dir/nginx.conf" <<CONF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $dir/nginx.pid;
-error_log $dir/nginx.err;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $dir/nginx-body;
-  fastcgi_temp_path $dir/nginx-fastcgi;
-  proxy_temp_path $dir/nginx-proxy;
-  uwsgi_temp_path $dir/nginx-uwsgi;
-  scgi_temp_path $dir/nginx-scgi;
-  keepalive_requests 100000;
+{ nginx_head "$dir" nginx; cat <<CONF; } >"$dir/nginx.conf"
   upstream php { server unix:$dir/fpm.sock; keepalive 4; }
   server {
     listen 127.0.0.1:$nport;
