@@ -489,44 +489,37 @@ mod tests {
     fn the_template_s_wsgi_values_give_way_to_the_request_s() {
         Python::initialize();
         Python::attach(|py| {
-            let dict_of = |environ: &Environ| environ_dict(py, environ).unwrap().0;
-            fn get<'py>(dict: &Bound<'py, PyDict>, k: &str) -> Bound<'py, PyAny> {
-                dict.get_item(k).unwrap().unwrap()
-            }
+            // wsgi.url_scheme and the three deployment flags of a request's dict.
+            let deployment = |environ: &Environ| {
+                let (dict, _) = environ_dict(py, environ).unwrap();
+                let get = |k: &str| dict.get_item(k).unwrap().unwrap();
+                let scheme = get("wsgi.url_scheme").extract::<String>().unwrap();
+                let flags = ["wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once"]
+                    .map(|k| get(k).extract::<bool>().unwrap());
+                let terminated = get("wsgi.input_terminated").extract::<bool>().unwrap();
+                assert!(get("wsgi.file_wrapper").is(py.get_type::<FileWrapper>()));
+                (scheme, flags, terminated)
+            };
             // The template's values: AppService's flags, http, no body length.
             let mut environ = Environ::from_vars([("REQUEST_METHOD", "GET")]);
             environ.set_multithread(true);
-            let dict = dict_of(&environ);
             assert_eq!(
-                get(&dict, "wsgi.url_scheme").extract::<String>().unwrap(),
-                "http"
+                deployment(&environ),
+                ("http".to_owned(), [true, false, false], true)
             );
-            let flags = ["wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once"]
-                .map(|k| get(&dict, k).extract::<bool>().unwrap());
-            assert_eq!(flags, [true, false, false]);
-            assert!(
-                get(&dict, "wsgi.input_terminated")
-                    .extract::<bool>()
-                    .unwrap()
-            );
-            assert!(get(&dict, "wsgi.file_wrapper").is(py.get_type::<FileWrapper>()));
             // Another deployment's: each key is the request's own.
             let mut environ = Environ::from_vars([("REQUEST_METHOD", "GET")]);
             environ.set_url_scheme(http::uri::Scheme::HTTPS);
             environ.set_multiprocess(true);
-            let dict = dict_of(&environ);
             assert_eq!(
-                get(&dict, "wsgi.url_scheme").extract::<String>().unwrap(),
-                "https"
+                deployment(&environ),
+                ("https".to_owned(), [false, true, false], true)
             );
-            let flags = ["wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once"]
-                .map(|k| get(&dict, k).extract::<bool>().unwrap());
-            assert_eq!(flags, [false, true, false]);
             // The template itself is untouched.
-            let dict = dict_of(&Environ::from_vars([("REQUEST_METHOD", "GET")]));
+            let environ = Environ::from_vars([("REQUEST_METHOD", "GET")]);
             assert_eq!(
-                get(&dict, "wsgi.url_scheme").extract::<String>().unwrap(),
-                "http"
+                deployment(&environ),
+                ("http".to_owned(), [false, false, false], true)
             );
         });
     }
