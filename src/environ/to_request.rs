@@ -315,22 +315,17 @@ impl Environ {
         self,
         limits: HeaderLimits,
     ) -> Result<Request<()>, InvalidEnviron> {
-        let method = match self.get("REQUEST_METHOD") {
+        let known = Known::of(&self.vars);
+        let method = match known.method.map(|m| &m[..]) {
             None | Some(b"") => return Err(invalid(Kind::MissingMethod)),
             Some(m) => Method::from_bytes(m)
                 .map_err(|_| invalid(Kind::Method(Bytes::copy_from_slice(m))))?,
         };
-        let version = version(self.get("SERVER_PROTOCOL"));
+        let version = version(known.protocol.map(|p| &p[..]));
 
         // Counted before anything is allocated: `HeaderMap` cannot hold more than 32768
         // entries, and a hostile environment may have any number of variables.
-        let (mut count, mut bytes) = (0usize, 0usize);
-        for (key, value) in &self.vars {
-            if key.starts_with(b"HTTP_") {
-                count += 1;
-                bytes = bytes.saturating_add(key.len() - 5 + value.len());
-            }
-        }
+        let (count, bytes) = (known.headers, known.header_bytes);
         if count > limits.count {
             return Err(invalid(Kind::TooManyHeaders(count)));
         }
@@ -355,27 +350,24 @@ impl Environ {
                 ),
             }
         }
-        if let Some(value) = self.get("CONTENT_TYPE").filter(|v| !v.is_empty()) {
-            if let Ok(value) = HeaderValue::from_bytes(value) {
+        if let Some(value) = known.content_type.filter(|v| !v.is_empty()) {
+            if let Ok(value) = HeaderValue::from_maybe_shared(value.clone()) {
                 headers.insert(CONTENT_TYPE, value);
             }
         }
-        if let Some(value) = self
-            .get("CONTENT_LENGTH")
-            .filter(|v| !v.trim_ascii().is_empty())
-        {
+        if let Some(value) = known.content_length.filter(|v| !v.trim_ascii().is_empty()) {
             let length = parse_content_length(value)
-                .ok_or_else(|| invalid(Kind::ContentLength(Bytes::copy_from_slice(value))))?;
+                .ok_or_else(|| invalid(Kind::ContentLength(value.clone())))?;
             headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
         }
 
-        let script = self.get("SCRIPT_NAME").unwrap_or_default();
-        let info = self.get("PATH_INFO").unwrap_or_default();
-        let request_uri = self.get("REQUEST_URI").filter(|u| !u.is_empty());
+        let script = known.script_name.map_or(&b""[..], |v| &v[..]);
+        let info = known.path_info.map_or(&b""[..], |v| &v[..]);
+        let request_uri = known.request_uri.filter(|u| !u.is_empty()).map(|u| &u[..]);
         // A server that sets `REQUEST_URI` but no `QUERY_STRING` (RFC 3875 §4.1.7 makes it
         // required; some leave it out when empty) still passed the query in the URI.
-        let query = match self.get("QUERY_STRING") {
-            Some(query) => query,
+        let query = match known.query_string {
+            Some(query) => &query[..],
             None => request_uri.map_or(&b""[..], |u| split_request_uri(u).1),
         };
         let raw_info =
@@ -397,42 +389,99 @@ impl Environ {
         *request.headers_mut() = headers;
         let extensions = request.extensions_mut();
         extensions.insert(ScriptName::new(
-            self.get_bytes("SCRIPT_NAME").unwrap_or_default(),
+            known.script_name.cloned().unwrap_or_default(),
         ));
-        extensions.insert(PathInfo::new(
-            self.get_bytes("PATH_INFO").unwrap_or_default(),
-        ));
-        if let Some(v) = self.get_bytes("REMOTE_ADDR") {
-            extensions.insert(RemoteAddr::new(v));
+        extensions.insert(PathInfo::new(known.path_info.cloned().unwrap_or_default()));
+        if let Some(v) = known.remote_addr {
+            extensions.insert(RemoteAddr::new(v.clone()));
         }
-        if let Some(port) = self
-            .get_str("REMOTE_PORT")
-            .and_then(|p| p.trim().parse().ok())
-        {
+        if let Some(port) = known.remote_port.and_then(parse_port) {
             extensions.insert(RemotePort(port));
         }
-        if let Some(v) = self.get_bytes("REMOTE_USER") {
-            extensions.insert(RemoteUser::new(v));
+        if let Some(v) = known.remote_user {
+            extensions.insert(RemoteUser::new(v.clone()));
         }
-        if let Some(v) = self.get_bytes("AUTH_TYPE") {
-            extensions.insert(AuthType::new(v));
+        if let Some(v) = known.auth_type {
+            extensions.insert(AuthType::new(v.clone()));
         }
-        if let Some(v) = self.get_bytes("SERVER_NAME") {
-            extensions.insert(ServerName::new(v));
+        if let Some(v) = known.server_name {
+            extensions.insert(ServerName::new(v.clone()));
         }
-        if let Some(port) = self
-            .get_str("SERVER_PORT")
-            .and_then(|p| p.trim().parse().ok())
-        {
+        if let Some(port) = known.server_port.and_then(parse_port) {
             extensions.insert(ServerPort(port));
         }
-        if let Some(v) = self.get_bytes("REQUEST_URI") {
-            extensions.insert(RequestUri::new(v));
+        if let Some(v) = known.request_uri {
+            extensions.insert(RequestUri::new(v.clone()));
         }
-        extensions.insert(Https(self.get("HTTPS").is_some_and(is_truthy)));
+        extensions.insert(Https(known.https.is_some_and(|v| is_truthy(v))));
         extensions.insert(FullUri(full_uri));
         extensions.insert(self);
         Ok(request)
+    }
+}
+
+/// A port number, blanks around it allowed.
+fn parse_port(value: &Bytes) -> Option<u16> {
+    std::str::from_utf8(value).ok()?.trim().parse().ok()
+}
+
+/// The meta-variables [`Environ::into_request`] reads, found in one pass over the
+/// environ (a lookup for each would scan it a dozen times), with the count and size of the
+/// `HTTP_*` ones.
+#[derive(Default)]
+struct Known<'a> {
+    method: Option<&'a Bytes>,
+    protocol: Option<&'a Bytes>,
+    content_type: Option<&'a Bytes>,
+    content_length: Option<&'a Bytes>,
+    script_name: Option<&'a Bytes>,
+    path_info: Option<&'a Bytes>,
+    request_uri: Option<&'a Bytes>,
+    query_string: Option<&'a Bytes>,
+    remote_addr: Option<&'a Bytes>,
+    remote_port: Option<&'a Bytes>,
+    remote_user: Option<&'a Bytes>,
+    auth_type: Option<&'a Bytes>,
+    server_name: Option<&'a Bytes>,
+    server_port: Option<&'a Bytes>,
+    https: Option<&'a Bytes>,
+    headers: usize,
+    header_bytes: usize,
+}
+
+impl<'a> Known<'a> {
+    fn of(vars: &'a [(Bytes, Bytes)]) -> Self {
+        let mut known = Known::default();
+        for (key, value) in vars {
+            let slot = match &key[..] {
+                b"REQUEST_METHOD" => &mut known.method,
+                b"SERVER_PROTOCOL" => &mut known.protocol,
+                b"CONTENT_TYPE" => &mut known.content_type,
+                b"CONTENT_LENGTH" => &mut known.content_length,
+                b"SCRIPT_NAME" => &mut known.script_name,
+                b"PATH_INFO" => &mut known.path_info,
+                b"REQUEST_URI" => &mut known.request_uri,
+                b"QUERY_STRING" => &mut known.query_string,
+                b"REMOTE_ADDR" => &mut known.remote_addr,
+                b"REMOTE_PORT" => &mut known.remote_port,
+                b"REMOTE_USER" => &mut known.remote_user,
+                b"AUTH_TYPE" => &mut known.auth_type,
+                b"SERVER_NAME" => &mut known.server_name,
+                b"SERVER_PORT" => &mut known.server_port,
+                b"HTTPS" => &mut known.https,
+                name if name.starts_with(b"HTTP_") => {
+                    known.headers += 1;
+                    known.header_bytes = known
+                        .header_bytes
+                        .saturating_add(name.len() - 5 + value.len());
+                    continue;
+                }
+                _ => continue,
+            };
+            // The first of a repeated name, as `Environ::get` finds it.
+            slot.get_or_insert(value);
+        }
+        known
     }
 }
 

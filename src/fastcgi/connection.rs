@@ -19,8 +19,8 @@ use tower_service::Service;
 
 use super::body::{RequestBody, StdinState};
 use super::record::{
-    self, BeginRequest, Decoder, EndRequest, MAX_CONNS, MAX_REQS, MPXS_CONNS, NULL_REQUEST_ID,
-    ParamsBuffer, ProtocolStatus, Record, RecordType, Role,
+    self, BeginRequest, BuildIdHasher, Decoder, EndRequest, MAX_CONNS, MAX_REQS, MPXS_CONNS,
+    NULL_REQUEST_ID, ParamsBuffer, ProtocolStatus, Record, RecordType, Role,
 };
 use super::respond as respond_fcgi;
 use super::{Builder, Role as RequestRole};
@@ -99,7 +99,7 @@ pub(super) async fn serve<R, W, S, B, E>(
         service,
         options,
         out,
-        requests: HashMap::new(),
+        requests: HashMap::default(),
         tasks: JoinSet::new(),
         generation: 0,
         reading: true,
@@ -205,7 +205,7 @@ struct Connection<S, E> {
     service: S,
     options: Arc<Builder<E>>,
     out: mpsc::Sender<Bytes>,
-    requests: HashMap<u16, Active>,
+    requests: HashMap<u16, Active, BuildIdHasher>,
     tasks: JoinSet<Done>,
     generation: u64,
     reading: bool,
@@ -391,11 +391,6 @@ where
                 return;
             }
         };
-        let capacity = self
-            .options
-            .request_buffer
-            .div_ceil(record::MAX_CONTENT_LEN);
-        let (tx, rx) = mpsc::channel(capacity.max(1));
         let state = Arc::new(StdinState::default());
         let (mut parts, ()) = request.into_parts();
         parts.headers.remove(http::header::TRANSFER_ENCODING);
@@ -409,8 +404,20 @@ where
             Role::Authorizer => RequestRole::Authorizer,
             _ => RequestRole::Responder,
         });
-        let request = Request::from_parts(parts, RequestBody::stream(rx, length, state.clone()));
-        let task = self.tasks.spawn(run_request(
+        // STDIN goes to the body through a bounded channel, unless there is no body.
+        let (body, stdin) = if length == Some(0) {
+            (RequestBody::empty(), None)
+        } else {
+            let capacity = self
+                .options
+                .request_buffer
+                .div_ceil(record::MAX_CONTENT_LEN);
+            let (tx, rx) = mpsc::channel(capacity.max(1));
+            (RequestBody::stream(rx, length, state.clone()), Some(tx))
+        };
+        let request = Request::from_parts(parts, body);
+        // Boxed: the task holds a pointer, not the whole future, which the spawn would move.
+        let task = self.tasks.spawn(Box::pin(run_request(
             self.service.clone(),
             self.options.clone(),
             request,
@@ -420,8 +427,7 @@ where
             self.out.clone(),
             state.clone(),
             ended,
-        ));
-        let stdin = (length != Some(0)).then_some(tx);
+        )));
         if let Some(active) = self.requests.get_mut(&id) {
             active.phase = Phase::Running { stdin, state, task };
         }
@@ -591,9 +597,50 @@ where
 
 /// The environ of a PARAMS stream: a repeated name keeps its first place and its last value,
 /// as [`Environ::from_vars`] has it, in linear time however many pairs the web server sends.
+///
+/// A web server sends a few dozen distinct names, rarely a repeated one: a 256-bit filter of
+/// the names seen sends only a possible repeat to a scan of the environ (at most
+/// [`FEW_NAMES`] long), with no table to allocate and no name hashed twice. Past that many
+/// names, a hash map keeps the time linear.
 fn environ_from_pairs(pairs: &Bytes) -> Result<Environ, record::PairsError> {
-    let mut index: HashMap<Bytes, usize> = HashMap::with_capacity(64);
-    let mut vars: Vec<(Bytes, Bytes)> = Vec::with_capacity(64);
+    let mut environ = Environ::with_capacity(32);
+    let mut seen = [0u64; 4];
+    for pair in record::decode_pairs(pairs) {
+        let (name, value) = pair?;
+        let bit = name_bit(&name);
+        let (word, mask) = (usize::from(bit / 64), 1u64 << (bit % 64));
+        if seen[word] & mask == 0 {
+            if environ.len() == FEW_NAMES {
+                return environ_from_many_pairs(pairs);
+            }
+            seen[word] |= mask;
+            environ.push_unchecked(name, value);
+        } else {
+            environ.insert(name, value);
+        }
+    }
+    set_scheme(&mut environ);
+    Ok(environ)
+}
+
+/// How many distinct names [`environ_from_pairs`] takes before it turns to a hash map.
+const FEW_NAMES: usize = 64;
+
+/// The filter bit of a meta-variable name: its length and last eight bytes (where names
+/// that share a prefix, `HTTP_` or `SERVER_`, differ), multiplied, then the top eight bits.
+fn name_bit(name: &[u8]) -> u8 {
+    let tail = match name.last_chunk::<8>() {
+        Some(tail) => u64::from_le_bytes(*tail),
+        None => name.iter().fold(0, |word, &b| (word << 8) | u64::from(b)),
+    };
+    ((tail ^ name.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8
+}
+
+/// [`environ_from_pairs`] for a stream of many names.
+#[cold]
+fn environ_from_many_pairs(pairs: &Bytes) -> Result<Environ, record::PairsError> {
+    let mut index: HashMap<Bytes, usize> = HashMap::new();
+    let mut vars: Vec<(Bytes, Bytes)> = Vec::new();
     for pair in record::decode_pairs(pairs) {
         let (name, value) = pair?;
         match index.entry(name) {
@@ -613,12 +660,16 @@ fn environ_from_pairs(pairs: &Bytes) -> Result<Environ, record::PairsError> {
     for (name, value) in vars {
         environ.push_unchecked(name, value);
     }
-    environ.set_url_scheme(if guess_scheme(&environ) == "https" {
+    set_scheme(&mut environ);
+    Ok(environ)
+}
+
+fn set_scheme(environ: &mut Environ) {
+    environ.set_url_scheme(if guess_scheme(environ) == "https" {
         http::uri::Scheme::HTTPS
     } else {
         http::uri::Scheme::HTTP
     });
-    Ok(environ)
 }
 
 /// Runs one request: the service called, its response written as STDOUT records, then
@@ -778,6 +829,53 @@ mod tests {
         assert_eq!(environ.url_scheme(), &http::uri::Scheme::HTTPS);
     }
 
+    #[test]
+    fn repeats_filter_collisions_and_many_names_give_what_from_vars_gives() {
+        // Two distinct names with the same filter bit: the second is a new name all the same.
+        let names: Vec<String> = (0..300).map(|i| format!("N{i}")).collect();
+        let (a, b) = names
+            .iter()
+            .enumerate()
+            .find_map(|(i, a)| {
+                let b = names[..i]
+                    .iter()
+                    .find(|b| name_bit(b.as_bytes()) == name_bit(a.as_bytes()))?;
+                Some((b.clone(), a.clone()))
+            })
+            .unwrap();
+        let mut streams = vec![vec![
+            (a.clone(), "1".to_owned()),
+            (b.clone(), "2".to_owned()),
+            (a, "3".to_owned()),
+        ]];
+        // Around the switch to the hash map, with repeats before and after it.
+        for count in [63, 64, 65, 200] {
+            let mut pairs = Vec::new();
+            for i in 0..count {
+                pairs.push((names[i].clone(), format!("v{i}")));
+                if i % 7 == 6 {
+                    pairs.push((names[i / 2].clone(), format!("again{i}")));
+                }
+            }
+            streams.push(pairs);
+        }
+        for pairs in streams {
+            let mut buf = BytesMut::new();
+            for (name, value) in &pairs {
+                record::encode_pair(&mut buf, name.as_bytes(), value.as_bytes());
+            }
+            let environ = environ_from_pairs(&buf.freeze()).unwrap();
+            let want = Environ::from_vars(pairs.clone());
+            let got: Vec<_> = environ.iter().collect();
+            assert_eq!(
+                got,
+                want.iter().collect::<Vec<_>>(),
+                "{} pairs",
+                pairs.len()
+            );
+        }
+    }
+
     /// A connection whose request 1 has written its END_REQUEST, before the serve loop has
     /// seen its task end (the window in which the web server may already reuse the id), and
     /// the receiving end of its output.
@@ -800,7 +898,7 @@ mod tests {
             service,
             options: Arc::new(Builder::new().max_requests(max_requests)),
             out,
-            requests: HashMap::new(),
+            requests: HashMap::default(),
             tasks: JoinSet::new(),
             generation: 1,
             reading: true,

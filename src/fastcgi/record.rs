@@ -567,6 +567,44 @@ impl ParamsBuffer {
     }
 }
 
+/// Hashes request ids with one multiplication, where the default hasher, made to resist
+/// chosen keys, costs a few hundred instructions a request. Ids are 16-bit and a map holds
+/// a bounded number of them (the client's own ids; at most [`Builder::max_requests`] a
+/// connection on the server side), so chosen ids cannot make it slow.
+///
+/// [`Builder::max_requests`]: super::Builder::max_requests
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct BuildIdHasher;
+
+impl std::hash::BuildHasher for BuildIdHasher {
+    type Hasher = IdHasher;
+
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        // Fibonacci hashing: spreads consecutive ids over the high bits, which hashbrown
+        // uses.
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 << 8) | u64::from(byte);
+        }
+    }
+
+    fn write_u16(&mut self, id: u16) {
+        self.0 = u64::from(id);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,8 @@ use tokio::time::Instant;
 
 use super::Address;
 use crate::fastcgi::record::{
-    self, Decoder, EndRequest, MAX_CONNS, MAX_REQS, MPXS_CONNS, NULL_REQUEST_ID, Record, RecordType,
+    self, BuildIdHasher, Decoder, EndRequest, MAX_CONNS, MAX_REQS, MPXS_CONNS, NULL_REQUEST_ID,
+    Record, RecordType,
 };
 use crate::panic::log;
 
@@ -405,41 +406,6 @@ struct State {
     reading: Option<Waker>,
     /// Since when the connection carries no request (connections read by their requests).
     idle_since: Instant,
-}
-
-/// Hashes request ids (small numbers; the map only ever holds ids the client handed out)
-/// with one multiplication, where the default hasher, made to resist chosen keys, costs a
-/// few hundred instructions a request.
-#[derive(Clone, Copy, Debug, Default)]
-struct BuildIdHasher;
-
-impl std::hash::BuildHasher for BuildIdHasher {
-    type Hasher = IdHasher;
-
-    fn build_hasher(&self) -> IdHasher {
-        IdHasher(0)
-    }
-}
-
-#[derive(Debug)]
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        // Fibonacci hashing: spreads consecutive ids over the high bits, which hashbrown
-        // uses.
-        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0 << 8) | u64::from(byte);
-        }
-    }
-
-    fn write_u16(&mut self, id: u16) {
-        self.0 = u64::from(id);
-    }
 }
 
 /// Why a connection takes no request now.
