@@ -602,7 +602,7 @@ where
 /// the names seen sends only a possible repeat to a scan of the environ (at most
 /// [`FEW_NAMES`] long), with no table to allocate and no name hashed twice. Past that many
 /// names, a hash map keeps the time linear.
-fn environ_from_pairs(pairs: &Bytes) -> Result<Environ, record::PairsError> {
+pub(super) fn environ_from_pairs(pairs: &Bytes) -> Result<Environ, record::PairsError> {
     let mut environ = Environ::with_capacity(32);
     let mut seen = [0u64; 4];
     for pair in record::decode_pairs(pairs) {

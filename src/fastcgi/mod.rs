@@ -701,7 +701,9 @@ pub mod fuzz {
 
     /// Decodes `data` as a record stream fed in pieces of `step` bytes: every record
     /// decodes, re-encodes to the same record, and its body parses or is refused, without
-    /// a panic and without the buffer growing past one record.
+    /// a panic and without the buffer growing past one record. A body of name-value pairs
+    /// becomes the environ that [`Environ::from_vars`](crate::Environ::from_vars) makes of
+    /// them, or an error when they do not decode.
     pub fn records(data: &[u8], step: usize) {
         let mut decoder = Decoder::new();
         let mut buf = BytesMut::new();
@@ -728,8 +730,21 @@ pub mod fuzz {
                 RecordType::BeginRequest => drop(BeginRequest::parse(&record.content)),
                 RecordType::EndRequest => drop(EndRequest::parse(&record.content)),
                 RecordType::UnknownType => drop(parse_unknown_type(&record.content)),
-                _ => decode_pairs(&record.content).for_each(drop),
+                _ => params(&record.content),
             }
+        }
+    }
+
+    fn params(content: &bytes::Bytes) {
+        let environ = super::connection::environ_from_pairs(content);
+        match decode_pairs(content).collect::<Result<Vec<_>, _>>() {
+            Ok(pairs) => {
+                let environ = environ.expect("pairs that decode make an environ");
+                let want = crate::Environ::from_vars(pairs);
+                assert!(environ.iter().eq(want.iter()));
+                assert_eq!(environ.url_scheme(), want.url_scheme());
+            }
+            Err(_) => assert!(environ.is_err()),
         }
     }
 }
@@ -741,6 +756,8 @@ mod tests {
         let mut wire = vec![1, 1, 0, 1, 0, 8, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0];
         wire.extend_from_slice(&[1, 4, 0, 1, 0, 3, 5, 0, 0x80, 0, 0]);
         wire.extend_from_slice(&[0; 5]);
+        // PARAMS A=1, A=2: one variable, the last value.
+        wire.extend_from_slice(&[1, 4, 0, 1, 0, 8, 0, 0, 1, 1, b'A', b'1', 1, 1, b'A', b'2']);
         wire.extend_from_slice(&[1, 4, 0, 1, 0xff, 0xff, 0xff]);
         for step in [0, 1, 3, 8, 255] {
             super::fuzz::records(&wire, step);
