@@ -179,12 +179,17 @@ impl Environ {
     {
         let mut environ = Environ::new();
         environ.extend(vars);
-        environ.gateway.url_scheme = if guess_scheme(&environ) == "https" {
+        environ.guess_url_scheme();
+        environ
+    }
+
+    /// Sets `url_scheme` with [`guess_scheme`]: https when `HTTPS` says so.
+    pub(crate) fn guess_url_scheme(&mut self) {
+        self.gateway.url_scheme = if guess_scheme(self) == "https" {
             http::uri::Scheme::HTTPS
         } else {
             http::uri::Scheme::HTTP
         };
-        environ
     }
 
     /// The value of `key`, if it is set.

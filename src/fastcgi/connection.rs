@@ -24,7 +24,6 @@ use super::record::{
 };
 use super::respond as respond_fcgi;
 use super::{Builder, Role as RequestRole};
-use crate::environ::guess_scheme;
 use crate::error_response::ErrorResponse;
 use crate::panic::{catch_unwind, log};
 use crate::respond;
@@ -619,7 +618,7 @@ pub(super) fn environ_from_pairs(pairs: &Bytes) -> Result<Environ, record::Pairs
             environ.insert(name, value);
         }
     }
-    set_scheme(&mut environ);
+    environ.guess_url_scheme();
     Ok(environ)
 }
 
@@ -660,16 +659,8 @@ fn environ_from_many_pairs(pairs: &Bytes) -> Result<Environ, record::PairsError>
     for (name, value) in vars {
         environ.push_unchecked(name, value);
     }
-    set_scheme(&mut environ);
+    environ.guess_url_scheme();
     Ok(environ)
-}
-
-fn set_scheme(environ: &mut Environ) {
-    environ.set_url_scheme(if guess_scheme(environ) == "https" {
-        http::uri::Scheme::HTTPS
-    } else {
-        http::uri::Scheme::HTTP
-    });
 }
 
 /// Runs one request: the service called, its response written as STDOUT records, then
