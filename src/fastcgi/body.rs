@@ -89,14 +89,13 @@ impl RequestBody {
     }
 
     /// A body fed by the connection: `length` bytes, or to the end of STDIN when `None`.
+    /// (With no body at all, the connection makes an [`empty`](Self::empty) one and no
+    /// channel.)
     pub(super) fn stream(
         rx: mpsc::Receiver<Bytes>,
         length: Option<u64>,
         state: Arc<StdinState>,
     ) -> Self {
-        if length == Some(0) {
-            return Self::empty();
-        }
         Self {
             kind: Kind::Stream(Stream {
                 rx,
