@@ -1090,6 +1090,173 @@ mod cli {
         running.terminate();
     }
 
+    /// The processes whose parent is `parent`, from `/proc`.
+    fn children(parent: u32) -> Vec<u32> {
+        let mut children = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // `PID (COMM) STATE PPID ...`: COMM may hold spaces and parentheses.
+            let after = &stat[stat.rfind(')').unwrap() + 2..];
+            let ppid: u32 = after.split(' ').nth(1).unwrap().parse().unwrap();
+            if ppid == parent {
+                children.push(pid);
+            }
+        }
+        children.sort_unstable();
+        children
+    }
+
+    /// Waits until `parent` has `count` children, none of them in `not`.
+    async fn wait_for_workers(running: &mut Running, count: usize, not: &[u32]) -> Vec<u32> {
+        let started = Instant::now();
+        loop {
+            let workers = children(running.0.id());
+            if workers.len() == count && !workers.iter().any(|pid| not.contains(pid)) {
+                return workers;
+            }
+            assert!(started.elapsed() < LIMIT, "workers: {workers:?}");
+            assert!(
+                running.0.try_wait().unwrap().is_none(),
+                "towergate wsgi exited"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The pid in a `wsgi_apps:process` answer, checked for `multiprocess=True`.
+    async fn answering_pid(addr: SocketAddr) -> u32 {
+        let (parts, body) = get(addr, "/").await;
+        assert_eq!(parts.status, StatusCode::OK);
+        let text = std::str::from_utf8(&body).unwrap();
+        let pid = text
+            .strip_prefix("pid=")
+            .and_then(|rest| rest.strip_suffix(" multiprocess=True"))
+            .unwrap_or_else(|| panic!("{text}"));
+        pid.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn towergate_wsgi_workers_share_the_socket_a_killed_one_is_replaced_all_stop_together() {
+        let port = free_port();
+        let child = towergate()
+            .args([
+                "wsgi",
+                "wsgi_apps:process",
+                "--workers",
+                "2",
+                "--threads",
+                "1",
+            ])
+            .arg("--python-path")
+            .arg(apps_dir())
+            .arg("--addr")
+            .arg(format!("127.0.0.1:{port}"))
+            .spawn()
+            .unwrap();
+        let mut running = Running(child);
+        let first = wait_for_workers(&mut running, 2, &[]).await;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let killed = bounded(answering_pid(addr)).await;
+        assert!(first.contains(&killed), "{killed} not in {first:?}");
+        let status = Command::new("kill")
+            .args(["-KILL", &killed.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let second = wait_for_workers(&mut running, 2, &[killed]).await;
+        bounded(async {
+            for _ in 0..4 {
+                let pid = answering_pid(addr).await;
+                assert!(second.contains(&pid), "{pid} not in {second:?}");
+            }
+        })
+        .await;
+        let status = running.terminate();
+        assert!(status.success(), "{status}");
+        // The parent reaped every worker before it exited.
+        for pid in first.iter().chain(&second) {
+            assert!(
+                !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                "worker {pid} outlived its parent"
+            );
+        }
+        let mut stdout = String::new();
+        running
+            .0
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        assert_eq!(
+            stdout,
+            format!(
+                "towergate: listening on http://127.0.0.1:{port}/\n\
+                 towergate: serving wsgi_apps:process at http://127.0.0.1:{port}/ with 2 workers\n"
+            )
+        );
+        let mut stderr = String::new();
+        running
+            .0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(
+            stderr.contains(&format!(
+                "worker {killed} exited (signal: 9 (SIGKILL)): starting another"
+            )),
+            "{stderr}"
+        );
+    }
+
+    #[test]
+    fn towergate_wsgi_workers_with_a_broken_import_stop_with_the_reason() {
+        let output = towergate()
+            .args([
+                "wsgi",
+                "no_such_module:app",
+                "--workers",
+                "2",
+                "--addr",
+                "127.0.0.1:0",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(
+                "towergate wsgi: cannot import no_such_module: ModuleNotFoundError: No module named 'no_such_module'\n"
+            ),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(" exited (exit status: 1) before it was ready: stopping\n"),
+            "{stderr}"
+        );
+    }
+
+    #[test]
+    fn towergate_wsgi_worker_of_refuses_a_descriptor_0_that_is_no_listener() {
+        let output = towergate()
+            .args(["wsgi", "wsgi_apps:hello", "--worker-of"])
+            .arg(std::process::id().to_string())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        assert_eq!(
+            String::from_utf8_lossy(&output.stderr),
+            "towergate wsgi: --worker-of: descriptor 0 is not a listening socket (the option is for the workers `towergate wsgi --workers` starts)\n"
+        );
+    }
+
     #[test]
     fn towergate_wsgi_with_a_broken_import_exits_with_the_reason() {
         let output = towergate()

@@ -26,7 +26,8 @@ use crate::respond::{Head, Responder, Rules, error_chain, error_head};
 /// §4.1: `SCRIPT_NAME`, `PATH_INFO`, `REMOTE_ADDR` from the
 /// [`ConnectInfo`](crate::ext::ConnectInfo) extension, …), with the request body as its
 /// [`input`](crate::Environ::input) and the gateway keys of a multithreaded server:
-/// multithread true, multiprocess false, run_once false.
+/// multithread true, multiprocess as set by [`multiprocess`](Self::multiprocess) (false by
+/// default), run_once false.
 ///
 /// The response future drives the app until its head can be sent (the first non-empty
 /// chunk, PEP 3333), then resolves to a response whose [`ResponseBody`] polls the app's body
@@ -79,6 +80,7 @@ use crate::respond::{Head, Responder, Rules, error_chain, error_head};
 pub struct AppService<A, E = DefaultErrorResponse> {
     app: A,
     environ: EnvironBuilder,
+    multiprocess: bool,
     traceback_limit: Option<usize>,
     error_response: Arc<E>,
 }
@@ -88,6 +90,7 @@ impl<A: Clone, E> Clone for AppService<A, E> {
         AppService {
             app: self.app.clone(),
             environ: self.environ.clone(),
+            multiprocess: self.multiprocess,
             traceback_limit: self.traceback_limit,
             error_response: self.error_response.clone(),
         }
@@ -98,6 +101,7 @@ impl<A, E> fmt::Debug for AppService<A, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AppService")
             .field("environ", &self.environ)
+            .field("multiprocess", &self.multiprocess)
             .field("traceback_limit", &self.traceback_limit)
             .finish_non_exhaustive()
     }
@@ -109,6 +113,7 @@ impl<A> AppService<A> {
         AppService {
             app,
             environ: EnvironBuilder::new(),
+            multiprocess: false,
             traceback_limit: None,
             error_response: Arc::new(DefaultErrorResponse::new()),
         }
@@ -130,6 +135,35 @@ impl<A, E> AppService<A, E> {
         self
     }
 
+    /// `wsgi.multiprocess` ([`Environ::multiprocess`](crate::Environ::multiprocess)): set it
+    /// when other processes run the same app at the same time, as the workers of `towergate
+    /// wsgi --workers` do (PEP 3333: an app may then not keep state in its process). Defaults
+    /// to `false`.
+    ///
+    /// ```
+    /// use tower::ServiceExt;
+    /// use towergate::gateway::{app_fn, AppBody};
+    /// use towergate::service::AppService;
+    /// use towergate::BoxError;
+    /// use http_body_util::BodyExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let app = app_fn(|environ: towergate::Environ, start_response| async move {
+    ///     start_response.start("200 OK", [("Content-Type", "text/plain")])?;
+    ///     Ok::<_, BoxError>(AppBody::from(format!("multiprocess={}", environ.multiprocess())))
+    /// });
+    /// let service = AppService::new(app).multiprocess(true);
+    /// let request = http::Request::get("/").body(String::new()).unwrap();
+    /// let response = service.oneshot(request).await.unwrap();
+    /// let body = response.into_body().collect().await.unwrap().to_bytes();
+    /// assert_eq!(body, "multiprocess=true");
+    /// # }
+    /// ```
+    pub fn multiprocess(mut self, multiprocess: bool) -> Self {
+        self.multiprocess = multiprocess;
+        self
+    }
+
     /// How many causes (`source()` levels) of an app's error are logged; `None` logs them
     /// all. Defaults to `None`.
     pub fn traceback_limit(mut self, limit: Option<usize>) -> Self {
@@ -143,6 +177,7 @@ impl<A, E> AppService<A, E> {
         AppService {
             app: self.app,
             environ: self.environ,
+            multiprocess: self.multiprocess,
             traceback_limit: self.traceback_limit,
             error_response: Arc::new(error_response),
         }
@@ -179,7 +214,7 @@ where
         let (parts, body) = request.into_parts();
         let mut environ = self.environ.build_from_parts(&parts);
         environ.set_multithread(true);
-        environ.set_multiprocess(false);
+        environ.set_multiprocess(self.multiprocess);
         environ.set_run_once(false);
         if !body.is_end_stream() {
             environ.set_input(Input::new(body));

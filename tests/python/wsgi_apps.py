@@ -1,6 +1,7 @@
 """Plain WSGI apps for towergate's Python tests: each exercises one PEP 3333 rule."""
 
 import io
+import os
 import sys
 import threading
 
@@ -217,3 +218,9 @@ def distinct_chunks(environ, start_response):
     n = int(environ.get("QUERY_STRING") or "0")
     start_response("200 OK", [("Content-Type", "application/octet-stream")])
     return (bytes([i % 256]) * 65536 for i in range(n))
+
+
+def process(environ, start_response):
+    # Which process answered, and whether it knows others run the same app.
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"pid=%d multiprocess=%r" % (os.getpid(), environ["wsgi.multiprocess"])]

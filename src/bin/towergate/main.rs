@@ -8,7 +8,8 @@
 //!                 [--grace SECS]
 //! towergate call PROGRAM [PATH] [-X METHOD] [-d DATA] [-H 'K: V']...
 //! towergate wsgi MODULE:APP [--addr HOST:PORT] [--python-path DIR]... [--threads N]
-//!                [--mount PREFIX] [--static PREFIX=DIR]...      (with the `python` feature)
+//!                [--workers N] [--mount PREFIX] [--static PREFIX=DIR]...
+//!                                                               (with the `python` feature)
 //! ```
 //!
 //! Unix only: it runs CGI programs as Unix processes (process groups, signals). Elsewhere the
@@ -26,6 +27,8 @@ mod call;
 #[cfg(unix)]
 mod serve;
 mod server;
+#[cfg(feature = "python")]
+mod workers;
 #[cfg(feature = "python")]
 mod wsgi;
 

@@ -125,6 +125,20 @@ pub(crate) async fn run_with<S: HttpService>(
     serve(args, listener, service, shutdown_signal(), on_drained).await
 }
 
+/// [`run`] on a listener bound by another process (a `towergate wsgi --workers` worker's,
+/// shared with the other workers), until `signal`. Prints nothing.
+#[cfg(feature = "python")]
+pub(crate) async fn run_on<S: HttpService>(
+    args: &ServerArgs,
+    listener: std::net::TcpListener,
+    service: S,
+    signal: impl Future<Output = ()>,
+) -> Result<(), BoxError> {
+    listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(listener)?;
+    serve(args, listener, service, signal, async {}).await
+}
+
 /// Serves `service` on `listener` until `signal` completes, then shuts down gracefully.
 async fn serve<S: HttpService>(
     args: &ServerArgs,
@@ -253,30 +267,42 @@ where
     }
 }
 
-/// Ctrl-C (SIGINT) or SIGTERM.
+/// Ctrl-C (SIGINT) or SIGTERM. Both are watched from this call on (it must be made inside
+/// the runtime), not from the first poll: a signal that comes before the future is awaited
+/// is not lost, and does not end the process.
 #[cfg(unix)]
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let wait = |kind| async move {
-        match signal(kind) {
-            Ok(mut stream) => {
-                stream.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(target: "towergate::server", "cannot watch a signal: {error}");
-                std::future::pending::<()>().await;
-            }
+pub(crate) fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    let watch = |kind| match signal(kind) {
+        Ok(stream) => Some(stream),
+        Err(error) => {
+            tracing::warn!(target: "towergate::server", "cannot watch a signal: {error}");
+            None
         }
     };
-    tokio::select! {
-        () = wait(SignalKind::interrupt()) => {}
-        () = wait(SignalKind::terminate()) => {}
+    async fn received(stream: Option<Signal>) {
+        match stream {
+            Some(mut stream) => {
+                stream.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+    let (interrupt, terminate) = (
+        watch(SignalKind::interrupt()),
+        watch(SignalKind::terminate()),
+    );
+    async move {
+        tokio::select! {
+            () = received(interrupt) => {}
+            () = received(terminate) => {}
+        }
     }
 }
 
 /// Ctrl-C.
 #[cfg(not(unix))]
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     if tokio::signal::ctrl_c().await.is_err() {
         std::future::pending::<()>().await;
     }

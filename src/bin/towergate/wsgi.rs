@@ -1,6 +1,8 @@
 //! `towergate wsgi MODULE:APP`: a Python WSGI app (Flask, Django, …) served over HTTP/1.1
 //! and HTTP/2, the gunicorn-style command. Exists when the binary is built with the
-//! `python` feature.
+//! `python` feature. With `--workers N` (more than one), the process binds the address and
+//! starts N workers (see [`crate::workers`]); each worker is this command again with
+//! `--worker-of PARENT`, serving the socket it finds on descriptor 0.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +13,7 @@ use towergate::python::{DEFAULT_THREADS, WsgiApp};
 use towergate::service::AppService;
 
 use crate::server::{self, ServerArgs};
+use crate::workers;
 
 /// `towergate wsgi`.
 #[derive(Debug, clap::Args)]
@@ -36,6 +39,17 @@ pub(crate) struct WsgiArgs {
     /// Static files of DIR served at PREFIX, beside the app (repeatable).
     #[arg(long = "static", value_name = "PREFIX=DIR", value_parser = parse_static)]
     statics: Vec<(String, PathBuf)>,
+    /// How many processes serve the app, each with its own interpreter and --threads
+    /// threads, all accepting from one listening socket: one per core lets a GIL-bound app
+    /// use every core. With more than one, a worker that dies is replaced, and
+    /// `wsgi.multiprocess` is true.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) workers: u16,
+    /// Internal: run as a worker of the `towergate wsgi --workers` process PID, serving the
+    /// listening socket on descriptor 0.
+    #[arg(long = "worker-of", value_name = "PID", hide = true)]
+    worker_of: Option<u32>,
 }
 
 fn parse_prefix(value: &str) -> Result<String, String> {
@@ -73,6 +87,42 @@ pub(crate) fn main(args: WsgiArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    if let Some(parent) = args.worker_of {
+        return match workers::inherited_listener(parent) {
+            Ok(listener) => serve(&args, Some(listener)),
+            Err(error) => {
+                eprintln!("towergate wsgi: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if args.workers > 1 {
+        return workers::supervise(
+            &args.target,
+            &args.server,
+            args.mount.as_deref(),
+            args.workers,
+        );
+    }
+    serve(&args, None)
+}
+
+/// Imports the app and serves it: on `args.server.addr`, or as a worker on the listener its
+/// parent bound.
+fn serve(args: &WsgiArgs, inherited: Option<std::net::TcpListener>) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("towergate: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // A worker watches SIGTERM before it imports the app: its parent may stop it at any
+    // time, and it must then exit as a stopped server does.
+    let worker = inherited.map(|listener| {
+        let _entered = runtime.enter();
+        (listener, server::shutdown_signal())
+    });
     let mut builder = WsgiApp::builder().threads(usize::from(args.threads));
     for dir in &args.python_path {
         builder = builder.python_path(dir);
@@ -87,22 +137,13 @@ pub(crate) fn main(args: WsgiArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("towergate: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
     let mount = args.mount.clone().unwrap_or_default();
-    let service = AppService::new(app).script_name(mount.clone());
-    println!(
-        "towergate: serving {} at http://{}{}/",
-        args.target, args.server.addr, mount
-    );
+    let service = AppService::new(app)
+        .script_name(mount.clone())
+        .multiprocess(worker.is_some());
     let served = if args.statics.is_empty() && mount.is_empty() {
         // The app alone: no router in the way of every request.
-        runtime.block_on(server::run(&args.server, service))
+        runtime.block_on(listen(args, worker, &mount, service))
     } else {
         let mut router = Router::new();
         for (prefix, dir) in &args.statics {
@@ -113,13 +154,36 @@ pub(crate) fn main(args: WsgiArgs) -> ExitCode {
         } else {
             router.nest_service(&mount, service)
         };
-        runtime.block_on(server::run(&args.server, router))
+        runtime.block_on(listen(args, worker, &mount, router))
     };
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("towergate wsgi: {error}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Serves `service` on the parent's listener until the signal watched since before the
+/// import (a worker, which says it is ready), or on a listener of its own.
+async fn listen<S: server::HttpService>(
+    args: &WsgiArgs,
+    worker: Option<(std::net::TcpListener, impl Future<Output = ()>)>,
+    mount: &str,
+    service: S,
+) -> Result<(), towergate::BoxError> {
+    match worker {
+        Some((listener, signal)) => {
+            println!("{}", workers::READY);
+            server::run_on(&args.server, listener, service, signal).await
+        }
+        None => {
+            println!(
+                "towergate: serving {} at http://{}{mount}/",
+                args.target, args.server.addr
+            );
+            server::run(&args.server, service).await
         }
     }
 }

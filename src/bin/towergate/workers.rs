@@ -1,0 +1,310 @@
+//! `towergate wsgi --workers N`: N processes serving one listening socket, so that an app
+//! bound by Python's GIL uses more than one core (the model of gunicorn and Granian).
+//!
+//! The parent binds the address and runs no Python. It starts N copies of its own
+//! executable with the same arguments plus `--worker-of PARENT`, each with the listening
+//! socket as its descriptor 0; each worker imports the app, builds its runtime and accepts
+//! from the shared socket (the kernel gives each connection to one of them), with
+//! `wsgi.multiprocess` true. A worker says it is ready with one line on its standard output;
+//! the parent passes everything else a worker prints there on to its own standard output.
+//!
+//! - A worker that exits before it is ready (a broken import: its error is on standard
+//!   error) makes the parent stop the others and exit with failure.
+//! - A worker that exits later (a crash, a kill) is logged and replaced.
+//! - On SIGTERM or Ctrl-C the parent sends SIGTERM to every worker, which shuts down as one
+//!   server does (`--grace` for the requests in flight); a worker still running
+//!   `--grace` plus 10 s later is killed (SIGKILL). Every worker is reaped before the parent
+//!   exits.
+//! - A worker whose parent dies gets SIGTERM (Linux's parent-death signal), and so shuts
+//!   down gracefully too.
+
+use std::ffi::OsString;
+use std::io;
+use std::net::TcpListener;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::{ExitCode, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::server::{self, ServerArgs};
+
+/// The line a worker prints on its standard output once its app is imported and it
+/// serves.
+pub(crate) const READY: &str = "towergate: worker ready";
+
+/// How long a stopped worker may take past the grace before it is killed.
+const STOP_MARGIN: Duration = Duration::from_secs(10);
+
+/// The longest line passed on from a worker's standard output; a longer one is passed on
+/// in pieces.
+const MAX_LINE: u64 = 64 * 1024;
+
+/// Binds `server.addr`, then starts `workers` workers on it and watches them until SIGTERM
+/// or Ctrl-C.
+pub(crate) fn supervise(
+    target: &str,
+    server: &ServerArgs,
+    mount: Option<&str>,
+    workers: u16,
+) -> ExitCode {
+    let listener = match TcpListener::bind(server.addr) {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("towergate wsgi: cannot listen on {}: {error}", server.addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(error) => {
+            eprintln!("towergate wsgi: cannot find its own executable to start workers: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("towergate: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The same arguments, with `--worker-of PID` after the subcommand (before any `--`).
+    let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let at = args.len().min(1);
+    args.splice(
+        at..at,
+        [
+            OsString::from("--worker-of"),
+            OsString::from(std::process::id().to_string()),
+        ],
+    );
+    let local = listener.local_addr().map_or(server.addr, |addr| addr);
+    println!("towergate: listening on http://{local}/");
+    println!(
+        "towergate: serving {target} at http://{local}{}/ with {workers} workers",
+        mount.unwrap_or_default()
+    );
+    let spawner = Arc::new(Spawner {
+        exe,
+        args,
+        listener,
+        grace: server.grace,
+    });
+    if runtime.block_on(watch_workers(spawner, workers)) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Runs `count` workers, replacing those that die, until a signal; true when every worker
+/// became ready and stopped cleanly.
+async fn watch_workers(spawner: Arc<Spawner>, count: u16) -> bool {
+    let mut signal = std::pin::pin!(server::shutdown_signal());
+    let (stop, stopping) = watch::channel(false);
+    let mut running = JoinSet::new();
+    for _ in 0..count {
+        running.spawn(run_worker(spawner.clone(), stopping.clone()));
+    }
+    let mut ok = true;
+    loop {
+        tokio::select! {
+            () = &mut signal => break,
+            Some(joined) = running.join_next() => {
+                let Ok(ended) = joined else {
+                    ok = false;
+                    break;
+                };
+                if !ended.ready {
+                    eprintln!(
+                        "towergate wsgi: a worker {} before it was ready: stopping",
+                        ended.describe()
+                    );
+                    ok = false;
+                    break;
+                }
+                tracing::warn!(
+                    target: "towergate::server",
+                    "worker {}: starting another",
+                    ended.describe()
+                );
+                running.spawn(run_worker(spawner.clone(), stopping.clone()));
+            }
+        }
+    }
+    let _ = stop.send(true);
+    while let Some(joined) = running.join_next().await {
+        match joined {
+            Ok(ended) if matches!(ended.status, Ok(status) if status.success()) => {}
+            // Not ready: its import failed as the one that stopped the rest did, and said so.
+            Ok(ended) if !ended.ready => ok = false,
+            Ok(ended) => {
+                tracing::warn!(target: "towergate::server", "worker {}", ended.describe());
+                ok = false;
+            }
+            Err(_) => ok = false,
+        }
+    }
+    ok
+}
+
+/// What starts a worker.
+#[derive(Debug)]
+struct Spawner {
+    exe: PathBuf,
+    args: Vec<OsString>,
+    listener: TcpListener,
+    grace: Duration,
+}
+
+impl Spawner {
+    fn spawn(&self) -> io::Result<Child> {
+        Command::new(&self.exe)
+            .args(&self.args)
+            .stdin(Stdio::from(OwnedFd::from(self.listener.try_clone()?)))
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+    }
+}
+
+/// How a worker's life ended.
+#[derive(Debug)]
+struct Ended {
+    pid: Option<u32>,
+    /// It printed [`READY`].
+    ready: bool,
+    status: io::Result<ExitStatus>,
+}
+
+impl Ended {
+    /// `PID exited (STATUS)`, for the log.
+    fn describe(&self) -> String {
+        let pid = self.pid.map_or_else(String::new, |pid| format!("{pid} "));
+        match &self.status {
+            Ok(status) => format!("{pid}exited ({status})"),
+            Err(error) => format!("{pid}could not be started or waited for: {error}"),
+        }
+    }
+}
+
+/// One worker's life: started, its output passed on, waited for; stopped on `stopping`
+/// (SIGTERM, then SIGKILL past the grace and a margin).
+async fn run_worker(spawner: Arc<Spawner>, mut stopping: watch::Receiver<bool>) -> Ended {
+    let mut child = match spawner.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            return Ended {
+                pid: None,
+                ready: false,
+                status: Err(error),
+            };
+        }
+    };
+    let pid = child.id();
+    let ready = Arc::new(AtomicBool::new(false));
+    let output = child
+        .stdout
+        .take()
+        .map(|stdout| tokio::spawn(pass_on(stdout, ready.clone())));
+    let status = tokio::select! {
+        biased;
+        status = child.wait() => status,
+        () = async { drop(stopping.wait_for(|stop| *stop).await) } => {
+            stop(&mut child, spawner.grace).await
+        }
+    };
+    // The ready line was written before the exit; the end of the output follows the exit,
+    // unless a process the app started holds the pipe.
+    if let Some(output) = output {
+        let _ = tokio::time::timeout(Duration::from_secs(1), output).await;
+    }
+    Ended {
+        pid,
+        ready: ready.load(Ordering::Relaxed),
+        status,
+    }
+}
+
+/// SIGTERM, then SIGKILL if the worker still runs `grace` plus [`STOP_MARGIN`] later.
+async fn stop(child: &mut Child, grace: Duration) -> io::Result<ExitStatus> {
+    if let Some(pid) = child
+        .id()
+        .and_then(|pid| rustix::process::Pid::from_raw(pid as i32))
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+    match tokio::time::timeout(grace + STOP_MARGIN, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            tracing::warn!(
+                target: "towergate::server",
+                "worker {} still running {:?} after SIGTERM: killing it",
+                child.id().unwrap_or_default(),
+                grace + STOP_MARGIN
+            );
+            child.kill().await?;
+            child.wait().await
+        }
+    }
+}
+
+/// Passes a worker's standard output on to ours, line by line, and notes its ready line.
+async fn pass_on(stdout: ChildStdout, ready: Arc<AtomicBool>) {
+    let mut reader = BufReader::new(stdout);
+    let mut out = tokio::io::stdout();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut reader)
+            .take(MAX_LINE)
+            .read_until(b'\n', &mut line)
+            .await
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if line.strip_suffix(b"\n") == Some(READY.as_bytes()) {
+            ready.store(true, Ordering::Relaxed);
+            continue;
+        }
+        if out.write_all(&line).await.is_err() || out.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A worker's listener: descriptor 0, a listening TCP socket from its parent `parent`,
+/// which is then replaced by `/dev/null`. Asks for SIGTERM when the parent dies.
+pub(crate) fn inherited_listener(parent: u32) -> io::Result<TcpListener> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))?;
+        // The parent may have died before the signal was asked for.
+        if rustix::process::getppid().map(|pid| pid.as_raw_pid()) != Some(parent as i32) {
+            return Err(io::Error::other(format!(
+                "--worker-of {parent}: not the parent of this process (it may be gone)"
+            )));
+        }
+    }
+    let stdin = io::stdin();
+    let listening = rustix::net::sockopt::socket_acceptconn(stdin.as_fd()).unwrap_or(false);
+    if !listening {
+        return Err(io::Error::other(
+            "--worker-of: descriptor 0 is not a listening socket (the option is for the workers `towergate wsgi --workers` starts)",
+        ));
+    }
+    let fd = stdin.as_fd().try_clone_to_owned()?;
+    rustix::stdio::dup2_stdin(std::fs::File::open("/dev/null")?)?;
+    Ok(TcpListener::from(fd))
+}
