@@ -1141,7 +1141,7 @@ mod cli {
     }
 
     #[tokio::test]
-    async fn towergate_wsgi_workers_share_the_socket_a_killed_one_is_replaced_all_stop_together() {
+    async fn towergate_wsgi_workers_share_the_address_a_killed_one_is_replaced_all_stop_together() {
         let port = free_port();
         let child = towergate()
             .args([
@@ -1160,6 +1160,12 @@ mod cli {
             .unwrap();
         let mut running = Running(child);
         let first = wait_for_workers(&mut running, 2, &[]).await;
+        // The parent holds the address; the workers listen once they imported the app.
+        let started = Instant::now();
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            assert!(started.elapsed() < LIMIT, "no worker listens");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let killed = bounded(answering_pid(addr)).await;
         assert!(first.contains(&killed), "{killed} not in {first:?}");
@@ -1244,7 +1250,7 @@ mod cli {
     }
 
     #[test]
-    fn towergate_wsgi_worker_of_refuses_a_descriptor_0_that_is_no_listener() {
+    fn towergate_wsgi_worker_of_refuses_a_descriptor_0_that_is_not_its_parents_socket() {
         let output = towergate()
             .args(["wsgi", "wsgi_apps:hello", "--worker-of"])
             .arg(std::process::id().to_string())
@@ -1253,7 +1259,7 @@ mod cli {
         assert_eq!(output.status.code(), Some(1));
         assert_eq!(
             String::from_utf8_lossy(&output.stderr),
-            "towergate wsgi: --worker-of: descriptor 0 is not a listening socket (the option is for the workers `towergate wsgi --workers` starts)\n"
+            "towergate wsgi: --worker-of: descriptor 0 is not the address socket of `towergate wsgi --workers` (the option is for the workers it starts)\n"
         );
     }
 

@@ -2,7 +2,8 @@
 //! and HTTP/2, the gunicorn-style command. Exists when the binary is built with the
 //! `python` feature. With `--workers N` (more than one), the process binds the address and
 //! starts N workers (see [`crate::workers`]); each worker is this command again with
-//! `--worker-of PARENT`, serving the socket it finds on descriptor 0.
+//! `--worker-of PARENT`, listening beside the others on the address of the socket it finds
+//! on descriptor 0.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -88,7 +89,7 @@ pub(crate) fn main(args: WsgiArgs) -> ExitCode {
         }
     }
     if let Some(parent) = args.worker_of {
-        return match workers::inherited_listener(parent) {
+        return match workers::worker_listener(parent) {
             Ok(listener) => serve(&args, Some(listener)),
             Err(error) => {
                 eprintln!("towergate wsgi: {error}");
