@@ -486,14 +486,16 @@ fi
 
 # ---------------------------------------------------------------- 7. WSGI apps, c=64
 if want 7; then
-# towergate wsgi against Granian (`--interface wsgi`, one worker, the same number of Python
-# threads) and gunicorn (sync, a worker per core), on a plain WSGI hello and a Flask hello;
+# towergate wsgi against Granian (`--interface wsgi`, the same number of Python threads and
+# of worker processes) and gunicorn (sync, a worker per core), on a plain WSGI hello and a
+# Flask hello, with one worker process and with a worker per core (WSGI_WORKERS);
 # then 1 GiB up through wsgi.input and 1 GiB down from a generator, with the server's peak
 # RSS. Flask, Granian and gunicorn come from PyPI into a virtualenv of the interpreter
 # towergate embeds. Rounds interleave the servers, in an order that rotates from round to
 # round; the median round is reported,
 # with the spread of the rounds.
 WSGI_THREADS=${WSGI_THREADS:-8}
+WSGI_WORKERS=${WSGI_WORKERS:-$(nproc)}
 WSGI_ROUNDS=${WSGI_ROUNDS:-$([ -n "$QUICK" ] && echo 1 || echo 3)}
 log "WSGI: virtualenv with Flask, Granian, gunicorn"
 "$PYO3_PYTHON" -m venv "$WORK/wsgi-venv"
@@ -514,12 +516,13 @@ cp bench/wsgi/bench_flask.py bench/wsgi/bench_apps.py "$WORK/wsgi/"
 # wsgi_server NAME MODULE:APP PORT: starts one server for the app on PORT (sets LAST).
 wsgi_server() {
   case $1 in
-    towergate|towergate-shared) start env -i PATH="$PATH" VIRTUAL_ENV="$WORK/wsgi-venv" RUST_LOG=warn \
-      "$([ "$1" = towergate ] && echo "$STATIC_PY" || echo "$REL/towergate")" wsgi "$2" --python-path "$WORK/wsgi" \
-      --threads "$WSGI_THREADS" --addr "127.0.0.1:$3" ;;
-    granian) start env -i PATH="$PATH" PYTHONPATH="$WORK/wsgi" "$WSGI_BIN/granian" \
-      --interface wsgi --workers 1 --blocking-threads "$WSGI_THREADS" --log-level warning \
-      --host 127.0.0.1 --port "$3" "$2" ;;
+    towergate|towergate-shared|towergate-workers) start env -i PATH="$PATH" VIRTUAL_ENV="$WORK/wsgi-venv" RUST_LOG=warn \
+      "$([ "$1" = towergate-shared ] && echo "$REL/towergate" || echo "$STATIC_PY")" wsgi "$2" --python-path "$WORK/wsgi" \
+      --threads "$WSGI_THREADS" --workers "$([ "$1" = towergate-workers ] && echo "$WSGI_WORKERS" || echo 1)" \
+      --addr "127.0.0.1:$3" ;;
+    granian|granian-workers) start env -i PATH="$PATH" PYTHONPATH="$WORK/wsgi" "$WSGI_BIN/granian" \
+      --interface wsgi --workers "$([ "$1" = granian-workers ] && echo "$WSGI_WORKERS" || echo 1)" \
+      --blocking-threads "$WSGI_THREADS" --log-level warning --host 127.0.0.1 --port "$3" "$2" ;;
     gunicorn) start env -i PATH="$PATH" "$WSGI_BIN/gunicorn" --chdir "$WORK/wsgi" -k sync \
       -w "$(nproc)" -b "127.0.0.1:$3" --log-level warning "$2" ;;
   esac
@@ -533,7 +536,7 @@ for app in hello flask; do
   target=$([ "$app" = hello ] && echo bench_apps:hello || echo bench_flask:app)
   log "WSGI $app hello, wrk c=64 for ${WRK_SECS}s, $WSGI_ROUNDS rounds"
   declare -A rps=() p99=() med=() spr=() p99m=()
-  servers=(towergate towergate-shared granian gunicorn)
+  servers=(towergate towergate-shared granian gunicorn towergate-workers granian-workers)
   for round in $(seq 1 "$WSGI_ROUNDS"); do
     # The order rotates every round: no server always runs first, or after the same one.
     for i in "${!servers[@]}"; do
@@ -545,16 +548,18 @@ for app in hello flask; do
       rps[$server]+="$r "; p99[$server]+="$q "
     done
   done
-  for server in towergate towergate-shared granian gunicorn; do
+  for server in "${servers[@]}"; do
     med[$server]=$(tr ' ' '\n' <<<"${rps[$server]}" | grep . | median)
     spr[$server]=$(tr ' ' '\n' <<<"${rps[$server]}" | grep . | spread)
     p99m[$server]=$(tr ' ' '\n' <<<"${p99[$server]}" | grep . | median)
   done
-  goal=$([ "$app" = hello ] && echo "≥ 1.0× Granian, ≥ 3× gunicorn" || echo "≥ 1.0× Granian")
-  row "WSGI $app, Granian --interface wsgi, $WSGI_THREADS threads (anchor) | ${med[granian]} req/s ${spr[granian]}, p99 ${p99m[granian]} ms | 1.00 | —"
+  row "WSGI $app, Granian --interface wsgi, 1 worker, $WSGI_THREADS threads (anchor) | ${med[granian]} req/s ${spr[granian]}, p99 ${p99m[granian]} ms | 1.00 | —"
   row "WSGI $app, gunicorn sync, $(nproc) workers | ${med[gunicorn]} req/s ${spr[gunicorn]}, p99 ${p99m[gunicorn]} ms | $(ratio "${med[gunicorn]}" "${med[granian]}") | —"
-  row "WSGI $app, towergate wsgi, $WSGI_THREADS threads, static libpython | ${med[towergate]} req/s ${spr[towergate]}, p99 ${p99m[towergate]} ms | $(ratio "${med[towergate]}" "${med[granian]}") (× gunicorn $(ratio "${med[towergate]}" "${med[gunicorn]}")) | $goal"
-  row "WSGI $app, towergate wsgi, $WSGI_THREADS threads, libpython.so | ${med[towergate-shared]} req/s ${spr[towergate-shared]}, p99 ${p99m[towergate-shared]} ms | $(ratio "${med[towergate-shared]}" "${med[granian]}") | —"
+  row "WSGI $app, towergate wsgi, 1 worker, $WSGI_THREADS threads, static libpython | ${med[towergate]} req/s ${spr[towergate]}, p99 ${p99m[towergate]} ms | $(ratio "${med[towergate]}" "${med[granian]}") (× gunicorn $(ratio "${med[towergate]}" "${med[gunicorn]}")) | ≥ 1.0× Granian"
+  row "WSGI $app, towergate wsgi, 1 worker, $WSGI_THREADS threads, libpython.so | ${med[towergate-shared]} req/s ${spr[towergate-shared]}, p99 ${p99m[towergate-shared]} ms | $(ratio "${med[towergate-shared]}" "${med[granian]}") | —"
+  # A worker process per core for all three: the process budget gunicorn is given.
+  row "WSGI $app, Granian --interface wsgi, $WSGI_WORKERS workers × $WSGI_THREADS threads (anchor) | ${med[granian-workers]} req/s ${spr[granian-workers]}, p99 ${p99m[granian-workers]} ms | 1.00 (× gunicorn $(ratio "${med[granian-workers]}" "${med[gunicorn]}")) | —"
+  row "WSGI $app, towergate wsgi, $WSGI_WORKERS workers × $WSGI_THREADS threads, static libpython | ${med[towergate-workers]} req/s ${spr[towergate-workers]}, p99 ${p99m[towergate-workers]} ms | $(ratio "${med[towergate-workers]}" "${med[granian-workers]}") (× gunicorn $(ratio "${med[towergate-workers]}" "${med[gunicorn]}")) | ≥ 1.0× Granian, ≥ 3× gunicorn"
 done
 
 log "WSGI: 1 GiB up through wsgi.input, 1 GiB down from a generator"
