@@ -125,8 +125,8 @@ pub(crate) async fn run_with<S: HttpService>(
     serve(args, listener, service, shutdown_signal(), on_drained).await
 }
 
-/// [`run`] on a listener bound by another process (a `towergate wsgi --workers` worker's,
-/// shared with the other workers), until `signal`. Prints nothing.
+/// [`run`] on a listener made elsewhere (a `towergate wsgi --workers` worker's, beside the
+/// other workers' on the same address), until `signal`. Prints nothing.
 #[cfg(feature = "python")]
 pub(crate) async fn run_on<S: HttpService>(
     args: &ServerArgs,

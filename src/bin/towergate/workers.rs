@@ -268,9 +268,10 @@ async fn stop(child: &mut Child, grace: Duration) -> io::Result<ExitStatus> {
 }
 
 /// Passes a worker's standard output on to ours, line by line, and notes its ready line.
+/// Once ours fails, the worker's is still read (and dropped): a worker never blocks on it.
 async fn pass_on(stdout: ChildStdout, ready: Arc<AtomicBool>) {
     let mut reader = BufReader::new(stdout);
-    let mut out = tokio::io::stdout();
+    let mut out = Some(tokio::io::stdout());
     let mut line = Vec::new();
     loop {
         line.clear();
@@ -286,8 +287,10 @@ async fn pass_on(stdout: ChildStdout, ready: Arc<AtomicBool>) {
             ready.store(true, Ordering::Relaxed);
             continue;
         }
-        if out.write_all(&line).await.is_err() || out.flush().await.is_err() {
-            return;
+        if let Some(writer) = &mut out {
+            if writer.write_all(&line).await.is_err() || writer.flush().await.is_err() {
+                out = None;
+            }
         }
     }
 }

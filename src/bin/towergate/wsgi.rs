@@ -42,8 +42,8 @@ pub(crate) struct WsgiArgs {
     statics: Vec<(String, PathBuf)>,
     /// How many processes serve the app, each with its own interpreter and --threads
     /// threads, all accepting from one listening socket: one per core lets a GIL-bound app
-    /// use every core. With more than one, a worker that dies is replaced, and
-    /// `wsgi.multiprocess` is true.
+    /// use every core. With more than one, a worker that dies is replaced,
+    /// `wsgi.multiprocess` is true, and --max-connections counts for each worker.
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) workers: u16,
