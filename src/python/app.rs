@@ -333,16 +333,12 @@ impl App for WsgiApp {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let (end_tx, end_rx) = oneshot::channel();
         let inner = self.inner.clone();
-        let queued = self
-            .inner
+        self.inner
             .pool
             .spawn(move || run(&inner, environ, start_response, tx, end_tx));
-        let body = if queued {
-            Ok(WsgiBody::new(BlockingBody::new(rx), end_rx))
-        } else {
-            Err("the Python threads are gone".into())
-        };
-        ResponseFuture { body: Some(body) }
+        ResponseFuture {
+            body: Some(Ok(WsgiBody::new(BlockingBody::new(rx), end_rx))),
+        }
     }
 }
 
