@@ -955,6 +955,18 @@ mod cli {
     struct Running(std::process::Child);
 
     impl Running {
+        /// What the server wrote on standard output and standard error (once it exited).
+        fn output(&mut self) -> (String, String) {
+            let (mut out, mut err) = (String::new(), String::new());
+            if let Some(mut stdout) = self.0.stdout.take() {
+                stdout.read_to_string(&mut out).unwrap();
+            }
+            if let Some(mut stderr) = self.0.stderr.take() {
+                stderr.read_to_string(&mut err).unwrap();
+            }
+            (out, err)
+        }
+
         fn terminate(&mut self) -> std::process::ExitStatus {
             let _ = Command::new("kill")
                 .args(["-TERM", &self.0.id().to_string()])
@@ -1036,14 +1048,7 @@ mod cli {
         let status = running.terminate();
         std::fs::remove_dir_all(&static_dir).unwrap();
         assert!(status.success(), "{status}");
-        let mut stderr = String::new();
-        running
-            .0
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
+        let (_, stderr) = running.output();
         assert!(
             stderr.contains("\"GET /flask/hello/caf%C3%A9 HTTP/1.1\" 200"),
             "{stderr}"
@@ -1191,14 +1196,7 @@ mod cli {
                 "worker {pid} outlived its parent"
             );
         }
-        let mut stdout = String::new();
-        running
-            .0
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut stdout)
-            .unwrap();
+        let (stdout, stderr) = running.output();
         assert_eq!(
             stdout,
             format!(
@@ -1206,14 +1204,6 @@ mod cli {
                  towergate: serving wsgi_apps:process at http://127.0.0.1:{port}/ with 2 workers\n"
             )
         );
-        let mut stderr = String::new();
-        running
-            .0
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
         assert!(
             stderr.contains(&format!(
                 "worker {killed} exited (signal: 9 (SIGKILL)): starting another"

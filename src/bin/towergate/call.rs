@@ -11,15 +11,8 @@ use towergate::host::{CgiProgram, ReasonPhrase, Stderr};
 use crate::CallArgs;
 
 pub(crate) fn main(args: CallArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("towergate: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = crate::runtime(false) else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -146,6 +146,21 @@ fn parse_env(value: &str) -> Result<(String, String), String> {
     }
 }
 
+/// The multi-threaded runtime, or a current-thread one; `None` once the reason is on
+/// standard error.
+fn runtime(multi_thread: bool) -> Option<tokio::runtime::Runtime> {
+    let built = if multi_thread {
+        tokio::runtime::Runtime::new()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    built
+        .map_err(|error| eprintln!("towergate: cannot start the runtime: {error}"))
+        .ok()
+}
+
 /// A byte count: digits with an optional `K`, `M` or `G` suffix (powers of 1024).
 fn parse_bytes(value: &str) -> Result<u64, String> {
     let (digits, shift) = match value.as_bytes().last() {

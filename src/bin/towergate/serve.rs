@@ -26,12 +26,8 @@ const KILL_GRACE: Duration = Duration::from_secs(3);
 
 pub(crate) fn main(args: ServeArgs) -> ExitCode {
     init_tracing();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("towergate: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = crate::runtime(true) else {
+        return ExitCode::FAILURE;
     };
     let result = runtime.block_on(serve(args));
     // Blocking file reads still running must not hold the exit.

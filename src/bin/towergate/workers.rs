@@ -5,8 +5,8 @@
 //! executable with the same arguments plus `--worker-of PARENT`, each with the parent's
 //! socket as its descriptor 0: bound with `SO_REUSEPORT`, never listening, it holds the
 //! address. Each worker imports the app, builds its runtime and listens on the same address
-//! with a socket of its own (`SO_REUSEPORT`): the kernel spreads new connections evenly over
-//! the workers' sockets by a hash of their addresses. (One socket shared by every worker
+//! with a socket of its own (`SO_REUSEPORT`): Linux spreads new connections evenly over
+//! the workers' sockets by a hash of their addresses (other systems may not balance them). (One socket shared by every worker
 //! lets whichever runs first take a whole burst of connections: measured, 67 of 72 went to
 //! one worker, which halves the throughput of a GIL-bound app.) Every worker has
 //! `wsgi.multiprocess` true. A worker says it is ready with one line on its standard
@@ -76,15 +76,8 @@ pub(crate) fn supervise(
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("towergate: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = crate::runtime(false) else {
+        return ExitCode::FAILURE;
     };
     // The same arguments, with `--worker-of PID` after the subcommand (before any `--`).
     let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();

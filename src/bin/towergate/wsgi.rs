@@ -111,12 +111,8 @@ pub(crate) fn main(args: WsgiArgs) -> ExitCode {
 /// Imports the app and serves it: on `args.server.addr`, or as a worker on the listener its
 /// parent bound.
 fn serve(args: &WsgiArgs, inherited: Option<std::net::TcpListener>) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("towergate: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = crate::runtime(true) else {
+        return ExitCode::FAILURE;
     };
     // A worker watches SIGTERM before it imports the app: its parent may stop it at any
     // time, and it must then exit as a stopped server does.
