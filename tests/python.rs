@@ -1212,6 +1212,58 @@ mod cli {
         );
     }
 
+    /// Whether `pid` has exited: gone, or a zombie its new parent has not reaped.
+    fn exited(pid: u32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => stat[stat.rfind(')').unwrap() + 2..].starts_with('Z'),
+            Err(_) => true,
+        }
+    }
+
+    #[tokio::test]
+    async fn towergate_wsgi_workers_stop_when_their_parent_is_killed() {
+        let port = free_port();
+        let child = towergate()
+            .args([
+                "wsgi",
+                "wsgi_apps:process",
+                "--workers",
+                "2",
+                "--threads",
+                "1",
+            ])
+            .arg("--python-path")
+            .arg(apps_dir())
+            .arg("--addr")
+            .arg(format!("127.0.0.1:{port}"))
+            .spawn()
+            .unwrap();
+        let mut running = Running(child);
+        let workers = wait_for_workers(&mut running, 2, &[]).await;
+        let started = Instant::now();
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            assert!(started.elapsed() < LIMIT, "no worker listens");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        bounded(answering_pid(addr)).await;
+        // No SIGTERM for the parent to pass on: the workers get theirs from the kernel.
+        running.0.kill().unwrap();
+        running.0.wait().unwrap();
+        let started = Instant::now();
+        while !workers.iter().all(|&pid| exited(pid)) {
+            assert!(
+                started.elapsed() < LIMIT,
+                "workers {workers:?} outlived their parent"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // They shut down as a server does: the address is free again.
+        assert!(TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err());
+        let (_, stderr) = running.output();
+        assert_eq!(stderr.matches("shutting down").count(), 2, "{stderr}");
+    }
+
     #[test]
     fn towergate_wsgi_workers_with_a_broken_import_stop_with_the_reason() {
         let output = towergate()

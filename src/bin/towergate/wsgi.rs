@@ -5,6 +5,7 @@
 //! `--worker-of PARENT`, listening beside the others on the address of the socket it finds
 //! on descriptor 0.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -172,7 +173,9 @@ async fn listen<S: server::HttpService>(
 ) -> Result<(), towergate::BoxError> {
     match worker {
         Some((listener, signal)) => {
-            println!("{}", workers::READY);
+            // Not `println!`, which panics on a closed pipe: a parent that died before the
+            // line was written sent SIGTERM, and the worker stops as a server does.
+            let _ = writeln!(std::io::stdout(), "{}", workers::READY);
             server::run_on(&args.server, listener, service, signal).await
         }
         None => {
