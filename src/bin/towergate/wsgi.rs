@@ -42,14 +42,14 @@ pub(crate) struct WsgiArgs {
     #[arg(long = "static", value_name = "PREFIX=DIR", value_parser = parse_static)]
     statics: Vec<(String, PathBuf)>,
     /// How many processes serve the app, each with its own interpreter and --threads
-    /// threads, all accepting from one listening socket: one per core lets a GIL-bound app
-    /// use every core. With more than one, a worker that dies is replaced,
+    /// threads, each listening on the address (SO_REUSEPORT: Linux spreads the connections
+    /// over them): one per core lets a GIL-bound app use every core. With more than one, a worker that dies is replaced,
     /// `wsgi.multiprocess` is true, and --max-connections counts for each worker.
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub(crate) workers: u16,
-    /// Internal: run as a worker of the `towergate wsgi --workers` process PID, serving the
-    /// listening socket on descriptor 0.
+    workers: u16,
+    /// Internal: run as a worker of the `towergate wsgi --workers` process PID, listening on
+    /// the address of the socket on descriptor 0.
     #[arg(long = "worker-of", value_name = "PID", hide = true)]
     worker_of: Option<u32>,
 }
@@ -109,8 +109,8 @@ pub(crate) fn main(args: WsgiArgs) -> ExitCode {
     serve(&args, None)
 }
 
-/// Imports the app and serves it: on `args.server.addr`, or as a worker on the listener its
-/// parent bound.
+/// Imports the app and serves it: on `args.server.addr`, or as a worker on `inherited`, its
+/// own listener beside the other workers'.
 fn serve(args: &WsgiArgs, inherited: Option<std::net::TcpListener>) -> ExitCode {
     let Some(runtime) = crate::runtime(true) else {
         return ExitCode::FAILURE;
@@ -163,8 +163,8 @@ fn serve(args: &WsgiArgs, inherited: Option<std::net::TcpListener>) -> ExitCode 
     }
 }
 
-/// Serves `service` on the parent's listener until the signal watched since before the
-/// import (a worker, which says it is ready), or on a listener of its own.
+/// Serves `service` as a worker, on its listener until the signal watched since before the
+/// import (saying first that it is ready), or alone on `args.server.addr`.
 async fn listen<S: server::HttpService>(
     args: &WsgiArgs,
     worker: Option<(std::net::TcpListener, impl Future<Output = ()>)>,
