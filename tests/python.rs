@@ -955,6 +955,17 @@ mod cli {
     struct Running(std::process::Child);
 
     impl Running {
+        /// Waits until something listens on `port` (within [`LIMIT`], while the process
+        /// runs); `what` names the process in the failure.
+        async fn wait_listening(&mut self, port: u16, what: &str) {
+            let started = Instant::now();
+            while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+                assert!(started.elapsed() < LIMIT, "{what} did not start");
+                assert!(self.0.try_wait().unwrap().is_none(), "{what} exited");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+
         /// What the server wrote on standard output and standard error (once it exited).
         fn output(&mut self) -> (String, String) {
             let (mut out, mut err) = (String::new(), String::new());
@@ -1019,15 +1030,7 @@ mod cli {
             .spawn()
             .unwrap();
         let mut running = Running(child);
-        let started = Instant::now();
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-            assert!(started.elapsed() < LIMIT, "towergate wsgi did not start");
-            assert!(
-                running.0.try_wait().unwrap().is_none(),
-                "towergate wsgi exited"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        running.wait_listening(port, "towergate wsgi").await;
         bounded(async {
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
             let (parts, body) = get(addr, "/flask/hello/caf%C3%A9").await;
@@ -1068,15 +1071,7 @@ mod cli {
             .spawn()
             .unwrap();
         let mut running = Running(child);
-        let started = Instant::now();
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-            assert!(started.elapsed() < LIMIT, "the example did not start");
-            assert!(
-                running.0.try_wait().unwrap().is_none(),
-                "the example exited"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        running.wait_listening(port, "the example").await;
         bounded(async {
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
             let (parts, body) = get(addr, "/").await;
@@ -1133,20 +1128,9 @@ mod cli {
         }
     }
 
-    /// The pid in a `wsgi_apps:process` answer, checked for `multiprocess=True`.
-    async fn answering_pid(addr: SocketAddr) -> u32 {
-        let (parts, body) = get(addr, "/").await;
-        assert_eq!(parts.status, StatusCode::OK);
-        let text = std::str::from_utf8(&body).unwrap();
-        let pid = text
-            .strip_prefix("pid=")
-            .and_then(|rest| rest.strip_suffix(" multiprocess=True"))
-            .unwrap_or_else(|| panic!("{text}"));
-        pid.parse().unwrap()
-    }
-
-    #[tokio::test]
-    async fn towergate_wsgi_workers_share_the_address_a_killed_one_is_replaced_all_stop_together() {
+    /// `towergate wsgi wsgi_apps:process` with two workers of one thread each, once both
+    /// run and one listens: the server, its workers' pids and its port.
+    async fn two_workers() -> (Running, Vec<u32>, u16) {
         let port = free_port();
         let child = towergate()
             .args([
@@ -1164,13 +1148,29 @@ mod cli {
             .spawn()
             .unwrap();
         let mut running = Running(child);
-        let first = wait_for_workers(&mut running, 2, &[]).await;
+        let workers = wait_for_workers(&mut running, 2, &[]).await;
         // The parent holds the address; the workers listen once they imported the app.
-        let started = Instant::now();
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-            assert!(started.elapsed() < LIMIT, "no worker listens");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        running
+            .wait_listening(port, "no worker listens: towergate wsgi")
+            .await;
+        (running, workers, port)
+    }
+
+    /// The pid in a `wsgi_apps:process` answer, checked for `multiprocess=True`.
+    async fn answering_pid(addr: SocketAddr) -> u32 {
+        let (parts, body) = get(addr, "/").await;
+        assert_eq!(parts.status, StatusCode::OK);
+        let text = std::str::from_utf8(&body).unwrap();
+        let pid = text
+            .strip_prefix("pid=")
+            .and_then(|rest| rest.strip_suffix(" multiprocess=True"))
+            .unwrap_or_else(|| panic!("{text}"));
+        pid.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn towergate_wsgi_workers_share_the_address_a_killed_one_is_replaced_all_stop_together() {
+        let (mut running, first, port) = two_workers().await;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let killed = bounded(answering_pid(addr)).await;
         assert!(first.contains(&killed), "{killed} not in {first:?}");
@@ -1222,29 +1222,7 @@ mod cli {
 
     #[tokio::test]
     async fn towergate_wsgi_workers_stop_when_their_parent_is_killed() {
-        let port = free_port();
-        let child = towergate()
-            .args([
-                "wsgi",
-                "wsgi_apps:process",
-                "--workers",
-                "2",
-                "--threads",
-                "1",
-            ])
-            .arg("--python-path")
-            .arg(apps_dir())
-            .arg("--addr")
-            .arg(format!("127.0.0.1:{port}"))
-            .spawn()
-            .unwrap();
-        let mut running = Running(child);
-        let workers = wait_for_workers(&mut running, 2, &[]).await;
-        let started = Instant::now();
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-            assert!(started.elapsed() < LIMIT, "no worker listens");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let (mut running, workers, port) = two_workers().await;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         bounded(answering_pid(addr)).await;
         // No SIGTERM for the parent to pass on: the workers get theirs from the kernel.

@@ -6,9 +6,10 @@
 //! socket as its descriptor 0: bound with `SO_REUSEPORT`, never listening, it holds the
 //! address. Each worker imports the app, builds its runtime and listens on the same address
 //! with a socket of its own (`SO_REUSEPORT`): Linux spreads new connections evenly over
-//! the workers' sockets by a hash of their addresses (other systems may not balance them). (One socket shared by every worker
-//! lets whichever runs first take a whole burst of connections: measured, 67 of 72 went to
-//! one worker, which halves the throughput of a GIL-bound app.) Every worker has
+//! the workers' sockets by a hash of their addresses (other systems may not balance them).
+//! (One socket shared by every worker lets whichever runs first take a whole burst of
+//! connections: measured, 67 of 72 went to one worker, which halves the throughput of a
+//! GIL-bound app.) Every worker has
 //! `wsgi.multiprocess` true. A worker says it is ready with one line on its standard
 //! output; the parent passes everything else a worker prints there on to its own.
 //!
