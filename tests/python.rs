@@ -1151,7 +1151,7 @@ mod cli {
         let workers = wait_for_workers(&mut running, 2, &[]).await;
         // The parent holds the address; the workers listen once they imported the app.
         running
-            .wait_listening(port, "no worker listens: towergate wsgi")
+            .wait_listening(port, "towergate wsgi's workers")
             .await;
         (running, workers, port)
     }
