@@ -268,15 +268,17 @@ pub(crate) fn environ_dict<'py>(
         },
     )?;
     dict.set_item(intern!(py, "wsgi.errors"), &errors)?;
-    let flags = (
-        environ.multithread(),
-        environ.multiprocess(),
-        environ.run_once(),
-    );
-    if flags != TEMPLATE_WSGI {
-        dict.set_item(intern!(py, "wsgi.multithread"), flags.0)?;
-        dict.set_item(intern!(py, "wsgi.multiprocess"), flags.1)?;
-        dict.set_item(intern!(py, "wsgi.run_once"), flags.2)?;
+    // Only the flags that differ from the template's (`towergate wsgi --workers` sets
+    // `wsgi.multiprocess` alone, on every request).
+    let (multithread, multiprocess, run_once) = TEMPLATE_WSGI;
+    if environ.multithread() != multithread {
+        dict.set_item(intern!(py, "wsgi.multithread"), environ.multithread())?;
+    }
+    if environ.multiprocess() != multiprocess {
+        dict.set_item(intern!(py, "wsgi.multiprocess"), environ.multiprocess())?;
+    }
+    if environ.run_once() != run_once {
+        dict.set_item(intern!(py, "wsgi.run_once"), environ.run_once())?;
     }
     // mod_wsgi's key: without CONTENT_LENGTH (a chunked body), the app may read to the end
     // of the input, which ends where the body does (true in the template). With a length,
@@ -514,6 +516,14 @@ mod tests {
             assert_eq!(
                 deployment(&environ),
                 ("https".to_owned(), [false, true, false], true)
+            );
+            // A `towergate wsgi --workers` worker's: only wsgi.multiprocess differs.
+            let mut environ = Environ::from_vars([("REQUEST_METHOD", "GET")]);
+            environ.set_multithread(true);
+            environ.set_multiprocess(true);
+            assert_eq!(
+                deployment(&environ),
+                ("http".to_owned(), [true, true, false], true)
             );
             // The template itself is untouched.
             let environ = Environ::from_vars([("REQUEST_METHOD", "GET")]);
