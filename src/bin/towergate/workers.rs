@@ -9,9 +9,9 @@
 //! the workers' sockets by a hash of their addresses (other systems may not balance them).
 //! (One socket shared by every worker lets whichever runs first take a whole burst of
 //! connections: measured, 67 of 72 went to one worker, which halves the throughput of a
-//! GIL-bound app.) Every worker has
-//! `wsgi.multiprocess` true. A worker says it is ready with one line on its standard
-//! output; the parent passes everything else a worker prints there on to its own.
+//! GIL-bound app.) Every worker has `wsgi.multiprocess` true. A worker says it is ready
+//! with one line on its standard output; the parent passes everything else a worker prints
+//! there on to its own.
 //!
 //! - A worker that exits before it is ready (a broken import: its error is on standard
 //!   error) makes the parent stop the others and exit with failure.

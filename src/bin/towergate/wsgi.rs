@@ -43,8 +43,9 @@ pub(crate) struct WsgiArgs {
     statics: Vec<(String, PathBuf)>,
     /// How many processes serve the app, each with its own interpreter and --threads
     /// threads, each listening on the address (SO_REUSEPORT: Linux spreads the connections
-    /// over them): one per core lets a GIL-bound app use every core. With more than one, a worker that dies is replaced,
-    /// `wsgi.multiprocess` is true, and --max-connections counts for each worker.
+    /// over them): one per core lets a GIL-bound app use every core. With more than one, a
+    /// worker that dies is replaced, `wsgi.multiprocess` is true, and --max-connections
+    /// counts for each worker.
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: u16,
