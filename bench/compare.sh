@@ -491,12 +491,14 @@ if want 7; then
 # Flask hello, with one worker process and with a worker per core (WSGI_WORKERS);
 # then 1 GiB up through wsgi.input and 1 GiB down from a generator, with the server's peak
 # RSS. Flask, Granian and gunicorn come from PyPI into a virtualenv of the interpreter
-# towergate embeds. Rounds interleave the servers, in an order that rotates from round to
-# round; the median round is reported,
-# with the spread of the rounds.
+# towergate embeds. Rounds interleave the servers; each towergate shape runs right beside
+# the Granian of the same shape (which of the two goes first alternates), and the ratio
+# is the median of the rounds' own ratios, with their range: the machine's load drifts
+# by 10-25% within a minute here, which a ratio of two medians taken a minute apart
+# carries whole. req/s is the median round, with the spread of the rounds.
 WSGI_THREADS=${WSGI_THREADS:-8}
 WSGI_WORKERS=${WSGI_WORKERS:-$(nproc)}
-WSGI_ROUNDS=${WSGI_ROUNDS:-$([ -n "$QUICK" ] && echo 1 || echo 3)}
+WSGI_ROUNDS=${WSGI_ROUNDS:-$([ -n "$QUICK" ] && echo 1 || echo 5)}
 log "WSGI: virtualenv with Flask, Granian, gunicorn"
 "$PYO3_PYTHON" -m venv "$WORK/wsgi-venv"
 "$WORK/wsgi-venv/bin/pip" install -q --disable-pip-version-check flask granian gunicorn
@@ -535,31 +537,43 @@ spread() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (lo > 0) prin
 for app in hello flask; do
   target=$([ "$app" = hello ] && echo bench_apps:hello || echo bench_flask:app)
   log "WSGI $app hello, wrk c=64 for ${WRK_SECS}s, $WSGI_ROUNDS rounds"
-  declare -A rps=() p99=() med=() spr=() p99m=()
-  servers=(towergate towergate-shared granian gunicorn towergate-workers granian-workers)
+  declare -A rps=() p99=() med=() spr=() p99m=() last=() pair=() pmed=()
+  # Units run in an order that rotates every round; a unit of two is a pair whose ratio
+  # each round records (the first over the second), run in turn first and second.
+  units=("towergate granian" "towergate-workers granian-workers" "gunicorn" "towergate-shared")
   for round in $(seq 1 "$WSGI_ROUNDS"); do
-    # The order rotates every round: no server always runs first, or after the same one.
-    for i in "${!servers[@]}"; do
-      server=${servers[$(((i + round - 1) % ${#servers[@]}))]}
-      port=$(free_port); wsgi_server "$server" "$target" "$port"; pid=$LAST
-      curl -sf -o /dev/null "http://127.0.0.1:$port/" || log "$server $app: the warm-up request failed"
-      read -r r _ q <<<"$(wrk_run "http://127.0.0.1:$port/" 64)"
-      stop "$pid"
-      rps[$server]+="$r "; p99[$server]+="$q "
+    for i in "${!units[@]}"; do
+      read -r -a unit <<<"${units[$(((i + round - 1) % ${#units[@]}))]}"
+      order=("${unit[@]}")
+      if [ $((round % 2)) = 0 ] && [ ${#unit[@]} = 2 ]; then order=("${unit[1]}" "${unit[0]}"); fi
+      for server in "${order[@]}"; do
+        port=$(free_port); wsgi_server "$server" "$target" "$port"; pid=$LAST
+        curl -sf -o /dev/null "http://127.0.0.1:$port/" || log "$server $app: the warm-up request failed"
+        read -r r _ q <<<"$(wrk_run "http://127.0.0.1:$port/" 64)"
+        stop "$pid"
+        rps[$server]+="$r "; p99[$server]+="$q "; last[$server]=$r
+      done
+      if [ ${#unit[@]} = 2 ]; then
+        pair[${unit[0]}]+="$(ratio "${last[${unit[0]}]}" "${last[${unit[1]}]}") "
+      fi
     done
   done
-  for server in "${servers[@]}"; do
+  for server in "${!rps[@]}"; do
     med[$server]=$(tr ' ' '\n' <<<"${rps[$server]}" | grep . | median)
     spr[$server]=$(tr ' ' '\n' <<<"${rps[$server]}" | grep . | spread)
     p99m[$server]=$(tr ' ' '\n' <<<"${p99[$server]}" | grep . | median)
   done
+  # The median of a pair's round ratios, with their range.
+  for server in "${!pair[@]}"; do
+    pmed[$server]="$(tr ' ' '\n' <<<"${pair[$server]}" | grep . | median) (rounds $(tr ' ' '\n' <<<"${pair[$server]}" | grep . | sort -g | paste -sd' '))"
+  done
   row "WSGI $app, Granian --interface wsgi, 1 worker, $WSGI_THREADS threads (anchor) | ${med[granian]} req/s ${spr[granian]}, p99 ${p99m[granian]} ms | 1.00 | —"
   row "WSGI $app, gunicorn sync, $(nproc) workers | ${med[gunicorn]} req/s ${spr[gunicorn]}, p99 ${p99m[gunicorn]} ms | $(ratio "${med[gunicorn]}" "${med[granian]}") | —"
-  row "WSGI $app, towergate wsgi, 1 worker, $WSGI_THREADS threads, static libpython | ${med[towergate]} req/s ${spr[towergate]}, p99 ${p99m[towergate]} ms | $(ratio "${med[towergate]}" "${med[granian]}") (× gunicorn $(ratio "${med[towergate]}" "${med[gunicorn]}")) | ≥ 1.0× Granian"
+  row "WSGI $app, towergate wsgi, 1 worker, $WSGI_THREADS threads, static libpython | ${med[towergate]} req/s ${spr[towergate]}, p99 ${p99m[towergate]} ms | ${pmed[towergate]} (× gunicorn $(ratio "${med[towergate]}" "${med[gunicorn]}")) | ≥ 1.0× Granian"
   row "WSGI $app, towergate wsgi, 1 worker, $WSGI_THREADS threads, libpython.so | ${med[towergate-shared]} req/s ${spr[towergate-shared]}, p99 ${p99m[towergate-shared]} ms | $(ratio "${med[towergate-shared]}" "${med[granian]}") | —"
   # A worker process per core for all three: the process budget gunicorn is given.
   row "WSGI $app, Granian --interface wsgi, $WSGI_WORKERS workers × $WSGI_THREADS threads (anchor) | ${med[granian-workers]} req/s ${spr[granian-workers]}, p99 ${p99m[granian-workers]} ms | 1.00 (× gunicorn $(ratio "${med[granian-workers]}" "${med[gunicorn]}")) | —"
-  row "WSGI $app, towergate wsgi, $WSGI_WORKERS workers × $WSGI_THREADS threads, static libpython | ${med[towergate-workers]} req/s ${spr[towergate-workers]}, p99 ${p99m[towergate-workers]} ms | $(ratio "${med[towergate-workers]}" "${med[granian-workers]}") (× gunicorn $(ratio "${med[towergate-workers]}" "${med[gunicorn]}")) | ≥ 1.0× Granian, ≥ 3× gunicorn"
+  row "WSGI $app, towergate wsgi, $WSGI_WORKERS workers × $WSGI_THREADS threads, static libpython | ${med[towergate-workers]} req/s ${spr[towergate-workers]}, p99 ${p99m[towergate-workers]} ms | ${pmed[towergate-workers]} (× gunicorn $(ratio "${med[towergate-workers]}" "${med[gunicorn]}")) | ≥ 1.0× Granian, ≥ 3× gunicorn"
 done
 
 log "WSGI: 1 GiB up through wsgi.input, 1 GiB down from a generator"
