@@ -495,7 +495,8 @@ if want 7; then
 # the Granian of the same shape (which of the two goes first alternates), and the ratio
 # is the median of the rounds' own ratios, with their range: the machine's load drifts
 # by 10-25% within a minute here, which a ratio of two medians taken a minute apart
-# carries whole. req/s is the median round, with the spread of the rounds.
+# carries whole. req/s is the median round, with the spread of the rounds; the server's
+# CPU time per request (its processes and their workers, from /proc) the median round.
 WSGI_THREADS=${WSGI_THREADS:-8}
 WSGI_WORKERS=${WSGI_WORKERS:-$(nproc)}
 WSGI_ROUNDS=${WSGI_ROUNDS:-$([ -n "$QUICK" ] && echo 1 || echo 5)}
@@ -537,7 +538,7 @@ spread() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (lo > 0) prin
 for app in hello flask; do
   target=$([ "$app" = hello ] && echo bench_apps:hello || echo bench_flask:app)
   log "WSGI $app hello, wrk c=64 for ${WRK_SECS}s, $WSGI_ROUNDS rounds"
-  declare -A rps=() p99=() med=() spr=() p99m=() last=() pair=() pmed=()
+  declare -A rps=() p99=() med=() spr=() p99m=() last=() pair=() pmed=() cpu=() cpum=()
   # Units run in an order that rotates every round; a unit of two is a pair whose ratio
   # each round records (the first over the second), run in turn first and second.
   units=("towergate granian" "towergate-workers granian-workers" "gunicorn" "towergate-shared")
@@ -549,7 +550,11 @@ for app in hello flask; do
       for server in "${order[@]}"; do
         port=$(free_port); wsgi_server "$server" "$target" "$port"; pid=$LAST
         curl -sf -o /dev/null "http://127.0.0.1:$port/" || log "$server $app: the warm-up request failed"
+        # The server's processes: its own and its workers (gunicorn's, Granian's, ours).
+        procs="$pid $(ps -o pid= --ppid "$pid" | tr '\n' ' ' || true)"
+        c0=$(cpu_ticks $procs)
         read -r r _ q <<<"$(wrk_run "http://127.0.0.1:$port/" 64)"
+        cpu[$server]+="$(us_per_request $(($(cpu_ticks $procs) - c0)) "$(wrk_requests)") "
         stop "$pid"
         rps[$server]+="$r "; p99[$server]+="$q "; last[$server]=$r
       done
@@ -562,18 +567,19 @@ for app in hello flask; do
     med[$server]=$(tr ' ' '\n' <<<"${rps[$server]}" | grep . | median)
     spr[$server]=$(tr ' ' '\n' <<<"${rps[$server]}" | grep . | spread)
     p99m[$server]=$(tr ' ' '\n' <<<"${p99[$server]}" | grep . | median)
+    cpum[$server]=$(tr ' ' '\n' <<<"${cpu[$server]}" | grep . | median)
   done
   # The median of a pair's round ratios, with their range.
   for server in "${!pair[@]}"; do
     pmed[$server]="$(tr ' ' '\n' <<<"${pair[$server]}" | grep . | median) (rounds $(tr ' ' '\n' <<<"${pair[$server]}" | grep . | sort -g | paste -sd' '))"
   done
-  row "WSGI $app, Granian --interface wsgi, 1 worker, $WSGI_THREADS threads (anchor) | ${med[granian]} req/s ${spr[granian]}, p99 ${p99m[granian]} ms | 1.00 | —"
-  row "WSGI $app, gunicorn sync, $(nproc) workers | ${med[gunicorn]} req/s ${spr[gunicorn]}, p99 ${p99m[gunicorn]} ms | $(ratio "${med[gunicorn]}" "${med[granian]}") | —"
-  row "WSGI $app, towergate wsgi, 1 worker, $WSGI_THREADS threads, static libpython | ${med[towergate]} req/s ${spr[towergate]}, p99 ${p99m[towergate]} ms | ${pmed[towergate]} (× gunicorn $(ratio "${med[towergate]}" "${med[gunicorn]}")) | ≥ 1.0× Granian"
-  row "WSGI $app, towergate wsgi, 1 worker, $WSGI_THREADS threads, libpython.so | ${med[towergate-shared]} req/s ${spr[towergate-shared]}, p99 ${p99m[towergate-shared]} ms | $(ratio "${med[towergate-shared]}" "${med[granian]}") | —"
+  row "WSGI $app, Granian --interface wsgi, 1 worker, $WSGI_THREADS threads (anchor) | ${med[granian]} req/s ${spr[granian]}, p99 ${p99m[granian]} ms, server CPU ${cpum[granian]} µs/request | 1.00 | —"
+  row "WSGI $app, gunicorn sync, $(nproc) workers | ${med[gunicorn]} req/s ${spr[gunicorn]}, p99 ${p99m[gunicorn]} ms, server CPU ${cpum[gunicorn]} µs/request | $(ratio "${med[gunicorn]}" "${med[granian]}") | —"
+  row "WSGI $app, towergate wsgi, 1 worker, $WSGI_THREADS threads, static libpython | ${med[towergate]} req/s ${spr[towergate]}, p99 ${p99m[towergate]} ms, server CPU ${cpum[towergate]} µs/request | ${pmed[towergate]} (× gunicorn $(ratio "${med[towergate]}" "${med[gunicorn]}")) | ≥ 1.0× Granian"
+  row "WSGI $app, towergate wsgi, 1 worker, $WSGI_THREADS threads, libpython.so | ${med[towergate-shared]} req/s ${spr[towergate-shared]}, p99 ${p99m[towergate-shared]} ms, server CPU ${cpum[towergate-shared]} µs/request | $(ratio "${med[towergate-shared]}" "${med[granian]}") | —"
   # A worker process per core for all three: the process budget gunicorn is given.
-  row "WSGI $app, Granian --interface wsgi, $WSGI_WORKERS workers × $WSGI_THREADS threads (anchor) | ${med[granian-workers]} req/s ${spr[granian-workers]}, p99 ${p99m[granian-workers]} ms | 1.00 (× gunicorn $(ratio "${med[granian-workers]}" "${med[gunicorn]}")) | —"
-  row "WSGI $app, towergate wsgi, $WSGI_WORKERS workers × $WSGI_THREADS threads, static libpython | ${med[towergate-workers]} req/s ${spr[towergate-workers]}, p99 ${p99m[towergate-workers]} ms | ${pmed[towergate-workers]} (× gunicorn $(ratio "${med[towergate-workers]}" "${med[gunicorn]}")) | ≥ 1.0× Granian, ≥ 3× gunicorn"
+  row "WSGI $app, Granian --interface wsgi, $WSGI_WORKERS workers × $WSGI_THREADS threads (anchor) | ${med[granian-workers]} req/s ${spr[granian-workers]}, p99 ${p99m[granian-workers]} ms, server CPU ${cpum[granian-workers]} µs/request | 1.00 (× gunicorn $(ratio "${med[granian-workers]}" "${med[gunicorn]}")) | —"
+  row "WSGI $app, towergate wsgi, $WSGI_WORKERS workers × $WSGI_THREADS threads, static libpython | ${med[towergate-workers]} req/s ${spr[towergate-workers]}, p99 ${p99m[towergate-workers]} ms, server CPU ${cpum[towergate-workers]} µs/request | ${pmed[towergate-workers]} (× gunicorn $(ratio "${med[towergate-workers]}" "${med[gunicorn]}")) | ≥ 1.0× Granian, ≥ 3× gunicorn"
 done
 
 log "WSGI: 1 GiB up through wsgi.input, 1 GiB down from a generator"
