@@ -493,7 +493,7 @@ if want 7; then
 # RSS. Flask, Granian and gunicorn come from PyPI into a virtualenv of the interpreter
 # towergate embeds. Rounds interleave the servers; each towergate shape runs right beside
 # the Granian of the same shape (which of the two goes first alternates), and the ratio
-# is the median of the rounds' own ratios, with their range: the machine's load drifts
+# is the median of the rounds' own ratios, followed by each of them: the machine's load drifts
 # by 10-25% within a minute here, which a ratio of two medians taken a minute apart
 # carries whole. req/s is the median round, with the spread of the rounds; the server's
 # CPU time per request (its processes and their workers, from /proc) the median round.
