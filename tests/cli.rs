@@ -2,6 +2,8 @@
 //! CGI programs, raw clients (slowloris, idle, absolute-form targets), SIGTERM; and `call`.
 #![cfg(feature = "cli")]
 
+#[path = "support/fifo.rs"]
+mod fifo;
 #[path = "support/host.rs"]
 mod host_support;
 #[path = "support/towergate.rs"]
@@ -541,6 +543,23 @@ fn sigterm_finishes_requests_in_flight_then_answers_503_and_ends_every_program()
         log.contains("\"GET /cgi-bin/stuck HTTP/1.1\" 503 "),
         "{log}"
     );
+}
+
+#[test]
+fn a_static_file_read_stuck_past_the_grace_does_not_hold_the_exit() {
+    let dir = TempDir::new("cli-stuck-read");
+    // Opening it blocks one of the runtime's blocking threads for good.
+    fifo::mkfifo(&dir.path().join("stuck"));
+    let server = Towergate::start(dir.path(), &["--grace", "1"]);
+    let addr = server.addr;
+    let stuck = std::thread::spawn(move || get(addr, "/stuck"));
+    assert!(eventually(|| fifo::opening_a_fifo(server.pid())));
+    // Dropping the runtime would wait for the blocked read forever.
+    let (status, log) = server.stop();
+    assert!(status.success(), "{status}\n{log}");
+    let stuck = stuck.join().unwrap();
+    assert_eq!(stuck.status_line, "HTTP/1.1 503 Service Unavailable");
+    assert!(log.contains("\"GET /stuck HTTP/1.1\" 503 "), "{log}");
 }
 
 #[test]

@@ -3,10 +3,13 @@
 //! and with a listening socket on descriptor 0 (FastCGI, stopped by SIGTERM).
 #![cfg(all(unix, feature = "fastcgi"))]
 
+#[path = "support/fifo.rs"]
+mod fifo;
 mod support;
 
 use std::os::fd::OwnedFd;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
 
 use support::example_bin;
 use support::fcgi::{Peer, borrowed, get, request};
@@ -75,6 +78,77 @@ fn a_listening_socket_on_descriptor_0_is_fastcgi_and_sigterm_stops_it_cleanly() 
     assert!(peer.is_closed());
     let status = child.0.wait().unwrap();
     assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn a_blocking_task_stuck_past_the_grace_does_not_hold_the_exit() {
+    let dir = std::env::temp_dir().join(format!("towergate-fcgi-stuck-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let stuck = dir.join("stuck");
+    fifo::mkfifo(&stuck);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // This test binary again, running only `stuck_fastcgi_app_child`.
+    let mut child = Reaped(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "stuck_fastcgi_app_child", "--nocapture"])
+            .env("TG_STUCK_FIFO", &stuck)
+            .stdin(Stdio::from(OwnedFd::from(listener)))
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut peer = Peer::connect(addr);
+    peer.send(&request(1, true, &borrowed(&get("/")), b""));
+    let pid = child.0.id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !fifo::opening_a_fifo(pid) {
+        assert!(Instant::now() < deadline, "the app never opened the pipe");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    // Dropping the runtime would wait for the blocked open forever.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the app did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+/// Not a test of its own: the FastCGI app (descriptor 0 a listening socket) that
+/// `a_blocking_task_stuck_past_the_grace_does_not_hold_the_exit` runs in a child process.
+/// Its one route opens the named pipe `TG_STUCK_FIFO` on a blocking thread, which never
+/// returns. Without the variable it returns at once.
+#[test]
+fn stuck_fastcgi_app_child() {
+    let Some(fifo) = std::env::var_os("TG_STUCK_FIFO") else {
+        return;
+    };
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let fifo = fifo.clone();
+            async move {
+                let _ = tokio::task::spawn_blocking(move || std::fs::File::open(fifo)).await;
+                "opened"
+            }
+        }),
+    );
+    let code = towergate::fastcgi::Builder::new()
+        .grace(Duration::from_secs(1))
+        .run(app);
+    std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 });
 }
 
 /// A child killed and reaped when dropped (a failed assertion), by pid.

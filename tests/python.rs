@@ -6,6 +6,9 @@
 //! `scripts/test.sh` makes (`target/python-venv`, or `TOWERGATE_PYTHON_VENV`).
 #![cfg(feature = "python")]
 
+#[cfg(feature = "cli")]
+#[path = "support/fifo.rs"]
+mod fifo;
 #[path = "support/gateway.rs"]
 mod gateway_support;
 #[cfg(feature = "cli")]
@@ -1054,6 +1057,49 @@ mod cli {
         let (_, stderr) = running.output();
         assert!(
             stderr.contains("\"GET /flask/hello/caf%C3%A9 HTTP/1.1\" 200"),
+            "{stderr}"
+        );
+    }
+
+    #[tokio::test]
+    async fn towergate_wsgi_exits_though_a_static_file_read_is_stuck_past_the_grace() {
+        let port = free_port();
+        let static_dir =
+            std::env::temp_dir().join(format!("towergate-wsgi-stuck-{}", std::process::id()));
+        std::fs::create_dir_all(&static_dir).unwrap();
+        // Opening it blocks one of the runtime's blocking threads for good.
+        fifo::mkfifo(&static_dir.join("stuck"));
+        let child = towergate()
+            .args(["wsgi", "wsgi_apps:hello", "--grace", "1"])
+            .arg("--python-path")
+            .arg(apps_dir())
+            .arg("--addr")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--static")
+            .arg(format!("/s={}", static_dir.display()))
+            .spawn()
+            .unwrap();
+        let mut running = Running(child);
+        running.wait_listening(port, "towergate wsgi").await;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let stuck = tokio::spawn(get(addr, "/s/stuck"));
+        let pid = running.0.id();
+        bounded(async {
+            while !fifo::opening_a_fifo(pid) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        // Dropping the runtime would wait for the blocked read forever (and a worker whose
+        // parent is gone has no one to kill it).
+        let status = running.terminate();
+        std::fs::remove_dir_all(&static_dir).unwrap();
+        assert!(status.success(), "{status}");
+        let (parts, _) = bounded(stuck).await.unwrap();
+        assert_eq!(parts.status, StatusCode::SERVICE_UNAVAILABLE);
+        let (_, stderr) = running.output();
+        assert!(
+            stderr.contains("\"GET /s/stuck HTTP/1.1\" 503 "),
             "{stderr}"
         );
     }

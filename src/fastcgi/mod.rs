@@ -315,6 +315,10 @@ use crate::BoxError;
 use crate::error_response::{DefaultErrorResponse, ErrorResponse};
 use crate::panic::log;
 
+/// How long [`Builder::run`] waits, once its server has stopped, for blocking work still
+/// running before it exits anyway.
+const EXIT_WAIT: Duration = Duration::from_secs(1);
+
 /// The role the web server asked the application to play for a request (FastCGI §6), in
 /// the request's extensions.
 ///
@@ -495,7 +499,8 @@ where
     /// Apache `mod_fcgid`, lighttpd (`bin-path`), spawn-fcgi or systemd
     /// (`StandardInput=socket`) hand it, until `SIGTERM` or `SIGINT`: then it stops
     /// accepting, lets in-flight requests finish within the [`grace`](Self::grace), and
-    /// exits with status 0.
+    /// exits with status 0. Blocking work still running then (`spawn_blocking` tasks, a
+    /// blocking gateway app's iterator) gets one more second, and is abandoned after it.
     ///
     /// Run by hand (descriptor 0 is not a listening socket), it writes one line saying so on
     /// standard error and exits with status 1. Requests run on a multi-threaded runtime.
@@ -535,6 +540,9 @@ where
             self.serve_with_shutdown(listener, service, terminated())
                 .await
         });
+        // Blocking work still running (a `spawn_blocking` task, a file read stuck on a
+        // hung file system) would hold a dropped runtime, and so the exit, forever.
+        runtime.shutdown_timeout(EXIT_WAIT);
         match served {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -161,6 +161,13 @@ fn runtime(multi_thread: bool) -> Option<tokio::runtime::Runtime> {
         .ok()
 }
 
+/// Shuts `runtime` down once its server has stopped, waiting at most a second for blocking
+/// tasks still running (a static file read stuck on a hung file system, a blocking app):
+/// dropping the runtime would wait for them forever, and the process would never exit.
+fn shut_down(runtime: tokio::runtime::Runtime) {
+    runtime.shutdown_timeout(Duration::from_secs(1));
+}
+
 /// A byte count: digits with an optional `K`, `M` or `G` suffix (powers of 1024).
 fn parse_bytes(value: &str) -> Result<u64, String> {
     let (digits, shift) = match value.as_bytes().last() {

@@ -30,8 +30,7 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let result = runtime.block_on(serve(args));
-    // Blocking file reads still running must not hold the exit.
-    runtime.shutdown_timeout(Duration::from_secs(1));
+    crate::shut_down(runtime);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -155,6 +155,7 @@ fn serve(args: &WsgiArgs, inherited: Option<std::net::TcpListener>) -> ExitCode 
         };
         runtime.block_on(listen(args, worker, &mount, router))
     };
+    crate::shut_down(runtime);
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
