@@ -91,7 +91,12 @@ fn a_blocking_task_stuck_past_the_grace_does_not_hold_the_exit() {
     // This test binary again, running only `stuck_fastcgi_app_child`.
     let mut child = Reaped(
         Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "stuck_fastcgi_app_child", "--nocapture"])
+            .args([
+                "--exact",
+                "stuck_fastcgi_app_child",
+                "--ignored",
+                "--nocapture",
+            ])
             .env("TG_STUCK_FIFO", &stuck)
             .stdin(Stdio::from(OwnedFd::from(listener)))
             .stdout(Stdio::null())
@@ -131,6 +136,7 @@ fn a_blocking_task_stuck_past_the_grace_does_not_hold_the_exit() {
 /// Its one route opens the named pipe `TG_STUCK_FIFO` on a blocking thread, which never
 /// returns. Without the variable it returns at once.
 #[test]
+#[ignore = "the app of a_blocking_task_stuck_past_the_grace_does_not_hold_the_exit, run in its child"]
 fn stuck_fastcgi_app_child() {
     let Some(fifo) = std::env::var_os("TG_STUCK_FIFO") else {
         return;
