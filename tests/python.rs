@@ -1105,6 +1105,39 @@ mod cli {
     }
 
     #[tokio::test]
+    async fn towergate_wsgi_workers_exit_though_no_one_reads_their_output() {
+        let port = free_port();
+        // Standard output is a pipe that the test never reads.
+        let child = towergate()
+            .args(["wsgi", "wsgi_apps:chatty", "--workers", "2", "--grace", "1"])
+            .arg("--python-path")
+            .arg(apps_dir())
+            .arg("--addr")
+            .arg(format!("127.0.0.1:{port}"))
+            .spawn()
+            .unwrap();
+        let mut running = Running(child);
+        running
+            .wait_listening(port, "towergate wsgi --workers 2")
+            .await;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        // Its worker prints more than the pipes hold: the parent's write of it to its own
+        // standard output blocks, on one of its runtime's blocking threads.
+        let request = tokio::spawn(get(addr, "/"));
+        let pid = running.0.id();
+        bounded(async {
+            while !fifo::writing_to_a_full_pipe(pid) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        // Dropping the runtime would wait for the blocked write forever.
+        let status = running.terminate();
+        request.abort();
+        assert!(status.success(), "{status}");
+    }
+
+    #[tokio::test]
     async fn the_wsgi_flask_example_mounts_flask_beside_rust_routes() {
         let port = free_port();
         let child = Command::new(crate::support::example_bin("wsgi_flask"))

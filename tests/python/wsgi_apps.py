@@ -224,3 +224,11 @@ def process(environ, start_response):
     # Which process answered, and whether it knows others run the same app.
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"pid=%d multiprocess=%r" % (os.getpid(), environ["wsgi.multiprocess"])]
+
+
+def chatty(environ, start_response):
+    # 256 KiB on standard output, more than a pipe holds, then an answer.
+    for _ in range(256):
+        print("x" * 1023, flush=True)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"printed"]

@@ -1,5 +1,5 @@
-//! A named pipe with no writer, which blocks whoever opens it for reading: a file read
-//! stuck for good, as on a hung file system.
+//! Pipes that block for good: a named pipe with no writer, which blocks whoever opens it
+//! for reading (a file read stuck as on a hung file system), and a pipe no one reads.
 #![allow(dead_code, unreachable_pub)]
 
 use std::path::Path;
@@ -17,10 +17,21 @@ pub fn mkfifo(path: &Path) {
 /// Whether a thread of process `pid` is blocked opening a named pipe that has no writer
 /// (Linux: the thread waits in the kernel's `wait_for_partner`).
 pub fn opening_a_fifo(pid: u32) -> bool {
+    waits_in(pid, |wchan| wchan == "wait_for_partner")
+}
+
+/// Whether a thread of process `pid` is blocked writing to a full pipe (Linux: the thread
+/// waits in the kernel's `pipe_write`, `anon_pipe_write` in recent kernels).
+pub fn writing_to_a_full_pipe(pid: u32) -> bool {
+    waits_in(pid, |wchan| wchan.ends_with("pipe_write"))
+}
+
+/// Whether a thread of process `pid` sleeps in a kernel function that `is` accepts
+/// (`/proc/PID/task/TID/wchan`).
+fn waits_in(pid: u32, is: impl Fn(&str) -> bool) -> bool {
     std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|tasks| {
         tasks.flatten().any(|task| {
-            std::fs::read_to_string(task.path().join("wchan"))
-                .is_ok_and(|wchan| wchan.trim() == "wait_for_partner")
+            std::fs::read_to_string(task.path().join("wchan")).is_ok_and(|w| is(w.trim()))
         })
     })
 }

@@ -101,7 +101,11 @@ pub(crate) fn supervise(
         socket,
         grace: server.grace,
     });
-    if runtime.block_on(watch_workers(spawner, workers)) {
+    let ok = runtime.block_on(watch_workers(spawner, workers));
+    // A write of a worker's output to ours, blocked on a pipe no one reads, must not hold
+    // the exit.
+    crate::shut_down(runtime);
+    if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
