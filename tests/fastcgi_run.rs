@@ -52,18 +52,9 @@ fn a_connected_socket_on_standard_input_is_cgi() {
 
 #[test]
 fn a_listening_socket_on_descriptor_0_is_fastcgi_and_sigterm_stops_it_cleanly() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut child = Reaped(
-        Command::new(example_bin("cgi_axum"))
-            .env_clear()
-            .stdin(Stdio::from(OwnedFd::from(listener)))
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut peer = Peer::connect(addr);
-    peer.send(&request(1, true, &borrowed(&get("/")), b""));
+    let mut command = Command::new(example_bin("cgi_axum"));
+    command.env_clear();
+    let (mut child, mut peer) = start_with_a_request(command);
     let answer = peer.answer(1);
     assert!(
         answer.text().ends_with("\r\n\r\nhello from axum over CGI"),
@@ -86,25 +77,17 @@ fn a_blocking_task_stuck_past_the_grace_does_not_hold_the_exit() {
     std::fs::create_dir_all(&dir).unwrap();
     let stuck = dir.join("stuck");
     fifo::mkfifo(&stuck);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
     // This test binary again, running only `stuck_fastcgi_app_child`.
-    let mut child = Reaped(
-        Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "stuck_fastcgi_app_child",
-                "--ignored",
-                "--nocapture",
-            ])
-            .env("TG_STUCK_FIFO", &stuck)
-            .stdin(Stdio::from(OwnedFd::from(listener)))
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut peer = Peer::connect(addr);
-    peer.send(&request(1, true, &borrowed(&get("/")), b""));
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "--exact",
+            "stuck_fastcgi_app_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("TG_STUCK_FIFO", &stuck);
+    let (mut child, _peer) = start_with_a_request(command);
     let pid = child.0.id();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !fifo::opening_a_fifo(pid) {
@@ -155,6 +138,23 @@ fn stuck_fastcgi_app_child() {
         .grace(Duration::from_secs(1))
         .run(app);
     std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 });
+}
+
+/// Starts `command` with a listening socket on descriptor 0 (standard output discarded),
+/// connects to it and sends request 1, a GET of `/`.
+fn start_with_a_request(mut command: Command) -> (Reaped, Peer) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let child = Reaped(
+        command
+            .stdin(Stdio::from(OwnedFd::from(listener)))
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut peer = Peer::connect(addr);
+    peer.send(&request(1, true, &borrowed(&get("/")), b""));
+    (child, peer)
 }
 
 /// A child killed and reaped when dropped (a failed assertion), by pid.

@@ -947,11 +947,33 @@ mod cli {
         command
     }
 
+    /// `towergate wsgi TARGET`, the test apps on its Python path, on 127.0.0.1:`port`; a
+    /// test adds its options.
+    fn wsgi(target: &str, port: u16) -> Command {
+        let mut command = towergate();
+        command
+            .args(["wsgi", target, "--python-path"])
+            .arg(apps_dir())
+            .arg("--addr")
+            .arg(format!("127.0.0.1:{port}"));
+        command
+    }
+
     fn free_port() -> u16 {
         TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .and_then(|l| l.local_addr())
             .unwrap()
             .port()
+    }
+
+    /// Waits until `done` (within [`LIMIT`]).
+    async fn until(done: impl Fn() -> bool) {
+        bounded(async {
+            while !done() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
     }
 
     /// Stops the server (SIGTERM) when dropped, and reaps it.
@@ -1015,20 +1037,8 @@ mod cli {
             std::env::temp_dir().join(format!("towergate-wsgi-static-{}", std::process::id()));
         std::fs::create_dir_all(&static_dir).unwrap();
         std::fs::write(static_dir.join("a.txt"), "static bytes").unwrap();
-        let child = towergate()
-            .args([
-                "wsgi",
-                "flask_app:app",
-                "--threads",
-                "2",
-                "--mount",
-                "/flask",
-            ])
-            .arg("--python-path")
-            .arg(apps_dir())
-            .arg("--addr")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--static")
+        let child = wsgi("flask_app:app", port)
+            .args(["--threads", "2", "--mount", "/flask", "--static"])
             .arg(format!("/s={}", static_dir.display()))
             .spawn()
             .unwrap();
@@ -1069,13 +1079,8 @@ mod cli {
         std::fs::create_dir_all(&static_dir).unwrap();
         // Opening it blocks one of the runtime's blocking threads for good.
         fifo::mkfifo(&static_dir.join("stuck"));
-        let child = towergate()
-            .args(["wsgi", "wsgi_apps:hello", "--grace", "1"])
-            .arg("--python-path")
-            .arg(apps_dir())
-            .arg("--addr")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--static")
+        let child = wsgi("wsgi_apps:hello", port)
+            .args(["--grace", "1", "--static"])
             .arg(format!("/s={}", static_dir.display()))
             .spawn()
             .unwrap();
@@ -1084,12 +1089,7 @@ mod cli {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let stuck = tokio::spawn(get(addr, "/s/stuck"));
         let pid = running.0.id();
-        bounded(async {
-            while !fifo::opening_a_fifo(pid) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await;
+        until(|| fifo::opening_a_fifo(pid)).await;
         // Dropping the runtime would wait for the blocked read forever (and a worker whose
         // parent is gone has no one to kill it).
         let status = running.terminate();
@@ -1108,12 +1108,8 @@ mod cli {
     async fn towergate_wsgi_workers_exit_though_no_one_reads_their_output() {
         let port = free_port();
         // Standard output is a pipe that the test never reads.
-        let child = towergate()
-            .args(["wsgi", "wsgi_apps:chatty", "--workers", "2", "--grace", "1"])
-            .arg("--python-path")
-            .arg(apps_dir())
-            .arg("--addr")
-            .arg(format!("127.0.0.1:{port}"))
+        let child = wsgi("wsgi_apps:chatty", port)
+            .args(["--workers", "2", "--grace", "1"])
             .spawn()
             .unwrap();
         let mut running = Running(child);
@@ -1125,12 +1121,7 @@ mod cli {
         // standard output blocks, on one of its runtime's blocking threads.
         let request = tokio::spawn(get(addr, "/"));
         let pid = running.0.id();
-        bounded(async {
-            while !fifo::writing_to_a_full_pipe(pid) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await;
+        until(|| fifo::writing_to_a_full_pipe(pid)).await;
         // Dropping the runtime would wait for the blocked write forever.
         let status = running.terminate();
         request.abort();
@@ -1211,19 +1202,8 @@ mod cli {
     /// run and one listens: the server, its workers' pids and its port.
     async fn two_workers() -> (Running, Vec<u32>, u16) {
         let port = free_port();
-        let child = towergate()
-            .args([
-                "wsgi",
-                "wsgi_apps:process",
-                "--workers",
-                "2",
-                "--threads",
-                "1",
-            ])
-            .arg("--python-path")
-            .arg(apps_dir())
-            .arg("--addr")
-            .arg(format!("127.0.0.1:{port}"))
+        let child = wsgi("wsgi_apps:process", port)
+            .args(["--workers", "2", "--threads", "1"])
             .spawn()
             .unwrap();
         let mut running = Running(child);
