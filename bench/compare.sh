@@ -491,12 +491,13 @@ if want 7; then
 # Flask hello, with one worker process and with a worker per core (WSGI_WORKERS);
 # then 1 GiB up through wsgi.input and 1 GiB down from a generator, with the server's peak
 # RSS. Flask, Granian and gunicorn come from PyPI into a virtualenv of the interpreter
-# towergate embeds. Rounds interleave the servers; each towergate shape runs right beside
-# the Granian of the same shape (which of the two goes first alternates), and the ratio
-# is the median of the rounds' own ratios, followed by each of them: the machine's load drifts
-# by 10-25% within a minute here, which a ratio of two medians taken a minute apart
-# carries whole. req/s is the median round, with the spread of the rounds; the server's
-# CPU time per request (its processes and their workers, from /proc) the median round.
+# towergate embeds. Rounds interleave the servers; each towergate shape (the static
+# interpreter) runs right beside the Granian of the same shape, which of the two first
+# alternating, and its ratio is the median of the rounds' own ratios, followed by each of
+# them: the machine's load drifts by 10-25% within a minute here, which a ratio of two
+# medians taken a minute apart carries whole. req/s is the median round, with the spread
+# of the rounds; the server's CPU time per request (its processes and their workers, from
+# /proc) the median round.
 WSGI_THREADS=${WSGI_THREADS:-8}
 WSGI_WORKERS=${WSGI_WORKERS:-$(nproc)}
 WSGI_ROUNDS=${WSGI_ROUNDS:-$([ -n "$QUICK" ] && echo 1 || echo 5)}
@@ -569,7 +570,7 @@ for app in hello flask; do
     p99m[$server]=$(tr ' ' '\n' <<<"${p99[$server]}" | grep . | median)
     cpum[$server]=$(tr ' ' '\n' <<<"${cpu[$server]}" | grep . | median)
   done
-  # The median of a pair's round ratios, with their range.
+  # The median of a pair's round ratios, followed by each of them.
   for server in "${!pair[@]}"; do
     pmed[$server]="$(tr ' ' '\n' <<<"${pair[$server]}" | grep . | median) (rounds $(tr ' ' '\n' <<<"${pair[$server]}" | grep . | sort -g | paste -sd' '))"
   done
