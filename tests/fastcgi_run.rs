@@ -89,27 +89,17 @@ fn a_blocking_task_stuck_past_the_grace_does_not_hold_the_exit() {
         .env("TG_STUCK_FIFO", &stuck);
     let (mut child, _peer) = start_with_a_request(command);
     let pid = child.0.id();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !fifo::opening_a_fifo(pid) {
-        assert!(Instant::now() < deadline, "the app never opened the pipe");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    within_limit("the app opened the pipe", || {
+        fifo::opening_a_fifo(pid).then_some(())
+    });
     Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
         .unwrap();
     // Dropping the runtime would wait for the blocked open forever.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the app did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = within_limit("the app exited after SIGTERM", || {
+        child.0.try_wait().unwrap()
+    });
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(status.code(), Some(0));
 }
@@ -155,6 +145,19 @@ fn start_with_a_request(mut command: Command) -> (Reaped, Peer) {
     let mut peer = Peer::connect(addr);
     peer.send(&request(1, true, &borrowed(&get("/")), b""));
     (child, peer)
+}
+
+/// What `poll` gives once it gives something, asked every 20 ms; fails the test after 30 s
+/// saying that `what` did not happen.
+fn within_limit<T>(what: &str, mut poll: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = poll() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "not within 30 s: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A child killed and reaped when dropped (a failed assertion), by pid.
