@@ -21,13 +21,7 @@ ROUNDS=${3:-3}
 SECS=${SECS:-8}
 THREADS=${THREADS:-8}
 APP=${APP:-bench_apps:hello}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-APPS=$ROOT/bench/wsgi
-VENV=${VENV:-$ROOT/target/ab-wsgi-venv}
-if [ ! -x "$VENV/bin/granian" ]; then
-  "${PYO3_PYTHON:-/usr/bin/python3}" -m venv "$VENV" && "$VENV/bin/pip" install -q granian flask ||
-    { echo "cannot make the virtualenv $VENV" >&2; exit 1; }
-fi
+. "$(dirname "$0")/wsgi/venv.sh"
 
 PIDS=()
 cleanup() { for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done; }
