@@ -27,10 +27,10 @@ pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 /// Measured under load (a hello app, two `towergate wsgi` workers, each with one runtime
 /// thread): without the look-out, most requests cost a futex wake and a context switch
 /// (0.53 futex calls and 0.58 context switches a request, against 0.08–0.10 and 0.27–0.29
-/// with it), and throughput fell by a sixth (0.85× Granian against 1.02×). With a multi-threaded
-/// runtime (one process) it changes nothing measurable. A condition variable woken for
-/// every job cost 8 to 10 us more CPU per request; one thread waiting at a channel with the
-/// others behind its lock made more futex calls and context switches.
+/// with it), and throughput fell by a sixth (0.85× Granian against 1.02×). With a
+/// multi-threaded runtime (one process) it changes nothing measurable. A condition variable
+/// woken for every job cost 8 to 10 us more CPU per request; one thread waiting at a
+/// channel with the others behind its lock made more futex calls and context switches.
 ///
 /// The threads stop when the last handle to the pool is dropped and the queue is empty.
 #[derive(Clone)]
