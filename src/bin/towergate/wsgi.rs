@@ -118,7 +118,7 @@ pub(crate) fn main(args: WsgiArgs) -> ExitCode {
 ///
 /// A worker runs its connections on one thread, a current-thread runtime's (the workers
 /// spread over the cores), as Granian's workers do. Measured with two workers on two
-/// cores, a hello app served 0.88–0.95× Granian with multi-threaded runtimes and 0.99–1.02×
+/// cores, a hello app served 0.85–0.95× Granian with multi-threaded runtimes and 0.93–1.02×
 /// so when the servers ran long (`bench/alt_wsgi.sh`), about 0.9× either way when they were
 /// started afresh for each run. The server alone keeps a multi-threaded runtime, which
 /// gives it the other cores (0.98× Granian against 0.94× with one thread).
