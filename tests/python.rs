@@ -1227,33 +1227,18 @@ mod cli {
         pid.parse().unwrap()
     }
 
-    /// The names of the threads of process `pid`, sorted.
-    fn thread_names(pid: u32) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
-            .map(|tasks| {
-                tasks
-                    .flatten()
-                    .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
-                    .map(|comm| comm.trim_end().to_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort_unstable();
-        names
-    }
-
     #[tokio::test]
     async fn towergate_wsgi_workers_share_the_address_a_killed_one_is_replaced_all_stop_together() {
         let (mut running, first, port) = two_workers().await;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         // A worker handles its connections on its main thread (a current-thread runtime),
-        // beside its one Python thread (the name is cut to 15 bytes).
+        // beside its one Python thread.
         for pid in &first {
             let started = Instant::now();
-            let mut names = thread_names(*pid);
+            let mut names = fifo::thread_names(*pid);
             while names != ["towergate", "towergate-pytho"] && started.elapsed() < LIMIT {
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                names = thread_names(*pid);
+                names = fifo::thread_names(*pid);
             }
             assert_eq!(names, ["towergate", "towergate-pytho"], "worker {pid}");
         }
