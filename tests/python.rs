@@ -1199,7 +1199,7 @@ mod cli {
     }
 
     /// `towergate wsgi wsgi_apps:process` with two workers of one thread each, once both
-    /// run and one listens: the server, its workers' pids and its port.
+    /// answered: the server, its workers' pids and its port.
     async fn two_workers() -> (Running, Vec<u32>, u16) {
         let port = free_port();
         let child = wsgi("wsgi_apps:process", port)
@@ -1208,10 +1208,23 @@ mod cli {
             .unwrap();
         let mut running = Running(child);
         let workers = wait_for_workers(&mut running, 2, &[]).await;
-        // The parent holds the address; the workers listen once they imported the app.
+        // The parent holds the address; the workers listen once they imported the app, and
+        // the connections spread over those that listen.
         running
             .wait_listening(port, "towergate wsgi's workers")
             .await;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        bounded(async {
+            let mut answered = Vec::new();
+            while answered.len() < 2 {
+                let pid = answering_pid(addr).await;
+                assert!(workers.contains(&pid), "{pid} not in {workers:?}");
+                if !answered.contains(&pid) {
+                    answered.push(pid);
+                }
+            }
+        })
+        .await;
         (running, workers, port)
     }
 
@@ -1282,6 +1295,65 @@ mod cli {
         );
     }
 
+    /// Crashes a worker through `/exit`, trying until one takes the connection (between
+    /// workers none listens, and a worker that exits resets the connections queued for
+    /// it).
+    async fn crash_a_worker(addr: SocketAddr) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        bounded(async {
+            loop {
+                let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                stream
+                    .write_all(b"GET /exit HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .await
+                    .unwrap();
+                let mut answer = Vec::new();
+                match stream.read_to_end(&mut answer).await {
+                    // The worker exited without an answer.
+                    Ok(_) => {
+                        assert_eq!(String::from_utf8_lossy(&answer), "");
+                        return;
+                    }
+                    // Queued at the listener of a worker that was exiting: the kernel
+                    // reset it.
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn towergate_wsgi_workers_that_keep_crashing_are_replaced_later_each_time() {
+        let (mut running, first, port) = two_workers().await;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        for _ in 0..4 {
+            crash_a_worker(addr).await;
+        }
+        // Each crash came soon after its worker started: each replacement waited longer.
+        let second = wait_for_workers(&mut running, 2, &[]).await;
+        assert_ne!(second, first);
+        let pid = bounded(answering_pid(addr)).await;
+        assert!(second.contains(&pid), "{pid} not in {second:?}");
+        let status = running.terminate();
+        assert!(status.success(), "{status}");
+        let (_, stderr) = running.output();
+        let replaced: Vec<&str> = stderr
+            .lines()
+            .filter_map(|line| line.split_once(" exited (exit status: 3): starting another"))
+            .map(|(_, delay)| delay)
+            .collect();
+        assert_eq!(
+            replaced,
+            ["", " in 100ms", " in 200ms", " in 400ms"],
+            "{stderr}"
+        );
+    }
+
     /// Whether `pid` has exited: gone, or a zombie its new parent has not reaped.
     fn exited(pid: u32) -> bool {
         match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -1310,6 +1382,59 @@ mod cli {
         assert!(TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err());
         let (_, stderr) = running.output();
         assert_eq!(stderr.matches("shutting down").count(), 2, "{stderr}");
+    }
+
+    /// Waits until each of `workers` sleeps in its import of `slow_import`.
+    async fn importing(workers: &[u32]) {
+        for pid in workers {
+            let wchan = format!("/proc/{pid}/wchan");
+            until(|| std::fs::read_to_string(&wchan).is_ok_and(|w| w.contains("nanosleep"))).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn towergate_wsgi_workers_stopped_while_they_import_the_app_end_at_once() {
+        let port = free_port();
+        let child = wsgi("slow_import:app", port)
+            .args(["--workers", "2"])
+            .spawn()
+            .unwrap();
+        let mut running = Running(child);
+        let first = wait_for_workers(&mut running, 2, &[]).await;
+        importing(&first).await;
+        // Stopped from outside (an operator, the out-of-memory killer): not a broken
+        // import, which would stop the server. It is replaced.
+        let stopped = first[0];
+        let status = Command::new("kill")
+            .args(["-TERM", &stopped.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let second = wait_for_workers(&mut running, 2, &[stopped]).await;
+        importing(&second).await;
+        // The import takes a minute; the workers end at once, without --grace's wait, and
+        // the server with success.
+        let status = running.terminate();
+        assert!(status.success(), "{status}");
+        for pid in first.iter().chain(&second) {
+            assert!(exited(*pid), "worker {pid} outlived its parent");
+        }
+        let (stdout, stderr) = running.output();
+        assert_eq!(
+            stdout,
+            format!(
+                "towergate: listening on http://127.0.0.1:{port}/\n\
+                 towergate: serving slow_import:app at http://127.0.0.1:{port}/ with 2 workers\n"
+            )
+        );
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{stderr}");
+        assert!(
+            lines[0].ends_with(&format!(
+                " WARN towergate::server: worker {stopped} exited (signal: 15 (SIGTERM)) before it was ready: starting another"
+            )),
+            "{stderr}"
+        );
     }
 
     #[test]

@@ -221,6 +221,8 @@ def distinct_chunks(environ, start_response):
 
 
 def process(environ, start_response):
+    if environ["PATH_INFO"] == "/exit":
+        os._exit(3)  # a crash: no answer, no clean-up
     # Which process answered, and whether it knows others run the same app.
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"pid=%d multiprocess=%r" % (os.getpid(), environ["wsgi.multiprocess"])]

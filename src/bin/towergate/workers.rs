@@ -14,12 +14,18 @@
 //! there on to its own.
 //!
 //! - A worker that exits before it is ready (a broken import: its error is on standard
-//!   error) makes the parent stop the others and exit with failure.
+//!   error) makes the parent stop the others and exit with failure, unless a signal
+//!   stopped or killed it (SIGTERM, SIGINT, SIGKILL: an operator, systemd, the
+//!   out-of-memory killer); it is then replaced, as below.
 //! - A worker that exits later (a crash, a kill) is logged and replaced. The connections it
-//!   had, and those waiting in its listen queue, are lost.
+//!   had, and those waiting in its listen queue, are lost. Workers that die in a row
+//!   within [`STEADY`] of their start are replaced after a delay that doubles from
+//!   [`FIRST_DELAY`] up to [`MAX_DELAY`] (the first is replaced at once): an app that
+//!   crashes on every request, or soon after its import, does not keep a core busy
+//!   importing it again and again. A worker that lived longer resets the delay.
 //! - On SIGTERM or Ctrl-C the parent sends SIGTERM to every worker, which shuts down as one
-//!   server does (`--grace` for the requests in flight); a worker still running
-//!   `--grace` plus 10 s later is killed (SIGKILL). Every worker is reaped before the parent
+//!   server does (`--grace` for the requests in flight); a worker still importing the app
+//!   ends at once. A worker still running `--grace` plus 10 s later is killed (SIGKILL). Every worker is reaped before the parent
 //!   exits.
 //! - A worker whose parent dies gets SIGTERM (Linux's parent-death signal), and so shuts
 //!   down gracefully too.
@@ -32,7 +38,7 @@ use std::path::PathBuf;
 use std::process::{ExitCode, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
@@ -47,6 +53,15 @@ pub(crate) const READY: &str = "towergate: worker ready";
 
 /// How long a stopped worker may take past the grace before it is killed.
 const STOP_MARGIN: Duration = Duration::from_secs(10);
+
+/// A worker that dies sooner than this after its start counts as a quick death.
+const STEADY: Duration = Duration::from_secs(10);
+
+/// The delay before replacing the second of quick deaths in a row.
+const FIRST_DELAY: Duration = Duration::from_millis(100);
+
+/// The longest delay before replacing a worker.
+const MAX_DELAY: Duration = Duration::from_secs(10);
 
 /// The longest line passed on from a worker's standard output; a longer one is passed on
 /// in pieces.
@@ -119,18 +134,26 @@ async fn watch_workers(spawner: Arc<Spawner>, count: u16) -> bool {
     let (stop, stopping) = watch::channel(false);
     let mut running = JoinSet::new();
     for _ in 0..count {
-        running.spawn(run_worker(spawner.clone(), stopping.clone()));
+        running.spawn(run_worker(
+            spawner.clone(),
+            stopping.clone(),
+            Duration::ZERO,
+        ));
     }
+    let mut backoff = Backoff::default();
     let mut ok = true;
     loop {
         tokio::select! {
+            // A signal sent to every process at once (systemd's stop) reaches the parent
+            // as its workers die: the parent's comes first.
+            biased;
             () = &mut signal => break,
             Some(joined) = running.join_next() => {
                 let Ok(ended) = joined else {
                     ok = false;
                     break;
                 };
-                if !ended.ready {
+                if !ended.ready && !ended.killed() {
                     eprintln!(
                         "towergate wsgi: a worker {} before it was ready: stopping",
                         ended.describe()
@@ -138,12 +161,19 @@ async fn watch_workers(spawner: Arc<Spawner>, count: u16) -> bool {
                     ok = false;
                     break;
                 }
+                let delay = backoff.delay(ended.lived);
+                let when = if delay.is_zero() {
+                    String::new()
+                } else {
+                    format!(" in {delay:?}")
+                };
+                let before = if ended.ready { "" } else { " before it was ready" };
                 tracing::warn!(
                     target: "towergate::server",
-                    "worker {}: starting another",
+                    "worker {}{before}: starting another{when}",
                     ended.describe()
                 );
-                running.spawn(run_worker(spawner.clone(), stopping.clone()));
+                running.spawn(run_worker(spawner.clone(), stopping.clone(), delay));
             }
         }
     }
@@ -151,6 +181,9 @@ async fn watch_workers(spawner: Arc<Spawner>, count: u16) -> bool {
     while let Some(joined) = running.join_next().await {
         match joined {
             Ok(ended) if matches!(ended.status, Ok(status) if status.success()) => {}
+            // Stopped before it was ready (a signal while it imported the app): it never
+            // served, and nothing failed.
+            Ok(ended) if ended.stopped && !ended.ready && ended.status.is_ok() => {}
             // Not ready: its import failed as the one that stopped the rest did, and said so.
             Ok(ended) if !ended.ready => ok = false,
             Ok(ended) => {
@@ -161,6 +194,31 @@ async fn watch_workers(spawner: Arc<Spawner>, count: u16) -> bool {
         }
     }
     ok
+}
+
+/// The delays before replacing workers that die soon after their start (see the
+/// [module docs](self)).
+#[derive(Debug, Default)]
+struct Backoff {
+    /// Quick deaths in a row.
+    quick: u32,
+}
+
+impl Backoff {
+    /// The delay before replacing a worker that died `lived` after its start.
+    fn delay(&mut self, lived: Duration) -> Duration {
+        if lived >= STEADY {
+            self.quick = 0;
+            return Duration::ZERO;
+        }
+        self.quick = self.quick.saturating_add(1);
+        match self.quick {
+            1 => Duration::ZERO,
+            n => FIRST_DELAY
+                .saturating_mul(1 << (n - 2).min(16))
+                .min(MAX_DELAY),
+        }
+    }
 }
 
 /// What starts a worker.
@@ -190,10 +248,25 @@ struct Ended {
     pid: Option<u32>,
     /// It printed [`READY`].
     ready: bool,
+    /// It was told to stop (or never started, told to stop first).
+    stopped: bool,
     status: io::Result<ExitStatus>,
+    /// From its start to its exit.
+    lived: Duration,
 }
 
 impl Ended {
+    /// Whether a signal that stops or kills a process ended it (SIGTERM, SIGINT, SIGKILL):
+    /// someone stopped it, it did not fail by itself.
+    fn killed(&self) -> bool {
+        use rustix::process::Signal;
+        use std::os::unix::process::ExitStatusExt;
+        let signal = self.status.as_ref().ok().and_then(ExitStatusExt::signal);
+        [Signal::TERM, Signal::INT, Signal::KILL]
+            .iter()
+            .any(|s| Some(s.as_raw()) == signal)
+    }
+
     /// `PID exited (STATUS)`, for the log.
     fn describe(&self) -> String {
         let pid = self.pid.map_or_else(String::new, |pid| format!("{pid} "));
@@ -204,16 +277,37 @@ impl Ended {
     }
 }
 
-/// One worker's life: started, its output passed on, waited for; stopped on `stopping`
-/// (SIGTERM, then SIGKILL past the grace and a margin).
-async fn run_worker(spawner: Arc<Spawner>, mut stopping: watch::Receiver<bool>) -> Ended {
+/// One worker's life: started after `delay`, its output passed on, waited for; stopped on
+/// `stopping` (SIGTERM, then SIGKILL past the grace and a margin).
+async fn run_worker(
+    spawner: Arc<Spawner>,
+    mut stopping: watch::Receiver<bool>,
+    delay: Duration,
+) -> Ended {
+    if !delay.is_zero() {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = async { drop(stopping.wait_for(|stop| *stop).await) } => {
+                return Ended {
+                    pid: None,
+                    ready: false,
+                    stopped: true,
+                    status: Ok(ExitStatus::default()),
+                    lived: Duration::ZERO,
+                };
+            }
+        }
+    }
+    let started = Instant::now();
     let mut child = match spawner.spawn() {
         Ok(child) => child,
         Err(error) => {
             return Ended {
                 pid: None,
                 ready: false,
+                stopped: false,
                 status: Err(error),
+                lived: started.elapsed(),
             };
         }
     };
@@ -223,13 +317,14 @@ async fn run_worker(spawner: Arc<Spawner>, mut stopping: watch::Receiver<bool>) 
         .stdout
         .take()
         .map(|stdout| tokio::spawn(pass_on(stdout, ready.clone())));
-    let status = tokio::select! {
+    let (status, stopped) = tokio::select! {
         biased;
-        status = child.wait() => status,
+        status = child.wait() => (status, false),
         () = async { drop(stopping.wait_for(|stop| *stop).await) } => {
-            stop(&mut child, spawner.grace).await
+            (stop(&mut child, spawner.grace).await, true)
         }
     };
+    let lived = started.elapsed();
     // The ready line was written before the exit; the end of the output follows the exit,
     // unless a process the app started holds the pipe.
     if let Some(output) = output {
@@ -238,7 +333,9 @@ async fn run_worker(spawner: Arc<Spawner>, mut stopping: watch::Receiver<bool>) 
     Ended {
         pid,
         ready: ready.load(Ordering::Relaxed),
+        stopped,
         status,
+        lived,
     }
 }
 
@@ -345,4 +442,41 @@ pub(crate) fn worker_listener(parent: u32) -> io::Result<TcpListener> {
     rustix::net::listen(&socket, BACKLOG)?;
     rustix::stdio::dup2_stdin(std::fs::File::open("/dev/null")?)?;
     Ok(TcpListener::from(socket))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quick_deaths_in_a_row_delay_the_next_worker_more_each_time_up_to_the_limit() {
+        let mut backoff = Backoff::default();
+        let quick = Duration::from_millis(300);
+        let delays: Vec<Duration> = (0..10).map(|_| backoff.delay(quick)).collect();
+        let ms = Duration::from_millis;
+        assert_eq!(
+            delays,
+            [
+                Duration::ZERO,
+                ms(100),
+                ms(200),
+                ms(400),
+                ms(800),
+                ms(1600),
+                ms(3200),
+                ms(6400),
+                MAX_DELAY,
+                MAX_DELAY
+            ]
+        );
+        // A worker that lived past STEADY is replaced at once, and starts a new count.
+        assert_eq!(backoff.delay(STEADY), Duration::ZERO);
+        assert_eq!(backoff.delay(quick), Duration::ZERO);
+        assert_eq!(backoff.delay(quick), ms(100));
+        // Far more quick deaths than doublings: no overflow.
+        for _ in 0..100 {
+            backoff.delay(quick);
+        }
+        assert_eq!(backoff.delay(Duration::ZERO), MAX_DELAY);
+    }
 }

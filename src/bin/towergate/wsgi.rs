@@ -47,8 +47,9 @@ pub(crate) struct WsgiArgs {
     /// threads, each listening on the address (SO_REUSEPORT: Linux spreads the connections
     /// over them): one per core lets a GIL-bound app use every core. With more than one,
     /// each handles its connections on one thread (a single process, one per core), a
-    /// worker that dies is replaced, `wsgi.multiprocess` is true, and --max-connections
-    /// counts for each worker.
+    /// worker that dies is replaced (after a delay growing from 100 ms to 10 s while
+    /// workers die within 10 s of their start), `wsgi.multiprocess` is true, and
+    /// --max-connections counts for each worker.
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: u16,
@@ -126,12 +127,6 @@ fn serve(args: &WsgiArgs, inherited: Option<std::net::TcpListener>) -> ExitCode 
     let Some(runtime) = crate::runtime(inherited.is_none()) else {
         return ExitCode::FAILURE;
     };
-    // A worker watches SIGTERM before it imports the app: its parent may stop it at any
-    // time, and it must then exit as a stopped server does.
-    let worker = inherited.map(|listener| {
-        let _entered = runtime.enter();
-        (listener, server::shutdown_signal())
-    });
     let mut builder = WsgiApp::builder().threads(usize::from(args.threads));
     for dir in &args.python_path {
         builder = builder.python_path(dir);
@@ -146,6 +141,13 @@ fn serve(args: &WsgiArgs, inherited: Option<std::net::TcpListener>) -> ExitCode 
             return ExitCode::FAILURE;
         }
     };
+    // A worker watches SIGTERM from here on, before it says it is ready. Until now the
+    // signal ends it at once: its parent may stop it while it imports a slow app, which
+    // would otherwise hold the stop for as long as the import takes.
+    let worker = inherited.map(|listener| {
+        let _entered = runtime.enter();
+        (listener, server::shutdown_signal())
+    });
     let mount = args.mount.clone().unwrap_or_default();
     let service = AppService::new(app)
         .script_name(mount.clone())
