@@ -3,13 +3,15 @@
 //!
 //! [`DefaultErrorResponse`] answers `500 Internal Server Error`, `Content-Type: text/plain`
 //! and wsgiref's body, `A server error occurred.  Please contact the administrator.`; its
-//! setters change each part. Any `Fn(&BoxError) -> http::Response<Bytes>` is an
+//! setters change each part. An app that ran past its time limit ([`TimedOut`]) gets
+//! `504 Gateway Timeout` instead of the status. Any `Fn(&BoxError) -> http::Response<Bytes>` is an
 //! [`ErrorResponse`] too, for full control. The hook takes `&self`: a service shares one hook
 //! between all its requests with no lock.
 //!
 //! ```
 //! use bytes::Bytes;
-//! use towergate::error_response::{DefaultErrorResponse, ErrorResponse};
+//! use std::time::Duration;
+//! use towergate::error_response::{DefaultErrorResponse, ErrorResponse, TimedOut};
 //! use towergate::BoxError;
 //!
 //! let default = DefaultErrorResponse::new();
@@ -20,6 +22,11 @@
 //!     response.body(),
 //!     &Bytes::from_static(b"A server error occurred.  Please contact the administrator.")
 //! );
+//!
+//! // An app past its time limit: the gateway's timeout (RFC 9110 §15.6.5).
+//! let timed_out = BoxError::from(TimedOut::new(Duration::from_secs(60)));
+//! assert_eq!(timed_out.to_string(), "the app produced no output for 60s");
+//! assert_eq!(default.error_response(&timed_out).status(), 504);
 //!
 //! let custom = DefaultErrorResponse::new()
 //!     .status(http::StatusCode::SERVICE_UNAVAILABLE)
@@ -35,11 +42,42 @@
 //! assert_eq!(closure.error_response(&BoxError::from("no")).body(), "upstream said: no");
 //! ```
 
+use std::fmt;
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 
 use crate::BoxError;
+
+/// The error of an app that produced no output within its time limit (a Python WSGI app's
+/// `timeout`, feature `python`): [`DefaultErrorResponse`] answers it with
+/// `504 Gateway Timeout`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimedOut {
+    limit: Duration,
+}
+
+impl TimedOut {
+    /// An app that produced no output for `limit`.
+    pub fn new(limit: Duration) -> Self {
+        TimedOut { limit }
+    }
+
+    /// The time limit that expired.
+    pub fn limit(&self) -> Duration {
+        self.limit
+    }
+}
+
+impl fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the app produced no output for {:?}", self.limit)
+    }
+}
+
+impl std::error::Error for TimedOut {}
 
 /// Builds the response for an error that happened before the response head was written.
 ///
@@ -94,7 +132,8 @@ impl DefaultErrorResponse {
         }
     }
 
-    /// The status (`error_status`). Defaults to `500 Internal Server Error`.
+    /// The status (`error_status`). Defaults to `500 Internal Server Error`. A
+    /// [`TimedOut`] error is answered with `504 Gateway Timeout` whatever the status.
     pub fn status(mut self, status: StatusCode) -> Self {
         self.status = status;
         self
@@ -116,9 +155,13 @@ impl DefaultErrorResponse {
 }
 
 impl ErrorResponse for DefaultErrorResponse {
-    fn error_response(&self, _error: &BoxError) -> Response<Bytes> {
+    fn error_response(&self, error: &BoxError) -> Response<Bytes> {
         let mut response = Response::new(self.body.clone());
-        *response.status_mut() = self.status;
+        *response.status_mut() = if error.is::<TimedOut>() {
+            StatusCode::GATEWAY_TIMEOUT
+        } else {
+            self.status
+        };
         *response.headers_mut() = self.headers.clone();
         response
     }

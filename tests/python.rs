@@ -379,6 +379,96 @@ async fn a_client_that_stops_reading_frees_its_thread_after_the_send_timeout() {
 }
 
 #[tokio::test]
+async fn an_app_without_output_past_its_timeout_gets_a_504_or_its_response_cut() {
+    let _ = logs();
+    bounded(async {
+        let app = WsgiApp::builder()
+            .python_path(apps_dir())
+            .threads(3)
+            .timeout(Duration::from_millis(300))
+            .import("wsgi_apps:held")
+            .unwrap();
+        let (addr, _server) = serve_app(app, "").await;
+        // No head in time: the gateway's timeout.
+        let (parts, body) = get(addr, "/before").await;
+        assert_eq!(parts.status, StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            body,
+            "A server error occurred.  Please contact the administrator."
+        );
+        logged("app failed: the app produced no output for 300ms").await;
+        // The head and a first chunk, then nothing: the response is cut.
+        let response = open(addr, "/after").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut body = response.into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "first");
+        assert!(body.frame().await.unwrap().is_err());
+        logged("app failed after the head was sent: the app produced no output for 300ms").await;
+        // Released, both threads find their client gone at their next output, close
+        // their results and serve again.
+        let (_, body) = get(addr, "/release").await;
+        assert_eq!(body, "released");
+        let closed = import("wsgi_apps:closed");
+        let (closed_addr, _closed_server) = serve_app(closed, "").await;
+        loop {
+            let (_, body) = get(closed_addr, "/").await;
+            let mut names: Vec<&[u8]> = body.split(|b| *b == b',').collect();
+            names.sort_unstable();
+            if names == [&b"after"[..], b"before"] {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (_, body) = get(addr, "/before").await;
+        assert_eq!(body, "late");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_upload_longer_than_the_timeout_counts_as_activity_until_it_stalls() {
+    bounded(async {
+        let app = WsgiApp::builder()
+            .python_path(apps_dir())
+            .timeout(Duration::from_secs(1))
+            .import("wsgi_apps:count_input")
+            .unwrap();
+        let (addr, _server) = serve_app(app, "").await;
+        // 2.5 s of body in 50 pieces: more than the limit in all, never a second apart.
+        let pieces = futures_util::stream::unfold(0, |i| async move {
+            if i == 50 {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let piece = Bytes::from(vec![b'x'; 1000]);
+            Some((Ok::<_, Infallible>(http_body::Frame::data(piece)), i + 1))
+        });
+        let request = Request::post(format!("http://{addr}/"))
+            .header("content-length", "50000")
+            .body(BodyExt::boxed(StreamBody::new(pieces)))
+            .unwrap();
+        let (parts, body) = send(request).await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(body, "50000 50000");
+        // A body that stops coming: the app waits on it past the limit.
+        let stalled = futures_util::StreamExt::chain(
+            futures_util::stream::iter([Ok::<_, Infallible>(http_body::Frame::data(
+                Bytes::from_static(b"some"),
+            ))]),
+            futures_util::stream::pending(),
+        );
+        let request = Request::post(format!("http://{addr}/"))
+            .header("content-length", "50000")
+            .body(BodyExt::boxed(StreamBody::new(stalled)))
+            .unwrap();
+        let (parts, _) = send(request).await;
+        assert_eq!(parts.status, StatusCode::GATEWAY_TIMEOUT);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn input_supports_every_read_method() {
     bounded(async {
         let (addr, _server) = serve_app(import("wsgi_apps:input_methods"), "").await;
@@ -1069,6 +1159,33 @@ mod cli {
             stderr.contains("\"GET /flask/hello/caf%C3%A9 HTTP/1.1\" 200"),
             "{stderr}"
         );
+    }
+
+    #[tokio::test]
+    async fn towergate_wsgi_timeout_answers_504_and_exits_though_the_app_is_still_held() {
+        let port = free_port();
+        let child = wsgi("wsgi_apps:held", port)
+            .args(["--timeout", "0.3", "--grace", "1"])
+            .spawn()
+            .unwrap();
+        let mut running = Running(child);
+        running.wait_listening(port, "towergate wsgi").await;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let (parts, body) = bounded(get(addr, "/before")).await;
+        assert_eq!(parts.status, StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            body,
+            "A server error occurred.  Please contact the administrator."
+        );
+        // Its Python thread still waits for /release: the stop does not wait for it.
+        let status = running.terminate();
+        assert!(status.success(), "{status}");
+        let (_, stderr) = running.output();
+        assert!(
+            stderr.contains("app failed: the app produced no output for 300ms\n"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("\"GET /before HTTP/1.1\" 504 "), "{stderr}");
     }
 
     #[tokio::test]

@@ -45,6 +45,8 @@ pub struct Input {
 struct InputState {
     source: Source,
     buf: Bytes,
+    /// How many bytes came from the source so far.
+    received: u64,
 }
 
 enum Source {
@@ -90,6 +92,7 @@ impl Input {
             inner: Some(Arc::new(Mutex::new(InputState {
                 source: Source::Done,
                 buf: bytes,
+                received: 0,
             }))),
         }
     }
@@ -99,6 +102,7 @@ impl Input {
             inner: Some(Arc::new(Mutex::new(InputState {
                 source,
                 buf: Bytes::new(),
+                received: 0,
             }))),
         }
     }
@@ -122,6 +126,11 @@ impl Input {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => Poll::Pending,
         }
+    }
+
+    /// How many bytes of the request body have come in so far (read by the app or not).
+    pub(crate) fn received(&self) -> u64 {
+        self.state().map_or(0, |state| state.received)
     }
 
     /// Reads up to `max` bytes (`read(size)`); empty bytes at the end of the input.
@@ -224,6 +233,7 @@ impl InputState {
                     }
                     Poll::Ready(Some(Ok(frame))) => {
                         if let Ok(data) = frame.into_data() {
+                            self.received += data.len() as u64;
                             self.buf = data;
                         }
                     }
@@ -246,6 +256,7 @@ impl InputState {
                         }
                         Ok(n) => {
                             *remaining -= n as u64;
+                            self.received += n as u64;
                             buf.truncate(n);
                             self.buf = buf.into();
                         }

@@ -32,6 +32,9 @@ pub const DEFAULT_THREADS: usize = 8;
 /// The default of [`Builder::send_timeout`]: 60 seconds.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The default of [`Builder::timeout`]: 60 seconds.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A Python WSGI app (PEP 3333) as a gateway [`App`]: Flask, Django, any
 /// `app(environ, start_response)` callable.
 ///
@@ -63,6 +66,7 @@ struct Inner {
     pool: Pool,
     name: String,
     send_timeout: Duration,
+    timeout: Option<Duration>,
 }
 
 impl fmt::Debug for WsgiApp {
@@ -146,6 +150,7 @@ pub struct Builder {
     virtualenv: Option<PathBuf>,
     threads: usize,
     send_timeout: Duration,
+    timeout: Option<Duration>,
 }
 
 impl Default for Builder {
@@ -168,6 +173,7 @@ impl Builder {
                 .map(PathBuf::from),
             threads: DEFAULT_THREADS,
             send_timeout: DEFAULT_SEND_TIMEOUT,
+            timeout: Some(DEFAULT_TIMEOUT),
         }
     }
 
@@ -203,6 +209,23 @@ impl Builder {
     /// cut. Defaults to [`DEFAULT_SEND_TIMEOUT`] (60 s).
     pub fn send_timeout(mut self, timeout: Duration) -> Self {
         self.send_timeout = timeout;
+        self
+    }
+
+    /// How long the app may go without output: from the request's call (its wait for a
+    /// thread included) to the first piece of the response, then between two pieces while
+    /// the client waits for the next. Time in which the request body comes in does not
+    /// count: a slow upload is the client's time. Past it the response fails with
+    /// [`TimedOut`](crate::error_response::TimedOut): before the head, the error response
+    /// (`504 Gateway Timeout` by default), after it the response is cut; a line is logged
+    /// either way. Python code cannot be interrupted: the app's thread goes on until the
+    /// app next produces output, which then fails as for a client gone away (the result is
+    /// closed), or returns. `None` sets no limit. Defaults to [`DEFAULT_TIMEOUT`] (60 s).
+    ///
+    /// The limit is counted by the async runtime's timer (tokio's time driver, which
+    /// `#[tokio::main]` and `towergate`'s own runtimes enable).
+    pub fn timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.timeout = timeout.into();
         self
     }
 
@@ -258,13 +281,13 @@ impl Builder {
         }
         let pool = Pool::new(self.threads)
             .map_err(|e| ImportError::new(format!("cannot start the Python threads: {e}")))?;
-        let send_timeout = self.send_timeout;
         Ok(WsgiApp {
             inner: Arc::new(Inner {
                 app,
                 pool,
                 name,
-                send_timeout,
+                send_timeout: self.send_timeout,
+                timeout: self.timeout,
             }),
         })
     }
@@ -332,12 +355,16 @@ impl App for WsgiApp {
     fn call(&self, environ: Environ, start_response: StartResponse) -> ResponseFuture {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let (end_tx, end_rx) = oneshot::channel();
+        let limit = self
+            .inner
+            .timeout
+            .map(|limit| (limit, environ.input().clone()));
         let inner = self.inner.clone();
         self.inner
             .pool
             .spawn(move || run(&inner, environ, start_response, tx, end_tx));
         ResponseFuture {
-            body: Some(Ok(WsgiBody::new(BlockingBody::new(rx), end_rx))),
+            body: Some(Ok(WsgiBody::new(BlockingBody::new(rx), end_rx, limit))),
         }
     }
 }

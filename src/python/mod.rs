@@ -74,6 +74,10 @@
 //! first chunk) is logged with its traceback and answered with the error response (500 by
 //! default, see [`AppService::with_error_response`](crate::service::AppService::with_error_response));
 //! after the head, the response is cut (the client sees it fail) and the traceback logged.
+//! An app that produces no output for [`Builder::timeout`] (default [`DEFAULT_TIMEOUT`], 60 s)
+//! fails the same way with [`TimedOut`](crate::error_response::TimedOut): `504 Gateway
+//! Timeout` before the head (the default error response's answer to it), the response cut
+//! after; its thread, which Python cannot interrupt, stops at its next output.
 //! A module that fails to import, or an attribute that is missing or not callable, is an
 //! [`ImportError`] when the app is loaded, with the Python traceback.
 //!
@@ -120,6 +124,8 @@ mod file;
 mod pool;
 mod respond;
 
-pub use app::{Builder, DEFAULT_SEND_TIMEOUT, DEFAULT_THREADS, ResponseFuture, WsgiApp};
+pub use app::{
+    Builder, DEFAULT_SEND_TIMEOUT, DEFAULT_THREADS, DEFAULT_TIMEOUT, ResponseFuture, WsgiApp,
+};
 pub use body::WsgiBody;
 pub use error::ImportError;

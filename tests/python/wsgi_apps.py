@@ -121,6 +121,31 @@ def endless(environ, start_response):
     return Tracked(environ.get("QUERY_STRING", ""), chunks())
 
 
+RELEASE = threading.Event()
+
+
+def held(environ, start_response):
+    """Holds its output until a request to /release: at /before before its head, at /after
+    after its first chunk. Each result records its close()."""
+    path = environ["PATH_INFO"]
+    if path == "/release":
+        RELEASE.set()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"released"]
+    if path == "/before":
+        RELEASE.wait(30)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Tracked("before", [b"late"])
+
+    def chunks():
+        yield b"first"
+        RELEASE.wait(30)
+        yield b"late"
+
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return Tracked("after", chunks())
+
+
 def closed(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [",".join(CLOSED).encode()]

@@ -8,6 +8,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use axum::Router;
 use tokio::runtime::{Runtime, RuntimeFlavor};
@@ -36,6 +37,12 @@ pub(crate) struct WsgiArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_THREADS as u16,
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: u16,
+    /// How long the app may go without output, in seconds: to its response's head (then
+    /// 504 Gateway Timeout), then between two pieces of its body (then the response is
+    /// cut); a request body still coming in counts as activity. Python cannot be interrupted: the app's thread goes on until its next output,
+    /// which then fails, or its end.
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = server::parse_secs)]
+    timeout: Duration,
     /// Where the app is mounted (`SCRIPT_NAME`), for example `/app`; other paths get 404.
     /// Defaults to the root.
     #[arg(long, value_name = "PREFIX", value_parser = parse_prefix)]
@@ -127,7 +134,9 @@ fn serve(args: &WsgiArgs, inherited: Option<std::net::TcpListener>) -> ExitCode 
     let Some(runtime) = crate::runtime(inherited.is_none()) else {
         return ExitCode::FAILURE;
     };
-    let mut builder = WsgiApp::builder().threads(usize::from(args.threads));
+    let mut builder = WsgiApp::builder()
+        .threads(usize::from(args.threads))
+        .timeout(args.timeout);
     for dir in &args.python_path {
         builder = builder.python_path(dir);
     }
