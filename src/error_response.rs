@@ -4,9 +4,9 @@
 //! [`DefaultErrorResponse`] answers `500 Internal Server Error`, `Content-Type: text/plain`
 //! and wsgiref's body, `A server error occurred.  Please contact the administrator.`; its
 //! setters change each part. An app that ran past its time limit ([`TimedOut`]) gets
-//! `504 Gateway Timeout` instead of the status. Any `Fn(&BoxError) -> http::Response<Bytes>` is an
-//! [`ErrorResponse`] too, for full control. The hook takes `&self`: a service shares one hook
-//! between all its requests with no lock.
+//! `504 Gateway Timeout` instead of the status. Any `Fn(&BoxError) -> http::Response<Bytes>`
+//! is an [`ErrorResponse`] too, for full control. The hook takes `&self`: a service shares
+//! one hook between all its requests with no lock.
 //!
 //! ```
 //! use bytes::Bytes;

@@ -120,8 +120,8 @@ impl fmt::Debug for WsgiBody {
 
 impl WsgiBody {
     /// The body of the channel `chunks`, followed by what `end` may bring once the
-    /// channel is closed.
-    /// `limit`: the app's time limit without output, if any, and its request body.
+    /// channel is closed; `limit` is the app's time limit without output, if any, with its
+    /// request body.
     pub(crate) fn new(
         chunks: BlockingBody,
         end: oneshot::Receiver<End>,

@@ -25,8 +25,8 @@
 //!   importing it again and again. A worker that lived longer resets the delay.
 //! - On SIGTERM or Ctrl-C the parent sends SIGTERM to every worker, which shuts down as one
 //!   server does (`--grace` for the requests in flight); a worker still importing the app
-//!   ends at once. A worker still running `--grace` plus 10 s later is killed (SIGKILL). Every worker is reaped before the parent
-//!   exits.
+//!   ends at once. A worker still running `--grace` plus 10 s later is killed (SIGKILL).
+//!   Every worker is reaped before the parent exits.
 //! - A worker whose parent dies gets SIGTERM (Linux's parent-death signal), and so shuts
 //!   down gracefully too.
 

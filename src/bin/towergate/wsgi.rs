@@ -39,8 +39,9 @@ pub(crate) struct WsgiArgs {
     threads: u16,
     /// How long the app may go without output, in seconds: to its response's head (then
     /// 504 Gateway Timeout), then between two pieces of its body (then the response is
-    /// cut); a request body still coming in counts as activity. Python cannot be interrupted: the app's thread goes on until its next output,
-    /// which then fails, or its end.
+    /// cut); a request body still coming in counts as activity. Python cannot be
+    /// interrupted: the app's thread goes on until its next output, which then fails, or
+    /// its end.
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = server::parse_secs)]
     timeout: Duration,
     /// Where the app is mounted (`SCRIPT_NAME`), for example `/app`; other paths get 404.
