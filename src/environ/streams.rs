@@ -129,6 +129,7 @@ impl Input {
     }
 
     /// How many bytes of the request body have come in so far (read by the app or not).
+    #[cfg(feature = "python")]
     pub(crate) fn received(&self) -> u64 {
         self.state().map_or(0, |state| state.received)
     }
