@@ -74,6 +74,7 @@ impl fmt::Debug for WsgiApp {
         f.debug_struct("WsgiApp")
             .field("app", &self.inner.name)
             .field("threads", &self.inner.pool.threads())
+            .field("timeout", &self.inner.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -106,6 +107,11 @@ impl WsgiApp {
     /// How many Python threads serve this app.
     pub fn threads(&self) -> usize {
         self.inner.pool.threads()
+    }
+
+    /// How long the app may go without output ([`Builder::timeout`]); `None`: no limit.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.inner.timeout
     }
 
     /// The Python callable.
@@ -224,6 +230,18 @@ impl Builder {
     ///
     /// The limit is counted by the async runtime's timer (tokio's time driver, which
     /// `#[tokio::main]` and `towergate`'s own runtimes enable).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use towergate::python::{DEFAULT_TIMEOUT, WsgiApp};
+    ///
+    /// let demo = "wsgiref.simple_server:demo_app";
+    /// assert_eq!(WsgiApp::import(demo).unwrap().timeout(), Some(DEFAULT_TIMEOUT));
+    /// let reports = WsgiApp::builder().timeout(Duration::from_secs(600)).import(demo).unwrap();
+    /// assert_eq!(reports.timeout(), Some(Duration::from_secs(600)));
+    /// let unlimited = WsgiApp::builder().timeout(None).import(demo).unwrap();
+    /// assert_eq!(unlimited.timeout(), None);
+    /// ```
     pub fn timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.timeout = timeout.into();
         self
