@@ -1504,9 +1504,8 @@ mod cli {
 
     /// Waits until each of `workers` sleeps in its import of `slow_import`.
     async fn importing(workers: &[u32]) {
-        for pid in workers {
-            let wchan = format!("/proc/{pid}/wchan");
-            until(|| std::fs::read_to_string(&wchan).is_ok_and(|w| w.contains("nanosleep"))).await;
+        for &pid in workers {
+            until(|| fifo::sleeping(pid)).await;
         }
     }
 

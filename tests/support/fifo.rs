@@ -27,6 +27,12 @@ pub fn writing_to_a_full_pipe(pid: u32) -> bool {
     waits_in(pid, |wchan| wchan.ends_with("pipe_write"))
 }
 
+/// Whether a thread of process `pid` is in a timed sleep (Python's `time.sleep`: the
+/// thread waits in the kernel's `hrtimer_nanosleep` or `do_nanosleep`).
+pub fn sleeping(pid: u32) -> bool {
+    waits_in(pid, |wchan| wchan.contains("nanosleep"))
+}
+
 /// The names of the threads of process `pid` (cut to 15 bytes by the kernel), sorted.
 pub fn thread_names(pid: u32) -> Vec<String> {
     let mut names = per_thread(pid, "comm");
