@@ -4,14 +4,15 @@
 //! [`DefaultErrorResponse`] answers `500 Internal Server Error`, `Content-Type: text/plain`
 //! and wsgiref's body, `A server error occurred.  Please contact the administrator.`; its
 //! setters change each part. An app that ran past its time limit ([`TimedOut`]) gets
-//! `504 Gateway Timeout` instead of the status. Any `Fn(&BoxError) -> http::Response<Bytes>`
+//! `504 Gateway Timeout` instead of the status, and one too busy to take a request
+//! ([`Overloaded`]) `503 Service Unavailable` with `Retry-After: 1`. Any `Fn(&BoxError) -> http::Response<Bytes>`
 //! is an [`ErrorResponse`] too, for full control. The hook takes `&self`: a service shares
 //! one hook between all its requests with no lock.
 //!
 //! ```
 //! use bytes::Bytes;
 //! use std::time::Duration;
-//! use towergate::error_response::{DefaultErrorResponse, ErrorResponse, TimedOut};
+//! use towergate::error_response::{DefaultErrorResponse, ErrorResponse, Overloaded, TimedOut};
 //! use towergate::BoxError;
 //!
 //! let default = DefaultErrorResponse::new();
@@ -27,6 +28,11 @@
 //! let timed_out = BoxError::from(TimedOut::new(Duration::from_secs(60)));
 //! assert_eq!(timed_out.to_string(), "the app produced no output for 60s");
 //! assert_eq!(default.error_response(&timed_out).status(), 504);
+//!
+//! // An app with too many requests waiting for it (RFC 9110 §15.6.4, §10.2.3).
+//! let busy = default.error_response(&BoxError::from(Overloaded::new(1024)));
+//! assert_eq!(busy.status(), 503);
+//! assert_eq!(busy.headers()["retry-after"], "1");
 //!
 //! let custom = DefaultErrorResponse::new()
 //!     .status(http::StatusCode::SERVICE_UNAVAILABLE)
@@ -46,7 +52,7 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use http::{HeaderMap, Response, StatusCode};
 
 use crate::BoxError;
@@ -78,6 +84,38 @@ impl fmt::Display for TimedOut {
 }
 
 impl std::error::Error for TimedOut {}
+
+/// The error of an app that refused a request because too many wait for it already (a
+/// Python WSGI app's `max_queued`, feature `python`): [`DefaultErrorResponse`] answers it
+/// with `503 Service Unavailable` and `Retry-After: 1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Overloaded {
+    waiting: usize,
+}
+
+impl Overloaded {
+    /// An app with `waiting` requests waiting for it already.
+    pub fn new(waiting: usize) -> Self {
+        Overloaded { waiting }
+    }
+
+    /// How many requests were waiting: the app's limit.
+    pub fn waiting(&self) -> usize {
+        self.waiting
+    }
+}
+
+impl fmt::Display for Overloaded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the app is busy: its queue is full ({} waiting)",
+            self.waiting
+        )
+    }
+}
+
+impl std::error::Error for Overloaded {}
 
 /// Builds the response for an error that happened before the response head was written.
 ///
@@ -132,8 +170,9 @@ impl DefaultErrorResponse {
         }
     }
 
-    /// The status (`error_status`). Defaults to `500 Internal Server Error`. A
-    /// [`TimedOut`] error is answered with `504 Gateway Timeout` whatever the status.
+    /// The status (`error_status`). Defaults to `500 Internal Server Error`. Whatever the
+    /// status, a [`TimedOut`] error is answered with `504 Gateway Timeout`, and an
+    /// [`Overloaded`] one with `503 Service Unavailable` and `Retry-After: 1`.
     pub fn status(mut self, status: StatusCode) -> Self {
         self.status = status;
         self
@@ -157,12 +196,17 @@ impl DefaultErrorResponse {
 impl ErrorResponse for DefaultErrorResponse {
     fn error_response(&self, error: &BoxError) -> Response<Bytes> {
         let mut response = Response::new(self.body.clone());
+        *response.headers_mut() = self.headers.clone();
         *response.status_mut() = if error.is::<TimedOut>() {
             StatusCode::GATEWAY_TIMEOUT
+        } else if error.is::<Overloaded>() {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            StatusCode::SERVICE_UNAVAILABLE
         } else {
             self.status
         };
-        *response.headers_mut() = self.headers.clone();
         response
     }
 }

@@ -428,6 +428,67 @@ async fn an_app_without_output_past_its_timeout_gets_a_504_or_its_response_cut()
 }
 
 #[tokio::test]
+async fn past_max_queued_waiting_requests_a_request_gets_503_at_once() {
+    let _ = logs();
+    bounded(async {
+        let app = WsgiApp::builder()
+            .python_path(apps_dir())
+            .threads(1)
+            .max_queued(1)
+            .timeout(None)
+            .import("wsgi_apps:held")
+            .unwrap();
+        let (addr, _server) = serve_app(app, "").await;
+        // The one thread is busy: its response has begun and waits for /release.
+        let running = open(addr, "/after").await;
+        assert_eq!(running.status(), StatusCode::OK);
+        let mut running = running.into_body();
+        let first = running.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "first");
+        // Two more: one waits, the other finds the queue full.
+        let waiting = [
+            tokio::spawn(get(addr, "/before")),
+            tokio::spawn(get(addr, "/before")),
+        ];
+        logged("app failed: the app is busy: its queue is full (1 waiting)").await;
+        // Released from another app of the same module (this one's queue is full).
+        let (release_addr, _release_server) = serve_app(import("wsgi_apps:held"), "").await;
+        let (_, body) = get(release_addr, "/release").await;
+        assert_eq!(body, "released");
+        let mut answers = Vec::new();
+        for request in waiting {
+            let (parts, body) = request.await.unwrap();
+            answers.push((
+                parts.status,
+                parts.headers.get("retry-after").cloned(),
+                body,
+            ));
+        }
+        answers.sort_by_key(|(status, _, _)| *status);
+        assert_eq!(
+            answers,
+            [
+                (StatusCode::OK, None, Bytes::from_static(b"late")),
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Some(http::HeaderValue::from_static("1")),
+                    Bytes::from_static(
+                        b"A server error occurred.  Please contact the administrator."
+                    )
+                ),
+            ]
+        );
+        let rest = running.collect().await.unwrap().to_bytes();
+        assert_eq!(rest, "late");
+        // With the thread free again, requests are taken.
+        let (parts, body) = get(addr, "/before").await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(body, "late");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn an_upload_longer_than_the_timeout_counts_as_activity_until_it_stalls() {
     bounded(async {
         let app = WsgiApp::builder()
@@ -1187,6 +1248,39 @@ mod cli {
             "{stderr}"
         );
         assert!(stderr.contains("\"GET /before HTTP/1.1\" 504 "), "{stderr}");
+    }
+
+    #[tokio::test]
+    async fn towergate_wsgi_max_queued_answers_503_with_retry_after_when_the_queue_is_full() {
+        let port = free_port();
+        let child = wsgi("wsgi_apps:held", port)
+            .args(["--threads", "1", "--max-queued", "0", "--grace", "1"])
+            .spawn()
+            .unwrap();
+        let mut running = Running(child);
+        running.wait_listening(port, "towergate wsgi").await;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        bounded(async {
+            // The one thread is busy, and no request may wait.
+            let held = open(addr, "/after").await;
+            assert_eq!(held.status(), StatusCode::OK);
+            let (parts, body) = get(addr, "/before").await;
+            assert_eq!(parts.status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(parts.headers["retry-after"], "1");
+            assert_eq!(
+                body,
+                "A server error occurred.  Please contact the administrator."
+            );
+        })
+        .await;
+        let status = running.terminate();
+        assert!(status.success(), "{status}");
+        let (_, stderr) = running.output();
+        assert!(
+            stderr.contains("app failed: the app is busy: its queue is full (0 waiting)\n"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("\"GET /before HTTP/1.1\" 503 "), "{stderr}");
     }
 
     #[tokio::test]

@@ -20,6 +20,7 @@ use super::file::as_file;
 use super::pool::Pool;
 use super::respond::StartResponseFn;
 use crate::environ::block_on_until;
+use crate::error_response::Overloaded;
 use crate::gateway::{App, BlockingBody, StartResponse};
 use crate::{BoxError, Environ};
 
@@ -34,6 +35,9 @@ pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The default of [`Builder::timeout`]: 60 seconds.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The default of [`Builder::max_queued`]: 1024 requests.
+pub const DEFAULT_MAX_QUEUED: usize = 1024;
 
 /// A Python WSGI app (PEP 3333) as a gateway [`App`]: Flask, Django, any
 /// `app(environ, start_response)` callable.
@@ -67,6 +71,7 @@ struct Inner {
     name: String,
     send_timeout: Duration,
     timeout: Option<Duration>,
+    max_queued: Option<usize>,
 }
 
 impl fmt::Debug for WsgiApp {
@@ -75,6 +80,7 @@ impl fmt::Debug for WsgiApp {
             .field("app", &self.inner.name)
             .field("threads", &self.inner.pool.threads())
             .field("timeout", &self.inner.timeout)
+            .field("max_queued", &self.inner.max_queued)
             .finish_non_exhaustive()
     }
 }
@@ -112,6 +118,12 @@ impl WsgiApp {
     /// How long the app may go without output ([`Builder::timeout`]); `None`: no limit.
     pub fn timeout(&self) -> Option<Duration> {
         self.inner.timeout
+    }
+
+    /// How many requests may wait for a Python thread ([`Builder::max_queued`]); `None`:
+    /// no limit.
+    pub fn max_queued(&self) -> Option<usize> {
+        self.inner.max_queued
     }
 
     /// The Python callable.
@@ -157,6 +169,7 @@ pub struct Builder {
     threads: usize,
     send_timeout: Duration,
     timeout: Option<Duration>,
+    max_queued: Option<usize>,
 }
 
 impl Default for Builder {
@@ -180,6 +193,7 @@ impl Builder {
             threads: DEFAULT_THREADS,
             send_timeout: DEFAULT_SEND_TIMEOUT,
             timeout: Some(DEFAULT_TIMEOUT),
+            max_queued: Some(DEFAULT_MAX_QUEUED),
         }
     }
 
@@ -247,6 +261,29 @@ impl Builder {
         self
     }
 
+    /// How many requests may wait for a Python thread: when every thread is busy and this
+    /// many wait already, a request is refused at once with
+    /// [`Overloaded`](crate::error_response::Overloaded), which the default error response
+    /// answers with `503 Service Unavailable` and `Retry-After: 1` (a line is logged). A
+    /// waiting request holds memory (its head, its stream, a few KiB), and an HTTP/2 client
+    /// can send hundreds at once on each connection: the limit keeps a flood of them, or a
+    /// stalled app, from growing the server without bound. `0` lets no request wait;
+    /// `None` sets no limit. Defaults to [`DEFAULT_MAX_QUEUED`] (1024).
+    ///
+    /// ```
+    /// use towergate::python::{DEFAULT_MAX_QUEUED, WsgiApp};
+    ///
+    /// let demo = "wsgiref.simple_server:demo_app";
+    /// assert_eq!(WsgiApp::import(demo).unwrap().max_queued(), Some(DEFAULT_MAX_QUEUED));
+    /// let app = WsgiApp::builder().max_queued(64).import(demo).unwrap();
+    /// assert_eq!(app.max_queued(), Some(64));
+    /// assert_eq!(WsgiApp::builder().max_queued(None).import(demo).unwrap().max_queued(), None);
+    /// ```
+    pub fn max_queued(mut self, max: impl Into<Option<usize>>) -> Self {
+        self.max_queued = max.into();
+        self
+    }
+
     /// Imports `target`, `"package.module:attr"`.
     ///
     /// # Errors
@@ -306,6 +343,7 @@ impl Builder {
                 name,
                 send_timeout: self.send_timeout,
                 timeout: self.timeout,
+                max_queued: self.max_queued,
             }),
         })
     }
@@ -369,7 +407,8 @@ impl App for WsgiApp {
     type Future = ResponseFuture;
 
     /// Queues the request for a Python thread and answers with its body at once: the body
-    /// carries what the thread produces, `write()` output included, as it comes.
+    /// carries what the thread produces, `write()` output included, as it comes. Fails
+    /// with [`Overloaded`] when [`Builder::max_queued`] requests wait already.
     fn call(&self, environ: Environ, start_response: StartResponse) -> ResponseFuture {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let (end_tx, end_rx) = oneshot::channel();
@@ -378,12 +417,17 @@ impl App for WsgiApp {
             .timeout
             .map(|limit| (limit, environ.input().clone()));
         let inner = self.inner.clone();
-        self.inner
-            .pool
-            .spawn(move || run(&inner, environ, start_response, tx, end_tx));
-        ResponseFuture {
-            body: Some(Ok(WsgiBody::new(BlockingBody::new(rx), end_rx, limit))),
-        }
+        let max_queued = self.inner.max_queued;
+        let queued = self.inner.pool.spawn_within(
+            move || run(&inner, environ, start_response, tx, end_tx),
+            max_queued,
+        );
+        let body = if queued {
+            Ok(WsgiBody::new(BlockingBody::new(rx), end_rx, limit))
+        } else {
+            Err(Overloaded::new(max_queued.unwrap_or_default()).into())
+        };
+        ResponseFuture { body: Some(body) }
     }
 }
 

@@ -55,7 +55,7 @@
 //!
 //! | step | towergate |
 //! |---|---|
-//! | the app is called ("Specification Details") | on one of the app's Python threads ([`Builder::threads`], default [`DEFAULT_THREADS`]), never on the async runtime's; requests beyond the threads wait in a queue, and one whose client went away meanwhile is skipped |
+//! | the app is called ("Specification Details") | on one of the app's Python threads ([`Builder::threads`], default [`DEFAULT_THREADS`]), never on the async runtime's; requests beyond the threads wait in a queue, and one whose client went away meanwhile is skipped; past [`Builder::max_queued`] (default [`DEFAULT_MAX_QUEUED`], 1024) waiting, a request is refused at once: `503 Service Unavailable`, `Retry-After: 1` |
 //! | `environ` ("environ Variables") | a real `dict`: every meta-variable of the [`Environ`](crate::Environ) as a native string, each byte one latin-1 character ("A Note On String Types", so `PATH_INFO` holds the percent-decoded bytes: `environ["PATH_INFO"].encode("latin-1")` gives them back); `wsgi.version` `(1, 0)`, `wsgi.url_scheme`, and `wsgi.multithread`, `wsgi.multiprocess`, `wsgi.run_once` as the `Environ` says (under [`AppService`](crate::service::AppService): true, false unless [`AppService::multiprocess`](crate::service::AppService::multiprocess) says otherwise, false) |
 //! | `wsgi.input` ("Input and Error Streams") | the request body, streamed: `read()`, `read(n)`, `readline()`, `readline(n)`, `readlines(hint)`, iteration; never buffered whole by the server, the GIL released while a read waits; empty bytes at the end. `wsgi.input_terminated` is true when the body has no `CONTENT_LENGTH` (chunked, HTTP/2): read it to the end |
 //! | `wsgi.errors` | a text stream; each complete line goes to the `Environ`'s [`Errors`](crate::environ::Errors) sink, by default the log (`tracing`) |
@@ -78,6 +78,10 @@
 //! fails the same way with [`TimedOut`](crate::error_response::TimedOut): `504 Gateway
 //! Timeout` before the head (the default error response's answer to it), the response cut
 //! after; its thread, which Python cannot interrupt, stops at its next output.
+//! A request that finds [`Builder::max_queued`] requests waiting for a thread already
+//! (default [`DEFAULT_MAX_QUEUED`], 1024) fails at once with
+//! [`Overloaded`](crate::error_response::Overloaded): `503 Service Unavailable` with
+//! `Retry-After: 1`.
 //! A module that fails to import, or an attribute that is missing or not callable, is an
 //! [`ImportError`] when the app is loaded, with the Python traceback.
 //!
@@ -125,7 +129,8 @@ mod pool;
 mod respond;
 
 pub use app::{
-    Builder, DEFAULT_SEND_TIMEOUT, DEFAULT_THREADS, DEFAULT_TIMEOUT, ResponseFuture, WsgiApp,
+    Builder, DEFAULT_MAX_QUEUED, DEFAULT_SEND_TIMEOUT, DEFAULT_THREADS, DEFAULT_TIMEOUT,
+    ResponseFuture, WsgiApp,
 };
 pub use body::WsgiBody;
 pub use error::ImportError;

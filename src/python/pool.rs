@@ -144,8 +144,23 @@ impl Pool {
 
     /// Queues `job`; it runs when a thread is free.
     pub(crate) fn spawn(&self, job: impl FnOnce() + Send + 'static) {
+        self.spawn_within(job, None);
+    }
+
+    /// Queues `job` unless it would make more than `limit` jobs wait with no thread free
+    /// for them (`None`: no limit); false when it was refused (and dropped).
+    pub(crate) fn spawn_within(
+        &self,
+        job: impl FnOnce() + Send + 'static,
+        limit: Option<usize>,
+    ) -> bool {
         let shared = &self.handle.0;
         let mut state = shared.lock();
+        // Idle threads and those looking out take a queued job each.
+        let free = state.idle + state.looking;
+        if limit.is_some_and(|limit| state.jobs.len() >= limit.saturating_add(free)) {
+            return false;
+        }
         state.jobs.push_back(Box::new(job));
         shared.count(&state);
         let wake = state.wake_one();
@@ -153,6 +168,7 @@ impl Pool {
         if wake {
             shared.available.notify_one();
         }
+        true
     }
 }
 
@@ -306,6 +322,47 @@ mod tests {
                 std::thread::sleep(Duration::from_micros(100));
             }
         }
+    }
+
+    #[test]
+    fn past_the_limit_of_waiting_jobs_a_job_is_refused() {
+        let pool = Pool::new(1).unwrap();
+        let (started_tx, started_rx) = channel();
+        let (go_tx, go_rx) = channel::<()>();
+        let (done_tx, done_rx) = channel();
+        pool.spawn(move || {
+            started_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+        });
+        // The thread is busy: jobs now wait, two at most.
+        started_rx.recv().unwrap();
+        for i in 0..3 {
+            let done = done_tx.clone();
+            let queued = pool.spawn_within(move || done.send(i).unwrap(), Some(2));
+            assert_eq!(queued, i < 2, "job {i}");
+        }
+        // Jobs with no limit are always queued.
+        let done = done_tx.clone();
+        pool.spawn(move || done.send(9).unwrap());
+        go_tx.send(()).unwrap();
+        let ran: Vec<_> = (0..3).map(|_| done_rx.recv().unwrap()).collect();
+        assert_eq!(ran, [0, 1, 9]);
+        // A free thread takes a job at once: it does not wait, so even a limit of 0 lets
+        // it in.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let done = done_tx.clone();
+            if pool.spawn_within(move || done.send(10).unwrap(), Some(0)) {
+                break;
+            }
+            // Refused while the thread finishes the last job.
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the thread never became free"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(done_rx.recv_timeout(Duration::from_secs(30)), Ok(10));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use axum::Router;
 use tokio::runtime::{Runtime, RuntimeFlavor};
 use tokio::task::LocalSet;
 use tower_http::services::ServeDir;
-use towergate::python::{DEFAULT_THREADS, WsgiApp};
+use towergate::python::{DEFAULT_MAX_QUEUED, DEFAULT_THREADS, WsgiApp};
 use towergate::service::AppService;
 
 use crate::server::{self, ServerArgs};
@@ -44,6 +44,10 @@ pub(crate) struct WsgiArgs {
     /// its end.
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = server::parse_secs)]
     timeout: Duration,
+    /// How many requests may wait for a Python thread (in each worker); past it a request
+    /// gets 503 Service Unavailable with Retry-After: 1 at once. 0 lets none wait.
+    #[arg(long = "max-queued", value_name = "N", default_value_t = DEFAULT_MAX_QUEUED)]
+    max_queued: usize,
     /// Where the app is mounted (`SCRIPT_NAME`), for example `/app`; other paths get 404.
     /// Defaults to the root.
     #[arg(long, value_name = "PREFIX", value_parser = parse_prefix)]
@@ -137,7 +141,8 @@ fn serve(args: &WsgiArgs, inherited: Option<std::net::TcpListener>) -> ExitCode 
     };
     let mut builder = WsgiApp::builder()
         .threads(usize::from(args.threads))
-        .timeout(args.timeout);
+        .timeout(args.timeout)
+        .max_queued(args.max_queued);
     for dir in &args.python_path {
         builder = builder.python_path(dir);
     }
