@@ -546,6 +546,47 @@ fn sigterm_finishes_requests_in_flight_then_answers_503_and_ends_every_program()
 }
 
 #[test]
+fn past_max_waiting_a_request_gets_503_at_once() {
+    let dir = TempDir::new("cli-max-waiting");
+    let pids = dir.path().join("pids");
+    std::fs::create_dir_all(&pids).unwrap();
+    dir.script(
+        "cgi-bin/held",
+        "#!/bin/sh\necho $$ > \"$TG_PIDS/held\"\nexec sleep 300\n",
+    );
+    // One slot and no line: with the slot taken, a request could wait a minute, but may not.
+    let server = Towergate::start(
+        dir.path(),
+        &[
+            "--max-processes",
+            "1",
+            "--max-waiting",
+            "0",
+            "--slot-wait",
+            "60",
+            "--grace",
+            "1",
+            "--env",
+            &format!("TG_PIDS={}", pids.display()),
+        ],
+    );
+    let addr = server.addr;
+    let held = std::thread::spawn(move || get(addr, "/cgi-bin/held"));
+    assert!(eventually(|| pids.join("held").exists()));
+    let refused = get(addr, "/cgi-bin/held");
+    assert_eq!(refused.status_line, "HTTP/1.1 503 Service Unavailable");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert_eq!(refused.text(), "503 Service Unavailable\n");
+    let (status, log) = server.stop();
+    assert!(status.success(), "{status}\n{log}");
+    assert_eq!(held.join().unwrap().status(), 503);
+    assert!(
+        log.contains("the line for a process slot is full (0 waiting)"),
+        "{log}"
+    );
+}
+
+#[test]
 fn a_static_file_read_stuck_past_the_grace_does_not_hold_the_exit() {
     let dir = TempDir::new("cli-stuck-read");
     // Opening it blocks one of the runtime's blocking threads for good.
@@ -569,6 +610,7 @@ fn server_options_are_checked() {
         &["--idle-timeout=-1"],
         &["--grace", "soon"],
         &["--max-connections", "0"],
+        &["--max-waiting", "some"],
     ] {
         let output = Command::new(TOWERGATE)
             .arg("serve")
@@ -592,6 +634,7 @@ fn server_options_are_checked() {
         "--grace",
         "--max-body",
         "--slot-wait",
+        "--max-waiting",
         "--body-timeout",
         "--spool-limit",
         "[default: 1G]",

@@ -746,6 +746,30 @@ async fn a_server_that_never_answers_gets_a_504_after_the_head_timeout_and_its_c
     assert_eq!(places, [(0, 0), (1, 0)]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_waiting_a_request_gets_503_at_once_not_after_the_head_timeout() {
+    let server = raw::start(|_, _, _| raw::Then::Hang);
+    let client = Client::new(server.address.parse().unwrap())
+        .script_filename("/nowhere.php")
+        .head_timeout(Duration::from_secs(60))
+        .max_requests(1)
+        .max_waiting(0);
+    // The one request slot is taken by a request the server never answers.
+    let first = tokio::spawn({
+        let client = client.clone();
+        async move { call(&client, Request::get("/").body(String::new()).unwrap()).await }
+    });
+    assert!(eventually(|| server.seen.lock().unwrap().len() == 1).await);
+    // No request may wait: the next is refused at once, though it could have waited a
+    // minute.
+    let request = Request::get("/").body(String::new()).unwrap();
+    let answer = within("503", call(&client, request)).await;
+    assert_eq!(answer.status, 503);
+    assert_eq!(answer.headers["retry-after"], "1");
+    assert_eq!(answer.body, "503 Service Unavailable\n");
+    first.abort();
+}
+
 /// The raw application for the recycling tests: the first request of a connection is
 /// answered (an echo), the second closes the connection after `close_after` bytes of its
 /// body, as php-fpm does when it recycles a worker whose connection the client kept.

@@ -246,6 +246,32 @@ async fn a_full_house_answers_503_with_retry_after_and_the_wait_is_not_run_time(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn past_max_waiting_a_request_gets_503_at_once_not_after_its_slot_wait() {
+    let dir = TempDir::new("line-full");
+    let sleeper = dir.script("sleeper.sh", "#!/bin/sh\necho $$ > group\nexec sleep 300\n");
+    // No request may wait: with the one slot taken, the next is refused at once, though it
+    // could have waited a minute.
+    let program = CgiProgram::new(&sleeper)
+        .max_processes(1)
+        .max_waiting(0)
+        .slot_wait(Duration::from_secs(60))
+        .grace(Duration::from_millis(100));
+    let before = open_fds();
+    let first = tokio::spawn(call(program.clone(), get("/")));
+    let group = pid_file(&dir, "group").await;
+    let second = tokio::time::timeout(Duration::from_secs(30), call(program.clone(), get("/")))
+        .await
+        .expect("the refused request waited");
+    assert_eq!(second.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(second.headers["retry-after"], "1");
+    assert_eq!(second.text(), "503 Service Unavailable\n");
+    program.shutdown_handle().shutdown().await;
+    assert_eq!(first.await.unwrap().status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(eventually(|| group_gone(group)).await);
+    assert_clean(before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_idle_upload_holds_no_slot_and_a_stalled_body_gets_408() {
     let dir = TempDir::new("stall");
     let echo = dir.script(

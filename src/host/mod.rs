@@ -136,7 +136,10 @@
 //!
 //! [`max_processes`](ProgramOptions::max_processes) bounds how many run at once: a slot is
 //! taken when a program starts and freed when it is reaped; a request waits for one at
-//! most [`slot_wait`](ProgramOptions::slot_wait), then gets 503 with `Retry-After: 1`.
+//! most [`slot_wait`](ProgramOptions::slot_wait), then gets 503 with `Retry-After: 1`. At
+//! most [`max_waiting`](ProgramOptions::max_waiting) requests (default 1024) wait: past it a
+//! request gets the 503 at once, so that a flood of requests (hundreds of HTTP/2 streams on
+//! each connection) cannot grow the server without bound.
 //!
 //! The host's own refusals are logged as warnings under the target `towergate::host`; a
 //! program's failures (500, 502, 504, a truncated body) as errors.
@@ -151,6 +154,7 @@ mod program;
 pub(crate) mod redirect;
 pub(crate) mod run;
 mod shutdown;
+pub(crate) mod slots;
 pub(crate) mod spool;
 
 #[cfg(feature = "unstable-bench")]

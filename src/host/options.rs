@@ -10,11 +10,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use tokio::sync::Semaphore;
 use tower_service::Service;
 
 use super::redirect::Redirect;
 use super::shutdown::{Registry, ShutdownHandle};
+use super::slots::{DEFAULT_MAX_WAITING, Slots};
 use super::spool::Budget;
 use crate::BoxError;
 
@@ -91,7 +91,8 @@ pub struct ProgramOptions {
     pub(crate) server_software: Bytes,
     pub(crate) timeout: Option<Duration>,
     pub(crate) grace: Duration,
-    pub(crate) slots: Option<Arc<Semaphore>>,
+    pub(crate) slots: Option<Slots>,
+    max_waiting: usize,
     pub(crate) max_processes: Option<usize>,
     pub(crate) slot_wait: Duration,
     pub(crate) body_timeout: Duration,
@@ -139,6 +140,7 @@ impl ProgramOptions {
             timeout: None,
             grace: Duration::from_secs(3),
             slots: None,
+            max_waiting: DEFAULT_MAX_WAITING,
             max_processes: None,
             slot_wait: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
@@ -241,12 +243,26 @@ impl ProgramOptions {
     /// The most programs running at once, across every service sharing these options. A
     /// request beyond it waits in line for a slot (first come, first served) inside the
     /// response future, for at most [`slot_wait`](Self::slot_wait): then it gets 503 with
-    /// `Retry-After: 1`. `poll_ready` is always ready. A slot is taken when the program
-    /// starts (after the request body's first bytes arrived) and freed when it is reaped.
-    /// Defaults to no limit.
+    /// `Retry-After: 1`; at most [`max_waiting`](Self::max_waiting) wait. `poll_ready` is
+    /// always ready. A slot is taken when the program starts (after the request body's
+    /// first bytes arrived) and freed when it is reaped. Defaults to no limit.
     pub fn max_processes(mut self, max: usize) -> Self {
         self.max_processes = Some(max);
-        self.slots = Some(Arc::new(Semaphore::new(max)));
+        self.slots = Some(Slots::new(max, self.max_waiting));
+        self
+    }
+
+    /// How many requests may wait for a process slot
+    /// ([`max_processes`](Self::max_processes)): past it a request gets 503 with
+    /// `Retry-After: 1` at once. A waiting request holds memory (its head, its stream, a
+    /// few KiB), and an HTTP/2 client can send hundreds at once on each connection: the
+    /// limit keeps a flood of them from growing the server without bound. `0` lets no
+    /// request wait. Defaults to 1024.
+    pub fn max_waiting(mut self, max: usize) -> Self {
+        self.max_waiting = max;
+        if let Some(slots) = &mut self.slots {
+            slots.set_max_waiting(max);
+        }
         self
     }
 
@@ -385,6 +401,7 @@ impl fmt::Debug for ProgramOptions {
             .field("grace", &self.grace)
             .field("max_processes", &self.max_processes)
             .field("slot_wait", &self.slot_wait)
+            .field("max_waiting", &self.max_waiting)
             .field("body_timeout", &self.body_timeout)
             .field("max_body", &self.max_body)
             .field("spool", &self.spool)

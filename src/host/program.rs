@@ -34,7 +34,7 @@ use crate::BoxError;
 /// | malformed output: no header block, bad `Status`, no `Content-Type` without `Status` or `Location`, a line, block or field count over the limits | 502 |
 /// | malformed output: an invalid or conflicting `Content-Length`, a `Transfer-Encoding` | 502 |
 /// | the time limit expires before the head | 504 (the program is killed) |
-/// | no process slot frees up within [`slot_wait`](Self::slot_wait) | 503, `Retry-After: 1` |
+/// | no process slot frees up within [`slot_wait`](Self::slot_wait), or [`max_waiting`](Self::max_waiting) requests wait for one already | 503, `Retry-After: 1` |
 /// | the spool space shared by all requests ([`spool_limit`](Self::spool_limit)) is spent | 503, `Retry-After: 1` |
 /// | the host is shutting down ([`ShutdownHandle`]) | 503, `Retry-After: 1` |
 /// | a body longer than [`max_body`](Self::max_body) | 413 |
@@ -171,6 +171,8 @@ impl CgiProgram {
         fn max_processes(max: usize);
         /// [`ProgramOptions::slot_wait`].
         fn slot_wait(wait: Duration);
+        /// [`ProgramOptions::max_waiting`].
+        fn max_waiting(max: usize);
         /// [`ProgramOptions::body_timeout`].
         fn body_timeout(timeout: Duration);
         /// [`ProgramOptions::max_body`].

@@ -21,6 +21,7 @@ use super::head::{self, Head, HeadError};
 use super::options::{Limits, ProgramOptions, Stderr};
 use super::process::{self, Ending, Output, Supervision};
 use super::redirect::{Hop, Redirect};
+use super::slots::NoSlot;
 use super::spool::{self, SpoolError, SpoolLimits, Spooled, SpooledData};
 use super::{ReasonPhrase, ResponseBody};
 use crate::BoxError;
@@ -262,11 +263,18 @@ where
     let permit = match &options.slots {
         None => None,
         Some(slots) => {
-            let acquire = tokio::time::timeout(options.slot_wait, slots.clone().acquire_owned());
+            let acquire = slots.acquire_until(tokio::time::Instant::now() + options.slot_wait);
             tokio::select! {
                 acquired = acquire => match acquired {
-                    Ok(Ok(permit)) => Some(permit),
-                    _ => {
+                    Ok(permit) => Some(permit),
+                    Err(NoSlot::LineFull(waiting)) => {
+                        return refuse(
+                            program,
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            &format_args!("the line for a process slot is full ({waiting} waiting)"),
+                        );
+                    }
+                    Err(NoSlot::TimedOut) => {
                         return refuse(
                             program,
                             StatusCode::SERVICE_UNAVAILABLE,

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! towergate serve [DIR] [--addr HOST:PORT] [--timeout SECS] [--max-processes N]
-//!                 [--slot-wait SECS] [--body-timeout SECS] [--max-body BYTES]
+//!                 [--slot-wait SECS] [--max-waiting N] [--body-timeout SECS] [--max-body BYTES]
 //!                 [--spool-limit BYTES] [--env K=V]... [--pass-env NAME]... [--pass-authorization]
 //!                 [--header-timeout SECS] [--idle-timeout SECS] [--max-connections N]
 //!                 [--grace SECS]
@@ -90,6 +90,11 @@ struct ServeArgs {
     /// (not counted in --timeout). Decimals allowed.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = server::parse_secs)]
     slot_wait: Duration,
+    /// How many requests may wait for a process slot (PHP requests for one of
+    /// --max-processes too); past it a request gets 503 with Retry-After at once. 0 lets
+    /// none wait.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    max_waiting: usize,
     /// The longest wait for the next piece of a request body; then 408. Decimals allowed.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = server::parse_secs)]
     body_timeout: Duration,

@@ -60,6 +60,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         .grace(KILL_GRACE)
         .max_processes(args.max_processes)
         .slot_wait(args.slot_wait)
+        .max_waiting(args.max_waiting)
         .body_timeout(args.body_timeout)
         .max_body(args.max_body)
         .spool_limit(args.spool_limit)
@@ -74,7 +75,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     let php = args
         .php
         .clone()
-        .map(|address| (address, args.max_processes));
+        .map(|address| (address, args.max_processes, args.max_waiting));
     let app = App::new(&args.dir, options, php);
 
     println!(
@@ -107,13 +108,16 @@ struct Inner {
 }
 
 impl App {
-    fn new(dir: &Path, options: ProgramOptions, php: Option<(Address, usize)>) -> Self {
+    /// `php`: the FastCGI server's address, the most requests in flight to it and the most
+    /// waiting for one of those slots.
+    fn new(dir: &Path, options: ProgramOptions, php: Option<(Address, usize, usize)>) -> Self {
         App(Arc::new_cyclic(|app: &Weak<Inner>| {
             let options = options.local_redirect(LocalRedirect(app.clone()));
-            let php = php.map(|(address, max)| {
+            let php = php.map(|(address, max, max_waiting)| {
                 Client::new(address)
                     .options(options.clone())
                     .max_requests(max)
+                    .max_waiting(max_waiting)
             });
             Inner {
                 php: php.map(|client| PhpFiles::new(dir, client).fallback(ServeDir::new(dir))),

@@ -21,6 +21,7 @@ use crate::fastcgi::record::{self, BeginRequest, ProtocolStatus, RecordType, Rol
 use crate::host::head::{self, Head, HeadError};
 use crate::host::redirect::{Hop, Redirect};
 use crate::host::run::{self, TransferEncoding};
+use crate::host::slots::NoSlot;
 use crate::host::spool::{self, Reservation, SpoolError, SpoolLimits, SpooledData};
 use crate::host::{ResponseBody, error_response};
 use crate::panic::log;
@@ -129,10 +130,16 @@ where
         .unwrap_or_else(|| Instant::now() + client.head_timeout);
     let options = &client.options;
 
-    let permit = match tokio::time::timeout_at(deadline, client.slots.clone().acquire_owned()).await
-    {
-        Ok(Ok(permit)) => permit,
-        _ => {
+    let permit = match client.slots.acquire_until(deadline).await {
+        Ok(permit) => permit,
+        Err(NoSlot::LineFull(waiting)) => {
+            return fail(
+                &client,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format_args!("the line for a request slot is full ({waiting} waiting)"),
+            );
+        }
+        Err(NoSlot::TimedOut) => {
             return fail(
                 &client,
                 StatusCode::SERVICE_UNAVAILABLE,

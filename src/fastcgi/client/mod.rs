@@ -13,12 +13,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use tokio::sync::Semaphore;
 use tower_service::Service;
 
 use crate::BoxError;
 use crate::host::redirect::Redirect;
 use crate::host::run::Target;
+use crate::host::slots::{DEFAULT_MAX_WAITING, Slots};
 use crate::host::{ProgramOptions, ResponseBody, ResponseFuture};
 
 mod call;
@@ -155,7 +155,7 @@ pub(crate) struct Script {
 /// |---|---|
 /// | the server cannot be reached, closes the connection before the head, or its output is malformed | 502 |
 /// | no connection within [`connect_timeout`](Self::connect_timeout) or no head within [`head_timeout`](Self::head_timeout) | 504 |
-/// | no request slot ([`max_requests`](Self::max_requests)) within the head timeout; the server answers `FCGI_OVERLOADED`; no room left under [`spool_limit`](crate::host::ProgramOptions::spool_limit) | 503, `Retry-After: 1` |
+/// | no request slot ([`max_requests`](Self::max_requests)) within the head timeout, or [`max_waiting`](Self::max_waiting) requests wait for one already; the server answers `FCGI_OVERLOADED`; no room left under [`spool_limit`](crate::host::ProgramOptions::spool_limit) | 503, `Retry-After: 1` |
 /// | a body over [`max_body`](crate::host::ProgramOptions::max_body) | 413 |
 /// | a body that fails (the HTTP client went away) before the head | 400 |
 /// | a body to spool that stalls for [`body_timeout`](crate::host::ProgramOptions::body_timeout) | 408 |
@@ -257,7 +257,7 @@ pub struct Client {
     address: Arc<Address>,
     settings: Settings,
     pool: Arc<Pool>,
-    slots: Arc<Semaphore>,
+    slots: Slots,
     /// The CGI host's options: limits, spooling, redirects.
     options: Arc<ProgramOptions>,
     /// The prepared environ, as the CGI host keeps it for a program.
@@ -274,6 +274,7 @@ impl fmt::Debug for Client {
             .field("address", &self.address)
             .field("settings", &self.settings)
             .field("head_timeout", &self.head_timeout)
+            .field("max_waiting", &self.slots.max_waiting())
             .field("script_filename", &self.script_filename)
             .field("document_root", &self.document_root)
             .field("open_connections", &self.pool.open_connections())
@@ -295,7 +296,7 @@ impl Client {
         };
         Client {
             pool: Arc::new(Pool::new(address.clone(), settings.clone())),
-            slots: Arc::new(Semaphore::new(settings.max_requests)),
+            slots: Slots::new(settings.max_requests, DEFAULT_MAX_WAITING),
             address: Arc::new(address),
             settings,
             target: Arc::new(Target::new(PathBuf::new(), Bytes::new(), false, &options)),
@@ -412,12 +413,24 @@ impl Client {
 
     /// The most requests in flight at once, across this client and its clones (a request
     /// holds its slot until its response body ends or is dropped); further requests wait
-    /// for a slot, up to the head timeout, then get 503. Also the most requests on one
-    /// multiplexed connection. Defaults to 64.
+    /// for a slot, up to the head timeout, then get 503; at most
+    /// [`max_waiting`](Self::max_waiting) wait. Also the most requests on one multiplexed
+    /// connection. Defaults to 64.
     pub fn max_requests(mut self, max: usize) -> Self {
         let max = max.max(1);
-        self.slots = Arc::new(Semaphore::new(max));
+        self.slots = Slots::new(max, self.slots.max_waiting());
         self.settings_mut(|s| s.max_requests = max);
+        self
+    }
+
+    /// How many requests may wait for a request slot
+    /// ([`max_requests`](Self::max_requests)): past it a request gets 503 with
+    /// `Retry-After: 1` at once. A waiting request holds memory (its head, its stream, a
+    /// few KiB), and an HTTP/2 client can send hundreds at once on each connection: the
+    /// limit keeps a flood of them from growing the server without bound. `0` lets no
+    /// request wait. Defaults to 1024.
+    pub fn max_waiting(mut self, max: usize) -> Self {
+        self.slots.set_max_waiting(max);
         self
     }
 
