@@ -5,9 +5,9 @@
 //! and wsgiref's body, `A server error occurred.  Please contact the administrator.`; its
 //! setters change each part. An app that ran past its time limit ([`TimedOut`]) gets
 //! `504 Gateway Timeout` instead of the status, and one too busy to take a request
-//! ([`Overloaded`]) `503 Service Unavailable` with `Retry-After: 1`. Any `Fn(&BoxError) -> http::Response<Bytes>`
-//! is an [`ErrorResponse`] too, for full control. The hook takes `&self`: a service shares
-//! one hook between all its requests with no lock.
+//! ([`Overloaded`]) `503 Service Unavailable` with `Retry-After: 1`. Any
+//! `Fn(&BoxError) -> http::Response<Bytes>` is an [`ErrorResponse`] too, for full control.
+//! The hook takes `&self`: a service shares one hook between all its requests with no lock.
 //!
 //! ```
 //! use bytes::Bytes;
