@@ -92,7 +92,7 @@ pub struct ProgramOptions {
     pub(crate) timeout: Option<Duration>,
     pub(crate) grace: Duration,
     pub(crate) slots: Option<Slots>,
-    max_waiting: usize,
+    pub(crate) max_waiting: usize,
     pub(crate) max_processes: Option<usize>,
     pub(crate) slot_wait: Duration,
     pub(crate) body_timeout: Duration,
@@ -248,7 +248,7 @@ impl ProgramOptions {
     /// first bytes arrived) and freed when it is reaped. Defaults to no limit.
     pub fn max_processes(mut self, max: usize) -> Self {
         self.max_processes = Some(max);
-        self.slots = Some(Slots::new(max, self.max_waiting));
+        self.slots = Some(Slots::new(max));
         self
     }
 
@@ -260,9 +260,6 @@ impl ProgramOptions {
     /// request wait. Defaults to 1024.
     pub fn max_waiting(mut self, max: usize) -> Self {
         self.max_waiting = max;
-        if let Some(slots) = &mut self.slots {
-            slots.set_max_waiting(max);
-        }
         self
     }
 

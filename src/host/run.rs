@@ -263,7 +263,8 @@ where
     let permit = match &options.slots {
         None => None,
         Some(slots) => {
-            let acquire = slots.acquire_until(tokio::time::Instant::now() + options.slot_wait);
+            let deadline = tokio::time::Instant::now() + options.slot_wait;
+            let acquire = slots.acquire_until(deadline, options.max_waiting);
             tokio::select! {
                 acquired = acquire => match acquired {
                     Ok(permit) => Some(permit),

@@ -10,16 +10,15 @@ use tokio::time::Instant;
 /// The default of how many requests may wait for a slot: 1024.
 pub(crate) const DEFAULT_MAX_WAITING: usize = 1024;
 
-/// A number of slots, taken first come, first served, and a limit on the requests waiting
-/// for one: a waiting request holds memory (its head, its stream, a few KiB), and an
-/// HTTP/2 client can send hundreds at once on each connection.
+/// A number of slots, taken first come, first served, and the count of requests waiting
+/// for one, which each wait limits: a waiting request holds memory (its head, its stream, a
+/// few KiB), and an HTTP/2 client can send hundreds at once on each connection.
 ///
 /// Clones share the slots and the line.
 #[derive(Clone, Debug)]
 pub(crate) struct Slots {
     semaphore: Arc<Semaphore>,
     waiting: Arc<AtomicUsize>,
-    max_waiting: usize,
 }
 
 /// Why no slot was taken.
@@ -32,34 +31,22 @@ pub(crate) enum NoSlot {
 }
 
 impl Slots {
-    pub(crate) fn new(slots: usize, max_waiting: usize) -> Self {
+    pub(crate) fn new(slots: usize) -> Self {
         Slots {
             semaphore: Arc::new(Semaphore::new(slots)),
             waiting: Arc::new(AtomicUsize::new(0)),
-            max_waiting,
         }
     }
 
-    /// How many requests may wait.
-    #[cfg_attr(not(feature = "fastcgi"), allow(dead_code))]
-    pub(crate) fn max_waiting(&self) -> usize {
-        self.max_waiting
-    }
-
-    /// How many requests may wait (for this handle and its later clones).
-    pub(crate) fn set_max_waiting(&mut self, max: usize) {
-        self.max_waiting = max;
-    }
-
-    /// A free slot, or one that frees up by `deadline`, unless the line is full.
+    /// A free slot, or one that frees up by `deadline`, unless `max` requests wait already.
     pub(crate) async fn acquire_until(
         &self,
         deadline: Instant,
+        max: usize,
     ) -> Result<OwnedSemaphorePermit, NoSlot> {
         if let Ok(permit) = self.semaphore.clone().try_acquire_owned() {
             return Ok(permit);
         }
-        let max = self.max_waiting;
         let _waiting = Waiting::enter(&self.waiting, max).ok_or(NoSlot::LineFull(max))?;
         match tokio::time::timeout_at(deadline, self.semaphore.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
@@ -96,22 +83,22 @@ mod tests {
 
     #[tokio::test]
     async fn past_the_line_a_request_is_refused_and_the_line_frees_up() {
-        let slots = Slots::new(1, 2);
+        let slots = Slots::new(1);
         let far = Instant::now() + Duration::from_secs(60);
-        let held = slots.acquire_until(far).await.unwrap();
+        let held = slots.acquire_until(far, 2).await.unwrap();
         // Two wait; the third is refused at once.
         let first = tokio::spawn({
             let slots = slots.clone();
-            async move { slots.acquire_until(far).await.map(drop) }
+            async move { slots.acquire_until(far, 2).await.map(drop) }
         });
         let second = tokio::spawn({
             let slots = slots.clone();
-            async move { slots.acquire_until(far).await.map(drop) }
+            async move { slots.acquire_until(far, 2).await.map(drop) }
         });
         tokio::task::yield_now().await;
         assert_eq!(slots.waiting.load(Ordering::Acquire), 2);
         assert_eq!(
-            slots.acquire_until(far).await.map(drop),
+            slots.acquire_until(far, 2).await.map(drop),
             Err(NoSlot::LineFull(2))
         );
         // The slot goes to those waiting, in turn.
@@ -120,21 +107,19 @@ mod tests {
         assert_eq!(second.await.unwrap(), Ok(()));
         assert_eq!(slots.waiting.load(Ordering::Acquire), 0);
         // A wait that times out leaves the line.
-        let held = slots.acquire_until(far).await.unwrap();
+        let held = slots.acquire_until(far, 2).await.unwrap();
         let soon = Instant::now() + Duration::from_millis(50);
         assert_eq!(
-            slots.acquire_until(soon).await.map(drop),
+            slots.acquire_until(soon, 2).await.map(drop),
             Err(NoSlot::TimedOut)
         );
         assert_eq!(slots.waiting.load(Ordering::Acquire), 0);
         // With no line at all, only a free slot is taken.
-        let mut none = slots.clone();
-        none.set_max_waiting(0);
         assert_eq!(
-            none.acquire_until(far).await.map(drop),
+            slots.acquire_until(far, 0).await.map(drop),
             Err(NoSlot::LineFull(0))
         );
         drop(held);
-        assert!(none.acquire_until(far).await.is_ok());
+        assert!(slots.acquire_until(far, 0).await.is_ok());
     }
 }

@@ -130,7 +130,11 @@ where
         .unwrap_or_else(|| Instant::now() + client.head_timeout);
     let options = &client.options;
 
-    let permit = match client.slots.acquire_until(deadline).await {
+    let permit = match client
+        .slots
+        .acquire_until(deadline, client.max_waiting)
+        .await
+    {
         Ok(permit) => permit,
         Err(NoSlot::LineFull(waiting)) => {
             return fail(

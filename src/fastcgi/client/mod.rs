@@ -258,6 +258,8 @@ pub struct Client {
     settings: Settings,
     pool: Arc<Pool>,
     slots: Slots,
+    /// How many requests may wait for one of the slots.
+    max_waiting: usize,
     /// The CGI host's options: limits, spooling, redirects.
     options: Arc<ProgramOptions>,
     /// The prepared environ, as the CGI host keeps it for a program.
@@ -274,7 +276,7 @@ impl fmt::Debug for Client {
             .field("address", &self.address)
             .field("settings", &self.settings)
             .field("head_timeout", &self.head_timeout)
-            .field("max_waiting", &self.slots.max_waiting())
+            .field("max_waiting", &self.max_waiting)
             .field("script_filename", &self.script_filename)
             .field("document_root", &self.document_root)
             .field("open_connections", &self.pool.open_connections())
@@ -296,7 +298,8 @@ impl Client {
         };
         Client {
             pool: Arc::new(Pool::new(address.clone(), settings.clone())),
-            slots: Slots::new(settings.max_requests, DEFAULT_MAX_WAITING),
+            slots: Slots::new(settings.max_requests),
+            max_waiting: DEFAULT_MAX_WAITING,
             address: Arc::new(address),
             settings,
             target: Arc::new(Target::new(PathBuf::new(), Bytes::new(), false, &options)),
@@ -418,7 +421,7 @@ impl Client {
     /// connection. Defaults to 64.
     pub fn max_requests(mut self, max: usize) -> Self {
         let max = max.max(1);
-        self.slots = Slots::new(max, self.slots.max_waiting());
+        self.slots = Slots::new(max);
         self.settings_mut(|s| s.max_requests = max);
         self
     }
@@ -430,7 +433,7 @@ impl Client {
     /// limit keeps a flood of them from growing the server without bound. `0` lets no
     /// request wait. Defaults to 1024.
     pub fn max_waiting(mut self, max: usize) -> Self {
-        self.slots.set_max_waiting(max);
+        self.max_waiting = max;
         self
     }
 
