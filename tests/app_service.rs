@@ -264,6 +264,79 @@ async fn blocking_app_does_not_stall_other_requests() {
 }
 
 #[tokio::test]
+async fn a_client_that_stops_reading_frees_a_blocking_apps_thread_after_the_send_timeout() {
+    bounded(async {
+        /// An endless iterator of 64 KiB chunks that reports its drop (its close).
+        struct Endless(std::sync::mpsc::Sender<String>);
+        impl Iterator for Endless {
+            type Item = Result<Bytes, BoxError>;
+            fn next(&mut self) -> Option<Self::Item> {
+                Some(Ok(Bytes::from(vec![b'x'; 65536])))
+            }
+        }
+        impl Drop for Endless {
+            fn drop(&mut self) {
+                let _ = self.0.send("iterator dropped".to_owned());
+            }
+        }
+        let (events, seen) = std::sync::mpsc::channel::<String>();
+        let seen = Arc::new(std::sync::Mutex::new(seen));
+        let next_event = move || {
+            let seen = seen.clone();
+            tokio::task::spawn_blocking(move || {
+                seen.lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(10))
+                    .unwrap()
+            })
+        };
+        let app = blocking_app_fn(move |environ: Environ, start_response: StartResponse| {
+            let events = events.clone();
+            let write = start_response.start("200 OK", TEXT)?;
+            if environ.get("PATH_INFO") == Some(b"/write") {
+                // Everything through write(), until a write fails.
+                loop {
+                    if let Err(e) = write.write(vec![b'x'; 65536]) {
+                        let _ = events.send(e.to_string());
+                        return Err(e);
+                    }
+                }
+            }
+            Ok::<_, BoxError>(Endless(events))
+        })
+        .send_timeout(Duration::from_millis(300));
+        assert_eq!(app.get_send_timeout(), Duration::from_millis(300));
+        let (addr, _server) = serve(AppService::new(app)).await;
+
+        for (path, event) in [
+            ("/iter", "iterator dropped"),
+            ("/write", "write(): the client took no output for 300ms"),
+        ] {
+            let response = client().request(get(addr, path)).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            let mut body = response.into_body();
+            assert!(body.frame().await.unwrap().unwrap().is_data());
+            // The client reads no more: once the buffers are full, the app's thread waits
+            // 300 ms, then gives up: the iterator is dropped, or write() fails.
+            assert_eq!(next_event().await.unwrap(), event, "{path}");
+            // The response was cut: reading it now ends in an error, not a clean end.
+            let outcome = loop {
+                match body.frame().await {
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => break Err(e),
+                    None => break Ok(()),
+                }
+            };
+            assert!(
+                outcome.is_err(),
+                "{path}: the stalled response ended as if complete"
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn post_body_is_the_apps_input() {
     bounded(async {
         let app = blocking_app_fn(|environ: Environ, start_response: StartResponse| {

@@ -379,6 +379,50 @@ async fn a_client_that_stops_reading_frees_its_thread_after_the_send_timeout() {
 }
 
 #[tokio::test]
+async fn a_client_that_stops_reading_write_output_frees_its_thread_after_the_send_timeout() {
+    let _ = logs();
+    bounded(async {
+        let app = WsgiApp::builder()
+            .python_path(apps_dir())
+            .threads(1)
+            .send_timeout(Duration::from_millis(300))
+            .import("wsgi_apps:endless_write")
+            .unwrap();
+        let (addr, _server) = serve_app(app, "").await;
+        let mut stalled = open(addr, "/?write-stalled").await.into_body();
+        assert!(stalled.frame().await.unwrap().unwrap().is_data());
+        // The client reads no more: the app's write() gives up after 300 ms (an exception
+        // in the app), and the one Python thread serves the next request.
+        let mut next = open(addr, "/?write-next").await.into_body();
+        assert!(next.frame().await.unwrap().unwrap().is_data());
+        drop(next);
+        logged("write(): the client took no output for 300ms").await;
+
+        let closed = import("wsgi_apps:closed");
+        let (closed_addr, _closed_server) = serve_app(closed, "").await;
+        let (_, body) = get(closed_addr, "/").await;
+        assert!(
+            String::from_utf8_lossy(&body).contains("write-stalled"),
+            "{body:?}"
+        );
+
+        // The stalled response was cut: reading it now ends in an error, not a clean end.
+        let outcome = loop {
+            match stalled.frame().await {
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => break Err(e),
+                None => break Ok(()),
+            }
+        };
+        assert!(
+            outcome.is_err(),
+            "the stalled response ended as if complete"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn an_app_without_output_past_its_timeout_gets_a_504_or_its_response_cut() {
     let _ = logs();
     bounded(async {

@@ -43,7 +43,7 @@ use bytes::Bytes;
 
 pub use from_request::EnvironBuilder;
 pub use streams::{Errors, Input};
-#[cfg(feature = "python")]
+#[cfg(feature = "gateway")]
 pub(crate) use streams::{block_on, block_on_until};
 #[cfg(feature = "cgi")]
 pub(crate) use to_request::{HeaderLimits, parse_content_length};

@@ -4,11 +4,12 @@ use std::fmt;
 use std::future::{Future, Ready, ready};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::Body;
 
-use super::body::{AppBody, BlockingBody};
+use super::body::{AppBody, BlockingBody, DEFAULT_SEND_TIMEOUT, Unsent, channel};
 use super::start_response::{Msg, StartResponse};
 use crate::panic::panic_error;
 use crate::{BoxError, Environ};
@@ -263,7 +264,10 @@ impl App for BoxApp {
 /// blocking pool, or a new thread outside a runtime), never on the reactor. Chunks and
 /// [`Writer`](super::Writer) output travel to the server through a bounded channel: a slow
 /// client slows the app down, memory stays bounded. When the client goes away the app's next
-/// chunk or write fails and the iterator is dropped (closed).
+/// chunk or write fails and the iterator is dropped (closed). A client that takes no output
+/// for the [send timeout](BlockingAppFn::send_timeout) (default 60 s) is taken to have
+/// stopped reading: the same happens, the response is cut and a line is logged, so that it
+/// does not hold the thread for as long as its connection lives.
 ///
 /// When the iterator says it has nothing left after a chunk (its `size_hint` upper bound is
 /// 0, as a one-element `Vec`'s does), that chunk is the last and the body's length is known:
@@ -284,28 +288,65 @@ pub fn blocking_app_fn<F, R>(f: F) -> BlockingAppFn<F>
 where
     F: Fn(Environ, StartResponse) -> R + Send + Sync + 'static,
 {
-    BlockingAppFn { f: Arc::new(f) }
+    BlockingAppFn {
+        f: Arc::new(f),
+        send_timeout: DEFAULT_SEND_TIMEOUT,
+    }
 }
 
 /// The app [`blocking_app_fn`] returns.
 pub struct BlockingAppFn<F> {
     f: Arc<F>,
+    send_timeout: Duration,
+}
+
+impl<F> BlockingAppFn<F> {
+    /// How long the app's thread waits for the client to take a chunk or a `write()`: the
+    /// output goes through a small buffer, and a client that stops reading would otherwise
+    /// keep the thread for as long as its connection lives. Past the timeout the chunk's
+    /// send or the write fails (the iterator is dropped, the app should return), a line is
+    /// logged and the response is cut. Defaults to [`DEFAULT_SEND_TIMEOUT`] (60 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use towergate::BoxError;
+    /// use towergate::gateway::{DEFAULT_SEND_TIMEOUT, blocking_app_fn};
+    ///
+    /// let app = blocking_app_fn(|_environ, start_response| {
+    ///     start_response.start("200 OK", [("Content-Type", "text/plain")])?;
+    ///     Ok::<_, BoxError>(vec![Ok::<_, BoxError>("hi")])
+    /// });
+    /// assert_eq!(app.get_send_timeout(), DEFAULT_SEND_TIMEOUT);
+    /// let app = app.send_timeout(Duration::from_secs(5));
+    /// assert_eq!(app.get_send_timeout(), Duration::from_secs(5));
+    /// ```
+    pub fn send_timeout(mut self, timeout: Duration) -> Self {
+        self.send_timeout = timeout;
+        self
+    }
+
+    /// The [send timeout](Self::send_timeout).
+    pub fn get_send_timeout(&self) -> Duration {
+        self.send_timeout
+    }
 }
 
 impl<F> Clone for BlockingAppFn<F> {
     fn clone(&self) -> Self {
-        BlockingAppFn { f: self.f.clone() }
+        BlockingAppFn {
+            f: self.f.clone(),
+            send_timeout: self.send_timeout,
+        }
     }
 }
 
 impl<F> fmt::Debug for BlockingAppFn<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BlockingAppFn").finish_non_exhaustive()
+        f.debug_struct("BlockingAppFn")
+            .field("send_timeout", &self.send_timeout)
+            .finish_non_exhaustive()
     }
 }
-
-/// How many chunks a blocking app may have in flight.
-const CHANNEL_CAPACITY: usize = 2;
 
 impl<F, I, C, E> App for BlockingAppFn<F>
 where
@@ -318,12 +359,26 @@ where
     type Future = Ready<Result<BlockingBody, BoxError>>;
 
     fn call(&self, environ: Environ, start_response: StartResponse) -> Self::Future {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(CHANNEL_CAPACITY);
+        let (sink, body) = channel(self.send_timeout);
         let shared = start_response.shared().clone();
-        shared.set_sink(Some(tx.clone()));
+        shared.set_sink(Some(sink.clone()));
         let f = self.f.clone();
         let task = move || {
-            let send = |msg: Msg| tx.blocking_send(msg).is_ok();
+            if sink.is_closed() {
+                // The client went away while the request waited for a thread.
+                return;
+            }
+            let send = |msg: Msg| match sink.send(msg) {
+                Ok(()) => true,
+                Err((Unsent::Stalled, _)) => {
+                    crate::panic::log(format_args!(
+                        "blocking app: the client took no output for {:?}: the response is cut",
+                        sink.timeout()
+                    ));
+                    false
+                }
+                Err(_) => false,
+            };
             match catch_unwind(AssertUnwindSafe(|| f(environ, start_response))) {
                 Err(panic) => {
                     send(Err(panic_error(panic)));
@@ -373,6 +428,6 @@ where
                 std::thread::spawn(task);
             }
         }
-        ready(Ok(BlockingBody::new(rx)))
+        ready(Ok(body))
     }
 }

@@ -5,15 +5,19 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek};
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use tokio::sync::mpsc;
 
 use super::start_response::Msg;
 use crate::BoxError;
 use crate::body::IntoBytes;
-use crate::environ::FileSlot;
+use crate::environ::{FileSlot, block_on, block_on_until};
 
 /// The body of a gateway app: a sequence of chunks (PEP 3333: "an iterable yielding zero or
 /// more bytestrings").
@@ -364,13 +368,127 @@ impl Body for FileWrapper {
     }
 }
 
+/// How many chunks a blocking app may have in flight towards the client.
+const CHANNEL_CAPACITY: usize = 2;
+
+/// The default of [`BlockingAppFn::send_timeout`](super::BlockingAppFn::send_timeout) and
+/// of [`python::Builder::send_timeout`](crate::python::Builder::send_timeout): 60 seconds.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A blocking app's channel: the [`Sink`] its thread sends chunks and `write()` output
+/// to, and the [`BlockingBody`] that gives them out; a wait for room in it lasts at most
+/// `send_timeout`.
+pub(crate) fn channel(send_timeout: Duration) -> (Sink, BlockingBody) {
+    let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let stalled = Arc::new(AtomicBool::new(false));
+    let sink = Sink {
+        tx,
+        timeout: send_timeout,
+        stalled: stalled.clone(),
+    };
+    let body = BlockingBody {
+        rx,
+        done: false,
+        stalled,
+        send_timeout,
+    };
+    (sink, body)
+}
+
+/// Where a blocking app's thread sends its output: chunks, `write()` output, the error that
+/// ended the app. A send waits while the channel is full (the client is slow: backpressure),
+/// but at most the send timeout: past it the client is taken to have stopped reading,
+/// nothing more is sent, and the body fails once it has given out what was sent (the
+/// response is cut, not ended as if complete). Without the limit a client that stops
+/// reading would keep the thread for as long as its connection lives.
+#[derive(Clone)]
+pub(crate) struct Sink {
+    tx: mpsc::Sender<Msg>,
+    timeout: Duration,
+    stalled: Arc<AtomicBool>,
+}
+
+/// Why a [`Sink`] did not send a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unsent {
+    /// The channel is full ([`Sink::try_send`] only).
+    Full,
+    /// The body is gone: the client went away, or the response ended.
+    Gone,
+    /// The client took nothing for the send timeout (now, or at an earlier send).
+    Stalled,
+}
+
+impl Sink {
+    /// How long a send waits for room.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Whether the body is gone.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// Whether a send gave up waiting for room.
+    pub(crate) fn is_stalled(&self) -> bool {
+        self.stalled.load(Ordering::Acquire)
+    }
+
+    /// Sends `msg` if there is room now, or gives it back.
+    pub(crate) fn try_send(&self, msg: Msg) -> Result<(), (Unsent, Msg)> {
+        if self.is_stalled() {
+            return Err((Unsent::Stalled, msg));
+        }
+        self.tx.try_send(msg).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(msg) => (Unsent::Full, msg),
+            mpsc::error::TrySendError::Closed(msg) => (Unsent::Gone, msg),
+        })
+    }
+
+    /// Sends `msg`, blocking the thread while the channel is full, at most the send
+    /// timeout; or gives it back.
+    pub(crate) fn send(&self, msg: Msg) -> Result<(), (Unsent, Msg)> {
+        match self.try_send(msg) {
+            Err((Unsent::Full, msg)) => self.wait_send(msg),
+            sent => sent,
+        }
+    }
+
+    /// [`send`](Self::send) past a full channel: waits for room.
+    pub(crate) fn wait_send(&self, msg: Msg) -> Result<(), (Unsent, Msg)> {
+        let reserve = self.tx.reserve();
+        // A timeout too large for the clock waits as long as it takes.
+        let reserved = match Instant::now().checked_add(self.timeout) {
+            Some(deadline) => block_on_until(reserve, deadline),
+            None => Some(block_on(reserve)),
+        };
+        match reserved {
+            Some(Ok(permit)) => {
+                permit.send(msg);
+                Ok(())
+            }
+            Some(Err(_)) => Err((Unsent::Gone, msg)),
+            None => {
+                self.stalled.store(true, Ordering::Release);
+                Err((Unsent::Stalled, msg))
+            }
+        }
+    }
+}
+
 /// The body of a blocking app: chunks from the app's thread, through a bounded channel.
 ///
 /// Dropping it (the response finished, failed, or the client went away) makes the app's
-/// next `write` or chunk fail, so its thread stops and drops the app's iterator.
+/// next `write` or chunk fail, so its thread stops and drops the app's iterator. When the
+/// thread gave up sending because the client took nothing for the send timeout, the body
+/// fails after the chunks that were sent.
 pub struct BlockingBody {
-    rx: tokio::sync::mpsc::Receiver<Msg>,
+    rx: mpsc::Receiver<Msg>,
     done: bool,
+    /// The app's thread gave up sending (see [`Sink`]).
+    stalled: Arc<AtomicBool>,
+    send_timeout: Duration,
 }
 
 impl fmt::Debug for BlockingBody {
@@ -378,12 +496,6 @@ impl fmt::Debug for BlockingBody {
         f.debug_struct("BlockingBody")
             .field("done", &self.done)
             .finish_non_exhaustive()
-    }
-}
-
-impl BlockingBody {
-    pub(crate) fn new(rx: tokio::sync::mpsc::Receiver<Msg>) -> Self {
-        BlockingBody { rx, done: false }
     }
 }
 
@@ -402,6 +514,13 @@ impl Body for BlockingBody {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => {
                 self.done = true;
+                if self.stalled.load(Ordering::Acquire) {
+                    let error = format!(
+                        "the client took no output for {:?}: the response is cut",
+                        self.send_timeout
+                    );
+                    return Poll::Ready(Some(Err(error.into())));
+                }
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Ok((chunk, last)))) => {
@@ -436,6 +555,69 @@ mod tests {
         let bytes = body.collect().await.unwrap().to_bytes();
         assert_eq!(bytes, "3456789");
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_send_that_waits_past_the_timeout_stalls_the_sink_and_cuts_the_body() {
+        let (sink, body) = channel(Duration::from_millis(20));
+        let chunk = |s: &'static str| Ok((Bytes::from(s), false));
+        let (a, b, c) = tokio::task::spawn_blocking(move || {
+            let a = sink.send(chunk("a")).map_err(|e| e.0);
+            let b = sink.send(chunk("b")).map_err(|e| e.0);
+            // Full: waits 20 ms, then gives up for good.
+            let c = sink.send(chunk("c")).map_err(|e| e.0);
+            assert!(sink.is_stalled());
+            assert_eq!(
+                sink.try_send(chunk("d")).map_err(|e| e.0),
+                Err(Unsent::Stalled)
+            );
+            (a, b, c)
+        })
+        .await
+        .unwrap();
+        assert_eq!((a, b, c), (Ok(()), Ok(()), Err(Unsent::Stalled)));
+        // What was sent comes out, then the error: not a clean end.
+        let mut body = body;
+        assert_eq!(
+            body.frame().await.unwrap().unwrap().into_data().unwrap(),
+            "a"
+        );
+        assert_eq!(
+            body.frame().await.unwrap().unwrap().into_data().unwrap(),
+            "b"
+        );
+        assert_eq!(
+            body.frame().await.unwrap().unwrap_err().to_string(),
+            "the client took no output for 20ms: the response is cut"
+        );
+        assert!(body.frame().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_send_timeout_too_large_for_the_clock_waits_for_room() {
+        let (sink, mut body) = channel(Duration::MAX);
+        let sender = std::thread::spawn(move || {
+            for s in ["a", "b", "c"] {
+                sink.send(Ok((Bytes::from(s), s == "c"))).map_err(|e| e.0)?;
+            }
+            Ok::<_, Unsent>(())
+        });
+        let mut got = Vec::new();
+        while let Some(frame) = body.frame().await {
+            got.push(frame.unwrap().into_data().unwrap());
+        }
+        assert_eq!(got, ["a", "b", "c"]);
+        assert_eq!(sender.join().unwrap(), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_send_to_a_dropped_body_gives_the_message_back() {
+        let (sink, body) = channel(DEFAULT_SEND_TIMEOUT);
+        drop(body);
+        assert!(sink.is_closed());
+        let (unsent, msg) = sink.send(Ok((Bytes::from("a"), true))).unwrap_err();
+        assert_eq!(unsent, Unsent::Gone);
+        assert_eq!(msg.unwrap().0, "a");
     }
 
     #[tokio::test]

@@ -54,8 +54,12 @@ mod exchange;
 mod start_response;
 
 pub use app::{App, AppFn, BlockingAppFn, BoxApp, BoxAppFuture, app_fn, blocking_app_fn};
-pub use body::{AppBody, BlockingBody, Chunks, FileWrapper};
+pub use body::{AppBody, BlockingBody, Chunks, DEFAULT_SEND_TIMEOUT, FileWrapper};
 pub use start_response::{ContractError, StartResponse, Writer};
 
+#[cfg(feature = "python")]
+pub(crate) use body::{Sink, Unsent, channel};
 pub(crate) use exchange::Exchange;
+#[cfg(feature = "python")]
+pub(crate) use start_response::Msg;
 pub(crate) use start_response::Shared;

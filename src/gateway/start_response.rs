@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
+use super::body::{Sink, Unsent};
 use crate::BoxError;
 use crate::headers::is_hop_by_hop;
 
@@ -43,7 +44,7 @@ struct State {
     /// Output of `write()` from an async app, sent before the body's chunks.
     queue: VecDeque<Bytes>,
     /// A blocking app's channel: `write()` sends through it.
-    sink: Option<tokio::sync::mpsc::Sender<Msg>>,
+    sink: Option<Sink>,
 }
 
 /// The head state shared by the app's handles ([`StartResponse`], [`Writer`], a blocking
@@ -58,7 +59,7 @@ impl Shared {
 
     /// A blocking app's thread: its `write()` output goes through `sink`; `None` when the
     /// thread is done.
-    pub(crate) fn set_sink(&self, sink: Option<tokio::sync::mpsc::Sender<Msg>>) {
+    pub(crate) fn set_sink(&self, sink: Option<Sink>) {
         self.lock().sink = sink;
     }
 
@@ -414,7 +415,8 @@ where
 /// imperative output that precedes the chunks of the returned body.
 ///
 /// A blocking app's writes are sent as they are made (the call waits while the client is
-/// slow: backpressure). An async app's writes are queued and sent before its body, when the
+/// slow: backpressure), each waiting at most the app's send timeout
+/// ([`BlockingAppFn::send_timeout`](super::BlockingAppFn::send_timeout)). An async app's writes are queued and sent before its body, when the
 /// app's future has completed; an async app that streams should return a streaming body
 /// instead. Writing after the head was sent by an async app is an error.
 #[derive(Clone)]
@@ -431,8 +433,9 @@ impl fmt::Debug for Writer {
 impl Writer {
     /// Writes `data` as if it were a chunk of the body.
     ///
-    /// Fails when the client went away (a blocking app should stop then) or, for an async
-    /// app, when the head was sent already.
+    /// Fails when the client went away or took no output for the send timeout (a blocking
+    /// app should stop then: the response is cut), or, for an async app, when the head was
+    /// sent already.
     pub fn write(&self, data: impl Into<Bytes>) -> Result<(), BoxError> {
         let data = data.into();
         let sink = {
@@ -463,8 +466,15 @@ impl Writer {
         if data.is_empty() {
             return Ok(());
         }
-        sink.blocking_send(Ok((data, false)))
-            .map_err(|_| BoxError::from("write(): the client went away"))
+        sink.send(Ok((data, false)))
+            .map_err(|(unsent, _)| match unsent {
+                Unsent::Stalled => format!(
+                    "write(): the client took no output for {:?}",
+                    sink.timeout()
+                )
+                .into(),
+                Unsent::Full | Unsent::Gone => BoxError::from("write(): the client went away"),
+            })
     }
 }
 

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::body::{Closer, End, WsgiBody};
 use super::environ::environ_dict;
@@ -19,19 +19,14 @@ use super::error::{ImportError, PythonError};
 use super::file::as_file;
 use super::pool::Pool;
 use super::respond::StartResponseFn;
-use crate::environ::block_on_until;
 use crate::error_response::Overloaded;
-use crate::gateway::{App, BlockingBody, StartResponse};
+use crate::gateway::{App, Msg, Sink, StartResponse, Unsent, channel};
 use crate::{BoxError, Environ};
-
-/// How many chunks an app may have in flight towards the client.
-const CHANNEL_CAPACITY: usize = 2;
 
 /// The default number of Python threads of an app.
 pub const DEFAULT_THREADS: usize = 8;
 
-/// The default of [`Builder::send_timeout`]: 60 seconds.
-pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+pub use crate::gateway::DEFAULT_SEND_TIMEOUT;
 
 /// The default of [`Builder::timeout`]: 60 seconds.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -223,10 +218,11 @@ impl Builder {
     }
 
     /// How long a Python thread waits for the client to take the response's output: the
-    /// result's chunks go through a small buffer, and a client that stops reading would
-    /// otherwise keep the thread for as long as its connection lives. Past the timeout the
-    /// thread stops iterating (the result is closed, a line is logged) and the response is
-    /// cut. Defaults to [`DEFAULT_SEND_TIMEOUT`] (60 s).
+    /// result's chunks and `write()` output go through a small buffer, and a client that
+    /// stops reading would otherwise keep the thread for as long as its connection lives.
+    /// Past the timeout the thread stops iterating (the result is closed), or `write()`
+    /// raises `OSError` in the app; a line is logged and the response is cut. Defaults to
+    /// [`DEFAULT_SEND_TIMEOUT`] (60 s).
     pub fn send_timeout(mut self, timeout: Duration) -> Self {
         self.send_timeout = timeout;
         self
@@ -410,7 +406,7 @@ impl App for WsgiApp {
     /// carries what the thread produces, `write()` output included, as it comes. Fails
     /// with [`Overloaded`] when [`Builder::max_queued`] requests wait already.
     fn call(&self, environ: Environ, start_response: StartResponse) -> ResponseFuture {
-        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let (sink, chunks) = channel(self.inner.send_timeout);
         let (end_tx, end_rx) = oneshot::channel();
         let limit = self
             .inner
@@ -419,11 +415,11 @@ impl App for WsgiApp {
         let inner = self.inner.clone();
         let max_queued = self.inner.max_queued;
         let queued = self.inner.pool.spawn_within(
-            move || run(&inner, environ, start_response, tx, end_tx),
+            move || run(&inner, environ, start_response, sink, end_tx),
             max_queued,
         );
         let body = if queued {
-            Ok(WsgiBody::new(BlockingBody::new(rx), end_rx, limit))
+            Ok(WsgiBody::new(chunks, end_rx, limit))
         } else {
             Err(Overloaded::new(max_queued.unwrap_or_default()).into())
         };
@@ -455,20 +451,18 @@ fn run(
     inner: &Arc<Inner>,
     environ: Environ,
     start_response: StartResponse,
-    tx: mpsc::Sender<Msg>,
+    sink: Sink,
     end: oneshot::Sender<End>,
 ) {
-    if tx.is_closed() {
+    if sink.is_closed() {
         // The client went away while the request waited for a thread.
         return;
     }
     let shared = start_response.shared().clone();
-    shared.set_sink(Some(tx.clone()));
+    shared.set_sink(Some(sink.clone()));
     let mut output = Output {
-        tx,
+        sink,
         end: Some(end),
-        timeout: inner.send_timeout,
-        stalled: false,
     };
     Python::attach(|py| {
         let (dict, errors) = match environ_dict(py, &environ) {
@@ -484,7 +478,7 @@ fn run(
                 // pool) when the body is dropped.
                 Some(file) => {
                     let closer = Closer::new(result.unbind(), inner.pool.clone());
-                    output.end(End::File(file, closer));
+                    output.end(End(file, closer));
                 }
                 None => {
                     if let Err(e) = stream(py, &result, &mut output, &shared) {
@@ -500,17 +494,14 @@ fn run(
         // The request's own stream, flushed from Rust: a partial line is not lost.
         errors.get().flush();
     });
-    if output.stalled {
-        let error = format!(
-            "the client took no output for {:?}: the response is cut",
-            output.timeout
-        );
+    if output.sink.is_stalled() {
+        // The body fails with the same words once it has given out what was sent.
         crate::panic::log(format_args!(
-            "{} {}: {error}",
+            "{} {}: the client took no output for {:?}: the response is cut",
             inner.name,
-            request_line(&environ)
+            request_line(&environ),
+            output.sink.timeout()
         ));
-        output.end(End::Failed(error.into()));
     }
     shared.set_sink(None);
 }
@@ -523,20 +514,8 @@ fn request_line(environ: &Environ) -> String {
 
 /// Where a Python thread sends a request's output: the body's channel, then the body's end.
 struct Output {
-    tx: mpsc::Sender<Msg>,
+    sink: Sink,
     end: Option<oneshot::Sender<End>>,
-    /// How long a message may wait for room in the channel.
-    timeout: Duration,
-    /// A message waited longer: the client stopped reading, nothing more is sent.
-    stalled: bool,
-}
-
-/// Why a message was not sent.
-enum Unsent {
-    /// The body is gone: the client went away.
-    Gone,
-    /// The client stopped reading (now, or earlier).
-    Stalled,
 }
 
 impl Output {
@@ -544,40 +523,26 @@ impl Output {
     /// is full and the thread must wait: a free slot takes the message at once, sparing the
     /// other threads a GIL hand-over per chunk.
     fn send(&mut self, py: Python<'_>, msg: Msg) -> Result<(), (Unsent, Msg)> {
-        if self.stalled {
-            return Err((Unsent::Stalled, msg));
-        }
-        match self.tx.try_send(msg) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Closed(msg)) => Err((Unsent::Gone, msg)),
-            Err(mpsc::error::TrySendError::Full(msg)) => {
-                let deadline = Instant::now() + self.timeout;
-                let tx = &self.tx;
-                match py.detach(|| block_on_until(tx.reserve(), deadline)) {
-                    Some(Ok(permit)) => {
-                        permit.send(msg);
-                        Ok(())
-                    }
-                    Some(Err(_)) => Err((Unsent::Gone, msg)),
-                    None => {
-                        self.stalled = true;
-                        Err((Unsent::Stalled, msg))
-                    }
-                }
+        match self.sink.try_send(msg) {
+            Err((Unsent::Full, msg)) => {
+                let sink = &self.sink;
+                py.detach(|| sink.wait_send(msg))
             }
+            sent => sent,
         }
     }
 
-    /// Fails the response with `error`: after what was sent, or as the body's end when the
-    /// client stopped reading; logged when the client is gone.
+    /// Fails the response with `error`: after what was sent; logged when the client is gone
+    /// or stopped reading (the body then fails with its own error).
     fn fail(&mut self, py: Python<'_>, error: BoxError) {
         match self.send(py, Err(error)) {
             Ok(()) => {}
-            Err((Unsent::Stalled, Err(error))) => self.end(End::Failed(error)),
-            Err((_, Err(error))) => {
-                crate::panic::log(format_args!(
-                    "app failed after the client went away: {error}"
-                ));
+            Err((unsent, Err(error))) => {
+                let why = match unsent {
+                    Unsent::Stalled => "stopped reading",
+                    Unsent::Full | Unsent::Gone => "went away",
+                };
+                crate::panic::log(format_args!("app failed after the client {why}: {error}"));
             }
             Err((_, Ok(_))) => {}
         }
@@ -659,9 +624,6 @@ pub(crate) fn to_bytes(chunk: &Bound<'_, PyBytes>) -> Bytes {
         Bytes::copy_from_slice(chunk.as_bytes())
     }
 }
-
-/// A message from a Python thread to the response body.
-type Msg = Result<(Bytes, bool), BoxError>;
 
 fn close(result: &Bound<'_, PyAny>) -> PyResult<()> {
     // The common results have no close(): spare the AttributeError a lookup would raise.

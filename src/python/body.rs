@@ -95,15 +95,9 @@ enum Kind {
     Ended,
 }
 
-/// What a Python thread sends once it closes the channel, when the body does not just end
-/// there.
-pub(crate) enum End {
-    /// A `wsgi.file_wrapper` result, and what closes it: served next.
-    File(FileWrapper, Closer),
-    /// The thread gave up with the channel full (the client stopped reading): the body
-    /// fails with this error.
-    Failed(BoxError),
-}
+/// What a Python thread sends before it closes the channel when the result is a
+/// `wsgi.file_wrapper`: the file, served next, and what closes the result.
+pub(crate) struct End(pub(crate) FileWrapper, pub(crate) Closer);
 
 impl fmt::Debug for WsgiBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -174,11 +168,10 @@ impl Body for WsgiBody {
             match ready!(polled) {
                 // The thread sends its end before it closes the channel.
                 None => match end.take().map(|mut rx| rx.try_recv()) {
-                    Some(Ok(End::File(wrapper, closer))) => {
+                    Some(Ok(End(wrapper, closer))) => {
                         this.kind = Kind::File(wrapper);
                         this._closer = Some(closer);
                     }
-                    Some(Ok(End::Failed(error))) => return Poll::Ready(Some(Err(error))),
                     _ => return Poll::Ready(None),
                 },
                 frame => return Poll::Ready(frame),

@@ -121,6 +121,17 @@ def endless(environ, start_response):
     return Tracked(environ.get("QUERY_STRING", ""), chunks())
 
 
+def endless_write(environ, start_response):
+    """Streams through write() until a write fails (the client went away or stopped
+    reading), then records it in CLOSED."""
+    write = start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    try:
+        while True:
+            write(b"x" * 65536)
+    finally:
+        CLOSED.append(environ.get("QUERY_STRING", ""))
+
+
 RELEASE = threading.Event()
 
 
