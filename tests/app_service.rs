@@ -337,6 +337,51 @@ async fn a_client_that_stops_reading_frees_a_blocking_apps_thread_after_the_send
 }
 
 #[tokio::test]
+async fn a_read_of_a_body_the_client_stopped_sending_ends_when_the_response_is_over() {
+    use tower::{Service, ServiceBuilder, ServiceExt};
+    bounded(async {
+        let (events, seen) = std::sync::mpsc::channel::<String>();
+        let app = blocking_app_fn(move |environ: Environ, start_response: StartResponse| {
+            // Blocks on the body: its client sent one chunk, then nothing.
+            let read = environ.input().blocking_read_to_end();
+            let _ = events.send(match &read {
+                Ok(body) => format!("read {} bytes", body.len()),
+                Err(e) => e.to_string(),
+            });
+            start_response.start("200 OK", TEXT)?;
+            Ok::<_, BoxError>(vec![read])
+        });
+        // tower's timeout drops the response future: the response is over.
+        let mut service = ServiceBuilder::new()
+            .timeout(Duration::from_millis(300))
+            .service(AppService::new(app));
+        let (tx, body) = channel_body();
+        tx.send(Ok(Frame::data(Bytes::from("the first part"))))
+            .await
+            .unwrap();
+        let request = Request::post("/upload").body(body).unwrap();
+        let answer = ServiceExt::<Request<gateway_support::ChannelBody>>::ready(&mut service)
+            .await
+            .unwrap()
+            .call(request)
+            .await;
+        assert_eq!(answer.unwrap_err().to_string(), "request timed out");
+        // The app's thread is not left waiting on the body (the client still holds it open).
+        let event = tokio::task::spawn_blocking(move || seen.recv_timeout(Duration::from_secs(10)))
+            .await
+            .unwrap()
+            .expect("the app's read of the body is still waiting");
+        assert_eq!(
+            event,
+            "the response is over: the request body can no longer be read"
+        );
+        // The client's side of the body lived to here: nothing but the closing ended the read.
+        drop(tx);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn post_body_is_the_apps_input() {
     bounded(async {
         let app = blocking_app_fn(|environ: Environ, start_response: StartResponse| {

@@ -423,6 +423,46 @@ async fn a_client_that_stops_reading_write_output_frees_its_thread_after_the_sen
 }
 
 #[tokio::test]
+async fn a_client_that_stops_sending_its_body_frees_the_thread_at_the_app_s_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = logs();
+    bounded(async {
+        let app = WsgiApp::builder()
+            .python_path(apps_dir())
+            .threads(1)
+            .timeout(Duration::from_millis(500))
+            .import("wsgi_apps:read_content_length")
+            .unwrap();
+        let (addr, _server) = serve_app(app, "").await;
+        // 10 bytes of the 100 announced, then nothing; the connection stays open.
+        let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stalled
+            .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+            .await
+            .unwrap();
+        let mut answer = vec![0; 4096];
+        let n = stalled.read(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+        assert!(
+            answer.starts_with("HTTP/1.1 504 Gateway Timeout\r\n"),
+            "{answer}"
+        );
+        // The app's read ended with the response: its one thread serves the next request.
+        logged("OSError: wsgi.input: the response is over: the request body can no longer be read")
+            .await;
+        let request = Request::post(format!("http://{addr}/"))
+            .body(full("abc"))
+            .unwrap();
+        let response = client().request(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "3 0 a");
+        drop(stalled);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn an_app_without_output_past_its_timeout_gets_a_504_or_its_response_cut() {
     let _ = logs();
     bounded(async {

@@ -26,7 +26,8 @@ const READ_SIZE: usize = 64 * 1024;
 /// [`read_to_end`](Self::read_to_end); blocking apps (on a blocking thread) use the
 /// `blocking_*` forms, which must not be called from an async task.
 ///
-/// The default input is empty.
+/// The default input is empty. [`AppService`](crate::service::AppService) closes a
+/// request's input when the response is over: reads then fail rather than wait.
 ///
 /// ```
 /// use towergate::environ::Input;
@@ -47,6 +48,8 @@ struct InputState {
     buf: Bytes,
     /// How many bytes came from the source so far.
     received: u64,
+    /// The reader waiting for the body's next bytes, woken when the input is closed.
+    waiting: Option<Waker>,
 }
 
 enum Source {
@@ -56,6 +59,9 @@ enum Source {
         remaining: u64,
     },
     Done,
+    /// Closed by the server before its end: the response is over.
+    #[cfg(feature = "gateway")]
+    Closed,
 }
 
 impl Input {
@@ -93,6 +99,7 @@ impl Input {
                 source: Source::Done,
                 buf: bytes,
                 received: 0,
+                waiting: None,
             }))),
         }
     }
@@ -103,6 +110,7 @@ impl Input {
                 source,
                 buf: Bytes::new(),
                 received: 0,
+                waiting: None,
             }))),
         }
     }
@@ -198,6 +206,26 @@ impl Input {
         self.read_full(usize::MAX).await
     }
 
+    /// Ends a body input that is not over yet, for a server whose response is over (sent,
+    /// failed, or the client gone): the body is released, and reads from now on, the one
+    /// waiting included, fail rather than wait for bytes a client may never send (a
+    /// blocking app's thread would wait for good). Buffered bytes are dropped too.
+    #[cfg(feature = "gateway")]
+    pub(crate) fn close(&self) {
+        let Some(mut state) = self.state() else {
+            return;
+        };
+        if matches!(state.source, Source::Body(_)) {
+            state.source = Source::Closed;
+            state.buf = Bytes::new();
+        }
+        let waiting = state.waiting.take();
+        drop(state);
+        if let Some(waker) = waiting {
+            waker.wake();
+        }
+    }
+
     fn is_drained(&self) -> bool {
         self.state()
             .is_none_or(|s| s.buf.is_empty() && matches!(s.source, Source::Done))
@@ -225,8 +253,23 @@ impl InputState {
         while self.buf.is_empty() {
             match &mut self.source {
                 Source::Done => return Poll::Ready(Ok(())),
+                #[cfg(feature = "gateway")]
+                Source::Closed => {
+                    return Poll::Ready(Err(
+                        "the response is over: the request body can no longer be read".into(),
+                    ));
+                }
                 Source::Body(body) => match body.as_mut().poll_frame(cx) {
-                    Poll::Pending => return Poll::Pending,
+                    Poll::Pending => {
+                        if !self
+                            .waiting
+                            .as_ref()
+                            .is_some_and(|w| w.will_wake(cx.waker()))
+                        {
+                            self.waiting = Some(cx.waker().clone());
+                        }
+                        return Poll::Pending;
+                    }
                     Poll::Ready(None) => self.source = Source::Done,
                     Poll::Ready(Some(Err(e))) => {
                         self.source = Source::Done;
@@ -469,6 +512,34 @@ pub(crate) fn block_on_until<F: Future>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "gateway")]
+    #[test]
+    fn closing_the_input_ends_the_read_that_waits_and_every_later_one() {
+        use futures_util::StreamExt;
+        // One chunk, then nothing, and no end: a client that stopped sending.
+        let frames = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(
+            http_body::Frame::data(Bytes::from("abc")),
+        )])
+        .chain(futures_util::stream::pending());
+        let input = Input::new(http_body_util::StreamBody::new(frames));
+        assert_eq!(input.blocking_read(10).unwrap(), "abc");
+        let reader = {
+            let input = input.clone();
+            std::thread::spawn(move || input.blocking_read(10))
+        };
+        // Closed while the reader waits (or before it starts: either way it fails).
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        input.close();
+        let over = "the response is over: the request body can no longer be read";
+        assert_eq!(reader.join().unwrap().unwrap_err().to_string(), over);
+        assert_eq!(input.blocking_read(10).unwrap_err().to_string(), over);
+        assert!(!input.is_end_stream());
+        // An input that has ended stays ended: closing it changes nothing.
+        let done = Input::from_bytes("xyz");
+        done.close();
+        assert_eq!(done.blocking_read_to_end().unwrap(), "xyz");
+    }
 
     #[test]
     fn body_input_reads_lines_across_frames() {

@@ -532,17 +532,18 @@ impl Output {
         }
     }
 
-    /// Fails the response with `error`: after what was sent; logged when the client is gone
-    /// or stopped reading (the body then fails with its own error).
+    /// Fails the response with `error`: after what was sent; logged when the response is
+    /// over or the client stopped reading (the body then fails with its own error).
     fn fail(&mut self, py: Python<'_>, error: BoxError) {
         match self.send(py, Err(error)) {
             Ok(()) => {}
             Err((unsent, Err(error))) => {
-                let why = match unsent {
-                    Unsent::Stalled => "stopped reading",
-                    Unsent::Full | Unsent::Gone => "went away",
+                let after = match unsent {
+                    Unsent::Stalled => "the client stopped reading",
+                    // Sent, failed (a time limit), or the client went away.
+                    Unsent::Full | Unsent::Gone => "its response was over",
                 };
-                crate::panic::log(format_args!("app failed after the client {why}: {error}"));
+                crate::panic::log(format_args!("app failed after {after}: {error}"));
             }
             Err((_, Ok(_))) => {}
         }

@@ -56,6 +56,12 @@ use crate::respond::{Head, Responder, Rules, error_chain, error_head};
 /// service itself never fails (`Error = Infallible`). When the client goes away, hyper drops
 /// the body and with it the app's body: nothing is logged.
 ///
+/// When the response is over (sent, failed, the client gone, or its future dropped, say by
+/// tower's `Timeout`), the app's input is closed: a read of the request body that is still
+/// waiting, or comes later, fails ("the response is over: the request body can no longer
+/// be read") rather than waiting for a client that stopped sending, which would hold a
+/// blocking app's thread for as long as the connection lives.
+///
 /// ```
 /// use tower::ServiceExt;
 /// use towergate::gateway::{app_fn, AppBody};
@@ -216,9 +222,11 @@ where
         environ.set_multithread(true);
         environ.set_multiprocess(self.multiprocess);
         environ.set_run_once(false);
-        if !body.is_end_stream() {
-            environ.set_input(Input::new(body));
-        }
+        let input = (!body.is_end_stream()).then(|| {
+            let input = Input::new(body);
+            environ.set_input(input.clone());
+            CloseInput(input)
+        });
         let shared = Arc::new(Shared::default());
         let start_response = StartResponse::new(shared.clone());
         let state = match catch_unwind(AssertUnwindSafe(|| self.app.call(environ, start_response)))
@@ -230,6 +238,7 @@ where
         };
         ResponseFuture {
             state,
+            input,
             shared: Some(shared),
             rules: Rules {
                 head_only: parts.method == Method::HEAD,
@@ -246,6 +255,9 @@ pin_project_lite::pin_project! {
     pub struct ResponseFuture<F, B, E> {
         #[pin]
         state: State<F, B>,
+        // Moves to the response body with the head; dropped here when the response is the
+        // error response.
+        input: Option<CloseInput>,
         shared: Option<Arc<Shared>>,
         rules: Rules,
         traceback_limit: Option<usize>,
@@ -313,11 +325,9 @@ where
                         }
                         Poll::Ready(Ok(head)) => {
                             let responder = responder.take().filter(|_| head.more);
-                            return Poll::Ready(Ok(response(
-                                head,
-                                responder,
-                                *this.traceback_limit,
-                            )));
+                            let mut response = response(head, responder, *this.traceback_limit);
+                            response.body_mut()._input = this.input.take();
+                            return Poll::Ready(Ok(response));
                         }
                     }
                 }
@@ -343,6 +353,7 @@ fn response<B>(
         first: head.first,
         responder,
         traceback_limit,
+        _input: None,
     });
     *response.status_mut() = head.status;
     *response.headers_mut() = head.headers;
@@ -354,6 +365,19 @@ pub struct ResponseBody<B> {
     first: Option<Bytes>,
     responder: Option<Responder<Exchange<B>>>,
     traceback_limit: Option<usize>,
+    // Held for its `Drop`.
+    _input: Option<CloseInput>,
+}
+
+/// Closes the app's input ([`Input::close`]) when dropped: once the response is over (sent,
+/// failed, or the client gone), a read of a request body the client stopped sending ends
+/// with an error instead of holding the app's thread for as long as the connection lives.
+struct CloseInput(Input);
+
+impl Drop for CloseInput {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 impl<B> fmt::Debug for ResponseBody<B> {
@@ -369,6 +393,7 @@ impl<B> Default for ResponseBody<B> {
             first: None,
             responder: None,
             traceback_limit: None,
+            _input: None,
         }
     }
 }
