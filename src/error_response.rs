@@ -4,15 +4,18 @@
 //! [`DefaultErrorResponse`] answers `500 Internal Server Error`, `Content-Type: text/plain`
 //! and wsgiref's body, `A server error occurred.  Please contact the administrator.`; its
 //! setters change each part. An app that ran past its time limit ([`TimedOut`]) gets
-//! `504 Gateway Timeout` instead of the status, and one too busy to take a request
-//! ([`Overloaded`]) `503 Service Unavailable` with `Retry-After: 1`. Any
+//! `504 Gateway Timeout` instead of the status, one that waited that long for a request
+//! body that stopped arriving ([`BodyStalled`]) `408 Request Timeout`, and one too busy to
+//! take a request ([`Overloaded`]) `503 Service Unavailable` with `Retry-After: 1`. Any
 //! `Fn(&BoxError) -> http::Response<Bytes>` is an [`ErrorResponse`] too, for full control.
 //! The hook takes `&self`: a service shares one hook between all its requests with no lock.
 //!
 //! ```
 //! use bytes::Bytes;
 //! use std::time::Duration;
-//! use towergate::error_response::{DefaultErrorResponse, ErrorResponse, Overloaded, TimedOut};
+//! use towergate::error_response::{
+//!     BodyStalled, DefaultErrorResponse, ErrorResponse, Overloaded, TimedOut,
+//! };
 //! use towergate::BoxError;
 //!
 //! let default = DefaultErrorResponse::new();
@@ -28,6 +31,11 @@
 //! let timed_out = BoxError::from(TimedOut::new(Duration::from_secs(60)));
 //! assert_eq!(timed_out.to_string(), "the app produced no output for 60s");
 //! assert_eq!(default.error_response(&timed_out).status(), 504);
+//!
+//! // A client that stopped sending the body the app waited for (RFC 9110 §15.5.9).
+//! let stalled = BoxError::from(BodyStalled::new(Duration::from_secs(60)));
+//! assert_eq!(stalled.to_string(), "the request body stopped arriving: nothing came for 60s");
+//! assert_eq!(default.error_response(&stalled).status(), 408);
 //!
 //! // An app with too many requests waiting for it (RFC 9110 §15.6.4, §10.2.3).
 //! let busy = default.error_response(&BoxError::from(Overloaded::new(1024)));
@@ -84,6 +92,38 @@ impl fmt::Display for TimedOut {
 }
 
 impl std::error::Error for TimedOut {}
+
+/// The error of an app whose client stopped sending the request body: the app waited for
+/// it, and nothing came within the app's time limit (a Python WSGI app's `timeout`, feature
+/// `python`). [`DefaultErrorResponse`] answers it with `408 Request Timeout`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BodyStalled {
+    limit: Duration,
+}
+
+impl BodyStalled {
+    /// A request body of which nothing came for `limit` while the app waited for it.
+    pub fn new(limit: Duration) -> Self {
+        BodyStalled { limit }
+    }
+
+    /// The time limit that expired.
+    pub fn limit(&self) -> Duration {
+        self.limit
+    }
+}
+
+impl fmt::Display for BodyStalled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the request body stopped arriving: nothing came for {:?}",
+            self.limit
+        )
+    }
+}
+
+impl std::error::Error for BodyStalled {}
 
 /// The error of an app that refused a request because too many wait for it already (a
 /// Python WSGI app's `max_queued`, feature `python`): [`DefaultErrorResponse`] answers it
@@ -171,8 +211,9 @@ impl DefaultErrorResponse {
     }
 
     /// The status (`error_status`). Defaults to `500 Internal Server Error`. Whatever the
-    /// status, a [`TimedOut`] error is answered with `504 Gateway Timeout`, and an
-    /// [`Overloaded`] one with `503 Service Unavailable` and `Retry-After: 1`.
+    /// status, a [`TimedOut`] error is answered with `504 Gateway Timeout`, a
+    /// [`BodyStalled`] one with `408 Request Timeout`, and an [`Overloaded`] one with
+    /// `503 Service Unavailable` and `Retry-After: 1`.
     pub fn status(mut self, status: StatusCode) -> Self {
         self.status = status;
         self
@@ -199,6 +240,8 @@ impl ErrorResponse for DefaultErrorResponse {
         *response.headers_mut() = self.headers.clone();
         *response.status_mut() = if error.is::<TimedOut>() {
             StatusCode::GATEWAY_TIMEOUT
+        } else if error.is::<BodyStalled>() {
+            StatusCode::REQUEST_TIMEOUT
         } else if error.is::<Overloaded>() {
             response
                 .headers_mut()

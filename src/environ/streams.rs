@@ -48,7 +48,7 @@ struct InputState {
     buf: Bytes,
     /// How many bytes came from the source so far.
     received: u64,
-    /// The reader waiting for the body's next bytes, woken when the input is closed.
+    /// The reader waiting for the body's next bytes (woken when the input is closed).
     waiting: Option<Waker>,
 }
 
@@ -140,6 +140,12 @@ impl Input {
     #[cfg(feature = "python")]
     pub(crate) fn received(&self) -> u64 {
         self.state().map_or(0, |state| state.received)
+    }
+
+    /// Whether a read is waiting for the body's next bytes right now.
+    #[cfg(feature = "python")]
+    pub(crate) fn is_waiting(&self) -> bool {
+        self.state().is_some_and(|state| state.waiting.is_some())
     }
 
     /// Reads up to `max` bytes (`read(size)`); empty bytes at the end of the input.
@@ -248,8 +254,22 @@ impl Input {
 }
 
 impl InputState {
-    /// Makes `buf` non-empty, unless the input is over.
+    /// Makes `buf` non-empty, unless the input is over; notes the reader while it waits.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        let filled = self.fill(cx);
+        if filled.is_ready() {
+            self.waiting = None;
+        } else if !self
+            .waiting
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            self.waiting = Some(cx.waker().clone());
+        }
+        filled
+    }
+
+    fn fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         while self.buf.is_empty() {
             match &mut self.source {
                 Source::Done => return Poll::Ready(Ok(())),
@@ -260,16 +280,7 @@ impl InputState {
                     ));
                 }
                 Source::Body(body) => match body.as_mut().poll_frame(cx) {
-                    Poll::Pending => {
-                        if !self
-                            .waiting
-                            .as_ref()
-                            .is_some_and(|w| w.will_wake(cx.waker()))
-                        {
-                            self.waiting = Some(cx.waker().clone());
-                        }
-                        return Poll::Pending;
-                    }
+                    Poll::Pending => return Poll::Pending,
                     Poll::Ready(None) => self.source = Source::Done,
                     Poll::Ready(Some(Err(e))) => {
                         self.source = Source::Done;

@@ -269,6 +269,10 @@ impl App for BoxApp {
 /// stopped reading: the same happens, the response is cut and a line is logged, so that it
 /// does not hold the thread for as long as its connection lives.
 ///
+/// Requests run at once, each on a thread of tokio's blocking pool (512 threads by default,
+/// then a queue without bound): to bound how many run and wait, put tower's
+/// `ConcurrencyLimitLayer` and `LoadShedLayer` in front of the service.
+///
 /// When the iterator says it has nothing left after a chunk (its `size_hint` upper bound is
 /// 0, as a one-element `Vec`'s does), that chunk is the last and the body's length is known:
 /// a one-chunk answer gets a `Content-Length`.

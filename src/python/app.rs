@@ -234,9 +234,13 @@ impl Builder {
     /// count: a slow upload is the client's time. Past it the response fails with
     /// [`TimedOut`](crate::error_response::TimedOut): before the head, the error response
     /// (`504 Gateway Timeout` by default), after it the response is cut; a line is logged
-    /// either way. Python code cannot be interrupted: the app's thread goes on until the
-    /// app next produces output, which then fails as for a client gone away (the result is
-    /// closed), or returns. `None` sets no limit. Defaults to [`DEFAULT_TIMEOUT`] (60 s).
+    /// either way. When the app was waiting in a read of `wsgi.input` for a body that
+    /// stopped arriving, the error is
+    /// [`BodyStalled`](crate::error_response::BodyStalled) instead (`408 Request Timeout`),
+    /// and the read raises `OSError`. Python code cannot be interrupted: the app's thread
+    /// goes on until the app next produces output, which then fails as for a client gone
+    /// away (the result is closed), or returns. `None` sets no limit. Defaults to
+    /// [`DEFAULT_TIMEOUT`] (60 s).
     ///
     /// The limit is counted by the async runtime's timer (tokio's time driver, which
     /// `#[tokio::main]` and `towergate`'s own runtimes enable).

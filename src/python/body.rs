@@ -17,7 +17,7 @@ use super::app::close_on;
 use super::pool::Pool;
 use crate::BoxError;
 use crate::environ::Input;
-use crate::error_response::TimedOut;
+use crate::error_response::{BodyStalled, TimedOut};
 use crate::gateway::{BlockingBody, FileWrapper};
 
 /// The body of a [`WsgiApp`](super::WsgiApp): what the app's Python thread produces, in
@@ -30,7 +30,8 @@ use crate::gateway::{BlockingBody, FileWrapper};
 ///
 /// While it waits for the app's next output it counts the app's time limit
 /// ([`Builder::timeout`](super::Builder::timeout)); past it, it fails with
-/// [`TimedOut`].
+/// [`TimedOut`], or with [`BodyStalled`] when the app was waiting in a read of the request
+/// body.
 pub struct WsgiBody {
     kind: Kind,
     // Held for its `Drop`: closes the result when the body goes.
@@ -158,11 +159,16 @@ impl Body for WsgiBody {
                 if polled.is_ready() {
                     limit.armed = false;
                 } else if limit.expired(cx) {
-                    let error = TimedOut::new(limit.limit);
+                    // The app waiting in a read of the body: the client's doing.
+                    let error: BoxError = if limit.input.is_waiting() {
+                        BodyStalled::new(limit.limit).into()
+                    } else {
+                        TimedOut::new(limit.limit).into()
+                    };
                     // The channel is closed: the app's thread stops at its next output.
                     this.kind = Kind::Ended;
                     this.limit = None;
-                    return Poll::Ready(Some(Err(error.into())));
+                    return Poll::Ready(Some(Err(error)));
                 }
             }
             match ready!(polled) {
