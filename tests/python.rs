@@ -1373,6 +1373,35 @@ mod cli {
     }
 
     #[tokio::test]
+    async fn towergate_wsgi_send_timeout_frees_the_thread_of_a_client_that_stops_reading() {
+        let port = free_port();
+        let child = wsgi("wsgi_apps:endless", port)
+            .args(["--threads", "1", "--send-timeout", "0.3", "--grace", "1"])
+            .spawn()
+            .unwrap();
+        let mut running = Running(child);
+        running.wait_listening(port, "towergate wsgi").await;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        bounded(async {
+            let mut stalled = open(addr, "/?cli-stalled").await.into_body();
+            assert!(stalled.frame().await.unwrap().unwrap().is_data());
+            // The client reads no more; the one thread gives up after 0.3 s.
+            let mut next = open(addr, "/?cli-next").await.into_body();
+            assert!(next.frame().await.unwrap().unwrap().is_data());
+        })
+        .await;
+        let status = running.terminate();
+        assert!(status.success(), "{status}");
+        let (_, stderr) = running.output();
+        assert!(
+            stderr.contains(
+                "wsgi_apps:endless GET /?cli-stalled: the client took no output for 300ms: the response is cut\n"
+            ),
+            "{stderr}"
+        );
+    }
+
+    #[tokio::test]
     async fn towergate_wsgi_exits_though_a_static_file_read_is_stuck_past_the_grace() {
         let port = free_port();
         let static_dir =

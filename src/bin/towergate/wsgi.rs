@@ -38,12 +38,19 @@ pub(crate) struct WsgiArgs {
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: u16,
     /// How long the app may go without output, in seconds: to its response's head (then
-    /// 504 Gateway Timeout), then between two pieces of its body (then the response is
+    /// 504 Gateway Timeout, or 408 Request Timeout when the app waited for a request body
+    /// that stopped arriving), then between two pieces of its body (then the response is
     /// cut); a request body still coming in counts as activity. Python cannot be
     /// interrupted: the app's thread goes on until its next output, which then fails, or
     /// its end.
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = server::parse_secs)]
     timeout: Duration,
+    /// How long the app's output may wait for a client that does not read it, in seconds;
+    /// past it the thread stops (the result is closed, or write() raises OSError) and the
+    /// response is cut.
+    #[arg(long = "send-timeout", value_name = "SECS", default_value = "60",
+          value_parser = server::parse_secs)]
+    send_timeout: Duration,
     /// How many requests may wait for a Python thread (in each worker); past it a request
     /// gets 503 Service Unavailable with Retry-After: 1 at once. 0 lets none wait.
     #[arg(long = "max-queued", value_name = "N", default_value_t = DEFAULT_MAX_QUEUED)]
@@ -142,6 +149,7 @@ fn serve(args: &WsgiArgs, inherited: Option<std::net::TcpListener>) -> ExitCode 
     let mut builder = WsgiApp::builder()
         .threads(usize::from(args.threads))
         .timeout(args.timeout)
+        .send_timeout(args.send_timeout)
         .max_queued(args.max_queued);
     for dir in &args.python_path {
         builder = builder.python_path(dir);
