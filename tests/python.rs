@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gateway_support::{Server, serve};
+use gateway_support::{Server, read_to_end, serve};
 use http::{Request, StatusCode, response::Parts};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -341,85 +341,51 @@ async fn close_is_called_after_the_response_and_when_the_client_goes_away() {
 
 #[tokio::test]
 async fn a_client_that_stops_reading_frees_its_thread_after_the_send_timeout() {
-    bounded(async {
-        let app = WsgiApp::builder()
-            .python_path(apps_dir())
-            .threads(1)
-            .send_timeout(Duration::from_millis(300))
-            .import("wsgi_apps:endless")
-            .unwrap();
-        let (addr, _server) = serve_app(app, "").await;
-        let mut stalled = open(addr, "/?stalled").await.into_body();
-        assert!(stalled.frame().await.unwrap().unwrap().is_data());
-        // The client reads no more: once the socket buffers are full, the one Python
-        // thread gives up after 300 ms, closes the result and serves the next request.
-        let mut next = open(addr, "/?next").await.into_body();
-        assert!(next.frame().await.unwrap().unwrap().is_data());
-        drop(next);
-
-        let closed = import("wsgi_apps:closed");
-        let (closed_addr, _closed_server) = serve_app(closed, "").await;
-        let (_, body) = get(closed_addr, "/").await;
-        assert!(body.starts_with(b"stalled"), "{body:?}");
-
-        // The stalled response was cut: reading it now ends in an error, not a clean end.
-        let outcome = loop {
-            match stalled.frame().await {
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => break Err(e),
-                None => break Ok(()),
-            }
-        };
-        assert!(
-            outcome.is_err(),
-            "the stalled response ended as if complete"
-        );
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn a_client_that_stops_reading_write_output_frees_its_thread_after_the_send_timeout() {
     let _ = logs();
-    bounded(async {
-        let app = WsgiApp::builder()
-            .python_path(apps_dir())
-            .threads(1)
-            .send_timeout(Duration::from_millis(300))
-            .import("wsgi_apps:endless_write")
-            .unwrap();
-        let (addr, _server) = serve_app(app, "").await;
-        let mut stalled = open(addr, "/?write-stalled").await.into_body();
-        assert!(stalled.frame().await.unwrap().unwrap().is_data());
-        // The client reads no more: the app's write() gives up after 300 ms (an exception
-        // in the app), and the one Python thread serves the next request.
-        let mut next = open(addr, "/?write-next").await.into_body();
-        assert!(next.frame().await.unwrap().unwrap().is_data());
-        drop(next);
-        logged("write(): the client took no output for 300ms").await;
-
-        let closed = import("wsgi_apps:closed");
-        let (closed_addr, _closed_server) = serve_app(closed, "").await;
-        let (_, body) = get(closed_addr, "/").await;
-        assert!(
-            String::from_utf8_lossy(&body).contains("write-stalled"),
-            "{body:?}"
-        );
-
-        // The stalled response was cut: reading it now ends in an error, not a clean end.
-        let outcome = loop {
-            match stalled.frame().await {
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => break Err(e),
-                None => break Ok(()),
+    // The result's chunks, then write(): each waits 300 ms for the client, then gives up
+    // (the result is closed, or write() raises in the app, which records it).
+    for (target, failed) in [
+        ("wsgi_apps:endless", None),
+        (
+            "wsgi_apps:endless_write",
+            Some("write(): the client took no output for 300ms"),
+        ),
+    ] {
+        bounded(async {
+            let app = WsgiApp::builder()
+                .python_path(apps_dir())
+                .threads(1)
+                .send_timeout(Duration::from_millis(300))
+                .import(target)
+                .unwrap();
+            let (addr, _server) = serve_app(app, "").await;
+            let query = format!("{target}-stalled");
+            let mut stalled = open(addr, &format!("/?{query}")).await.into_body();
+            assert!(stalled.frame().await.unwrap().unwrap().is_data());
+            // The client reads no more: once the socket buffers are full, the one Python
+            // thread gives up after 300 ms and serves the next request.
+            let mut next = open(addr, "/?next").await.into_body();
+            assert!(next.frame().await.unwrap().unwrap().is_data());
+            drop(next);
+            if let Some(failed) = failed {
+                logged(failed).await;
             }
-        };
-        assert!(
-            outcome.is_err(),
-            "the stalled response ended as if complete"
-        );
-    })
-    .await;
+
+            let closed = import("wsgi_apps:closed");
+            let (closed_addr, _closed_server) = serve_app(closed, "").await;
+            let (_, body) = get(closed_addr, "/").await;
+            assert!(
+                String::from_utf8_lossy(&body).contains(&query),
+                "{target}: {body:?}"
+            );
+            // The stalled response was cut: reading it now ends in an error, not a clean end.
+            assert!(
+                read_to_end(&mut stalled).await.is_err(),
+                "{target}: the stalled response ended as if complete"
+            );
+        })
+        .await;
+    }
 }
 
 #[tokio::test]
@@ -1200,6 +1166,15 @@ mod cli {
         command
     }
 
+    /// `towergate wsgi TARGET ARGS…` on a free port, once it listens, and its address.
+    async fn serving(target: &str, args: &[&str]) -> (Running, SocketAddr) {
+        let port = free_port();
+        let child = wsgi(target, port).args(args).spawn().unwrap();
+        let mut running = Running(child);
+        running.wait_listening(port, "towergate wsgi").await;
+        (running, ([127, 0, 0, 1], port).into())
+    }
+
     fn free_port() -> u16 {
         TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .and_then(|l| l.local_addr())
@@ -1314,14 +1289,8 @@ mod cli {
 
     #[tokio::test]
     async fn towergate_wsgi_timeout_answers_504_and_exits_though_the_app_is_still_held() {
-        let port = free_port();
-        let child = wsgi("wsgi_apps:held", port)
-            .args(["--timeout", "0.3", "--grace", "1"])
-            .spawn()
-            .unwrap();
-        let mut running = Running(child);
-        running.wait_listening(port, "towergate wsgi").await;
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let (mut running, addr) =
+            serving("wsgi_apps:held", &["--timeout", "0.3", "--grace", "1"]).await;
         let (parts, body) = bounded(get(addr, "/before")).await;
         assert_eq!(parts.status, StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(
@@ -1341,14 +1310,11 @@ mod cli {
 
     #[tokio::test]
     async fn towergate_wsgi_max_queued_answers_503_with_retry_after_when_the_queue_is_full() {
-        let port = free_port();
-        let child = wsgi("wsgi_apps:held", port)
-            .args(["--threads", "1", "--max-queued", "0", "--grace", "1"])
-            .spawn()
-            .unwrap();
-        let mut running = Running(child);
-        running.wait_listening(port, "towergate wsgi").await;
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let (mut running, addr) = serving(
+            "wsgi_apps:held",
+            &["--threads", "1", "--max-queued", "0", "--grace", "1"],
+        )
+        .await;
         bounded(async {
             // The one thread is busy, and no request may wait.
             let held = open(addr, "/after").await;
@@ -1374,14 +1340,11 @@ mod cli {
 
     #[tokio::test]
     async fn towergate_wsgi_send_timeout_frees_the_thread_of_a_client_that_stops_reading() {
-        let port = free_port();
-        let child = wsgi("wsgi_apps:endless", port)
-            .args(["--threads", "1", "--send-timeout", "0.3", "--grace", "1"])
-            .spawn()
-            .unwrap();
-        let mut running = Running(child);
-        running.wait_listening(port, "towergate wsgi").await;
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let (mut running, addr) = serving(
+            "wsgi_apps:endless",
+            &["--threads", "1", "--send-timeout", "0.3", "--grace", "1"],
+        )
+        .await;
         bounded(async {
             let mut stalled = open(addr, "/?cli-stalled").await.into_body();
             assert!(stalled.frame().await.unwrap().unwrap().is_data());

@@ -82,6 +82,16 @@ pub type FrameResult = Result<Frame<Bytes>, BoxError>;
 /// The body end of [`channel_body`].
 pub type ChannelBody = http_body_util::StreamBody<tokio_stream_shim::ReceiverStream<FrameResult>>;
 
+/// Reads `body` to its end: `Err` when it ends with an error (a response cut), `Ok` when it
+/// ends cleanly.
+pub async fn read_to_end<B: Body + Unpin>(body: &mut B) -> Result<(), B::Error> {
+    use http_body_util::BodyExt;
+    while let Some(frame) = body.frame().await {
+        frame?;
+    }
+    Ok(())
+}
+
 /// A body of frames from a channel: the test decides when each chunk exists.
 pub fn channel_body() -> (tokio::sync::mpsc::Sender<FrameResult>, ChannelBody) {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
