@@ -419,9 +419,7 @@ impl App for WsgiApp {
         let inner = self.inner.clone();
         let max_queued = self.inner.max_queued;
         let queued = self.inner.pool.spawn_within(
-            // The thread holds the GIL already; run's own attach (nested) also releases the
-            // Python objects dropped without it, job after job.
-            move |_| run(&inner, environ, start_response, sink, end_tx),
+            move || run(&inner, environ, start_response, sink, end_tx),
             max_queued,
         );
         let body = if queued {
@@ -649,13 +647,15 @@ pub(crate) fn python_error(py: Python<'_>, err: &PyErr) -> BoxError {
 
 /// Runs `close()` of a result on a Python thread.
 pub(crate) fn close_on(pool: &Pool, result: Py<PyAny>) {
-    let job = move |py: Python<'_>| {
-        if let Err(e) = close(result.bind(py)) {
-            crate::panic::log(format_args!(
-                "app failed in close(): {}",
-                PythonError::from_err(py, &e)
-            ));
-        }
+    let job = move || {
+        Python::attach(|py| {
+            if let Err(e) = close(result.bind(py)) {
+                crate::panic::log(format_args!(
+                    "app failed in close(): {}",
+                    PythonError::from_err(py, &e)
+                ));
+            }
+        });
     };
     pool.spawn(job);
 }

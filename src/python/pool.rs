@@ -6,15 +6,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-use pyo3::Python;
-
 /// How many times a thread that finds no job yields its core, looking out for one, before
 /// it sleeps (see [`Pool`]).
 const LOOK_OUT: usize = 3;
 
-/// A unit of work for a Python thread: it runs attached to the interpreter (holding the
-/// GIL), and must let go of it ([`Python::detach`]) around any wait.
-pub(crate) type Job = Box<dyn FnOnce(Python<'_>) + Send + 'static>;
+/// A unit of work for a Python thread.
+pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// A fixed number of threads taking jobs from one queue: every Python call of a
 /// [`WsgiApp`](super::WsgiApp) runs on one of them, never on an async runtime's threads.
@@ -34,13 +31,6 @@ pub(crate) type Job = Box<dyn FnOnce(Python<'_>) + Send + 'static>;
 /// multi-threaded runtime (one process) it changes nothing measurable. A condition variable
 /// woken for every job cost 8 to 10 us more CPU per request; one thread waiting at a
 /// channel with the others behind its lock made more futex calls and context switches.
-///
-/// A thread runs the jobs it finds queued one after the other under one hold of the GIL,
-/// sparing a hand-over of the GIL to a waiting thread between two jobs (CPython still hands
-/// it over every switch interval, and whenever a job waits): a Flask hello under load (one
-/// process, 8 threads, 64 clients) served more in 7 of 9 interleaved rounds, 4% in the
-/// median. So a job runs attached, and must detach around any wait, or every other thread
-/// waits with it.
 ///
 /// The threads stop when the last handle to the pool is dropped and the queue is empty.
 #[derive(Clone)]
@@ -122,7 +112,7 @@ impl Pool {
     /// Starts `threads` threads (at least one), and the interpreter first if it is not
     /// running yet: the threads attach to it.
     pub(crate) fn new(threads: usize) -> std::io::Result<Self> {
-        Python::initialize();
+        pyo3::Python::initialize();
         let threads = threads.max(1);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -153,7 +143,7 @@ impl Pool {
     }
 
     /// Queues `job`; it runs when a thread is free.
-    pub(crate) fn spawn(&self, job: impl FnOnce(Python<'_>) + Send + 'static) {
+    pub(crate) fn spawn(&self, job: impl FnOnce() + Send + 'static) {
         self.spawn_within(job, None);
     }
 
@@ -161,7 +151,7 @@ impl Pool {
     /// for them (`None`: no limit); false when it was refused (and dropped).
     pub(crate) fn spawn_within(
         &self,
-        job: impl FnOnce(Python<'_>) + Send + 'static,
+        job: impl FnOnce() + Send + 'static,
         limit: Option<usize>,
     ) -> bool {
         let shared = &self.handle.0;
@@ -188,7 +178,7 @@ impl Pool {
 /// jobs: each job's `Python::attach` then only takes the GIL. Without this, every job would
 /// create and destroy a Python thread state (with its frame stack, mapped and unmapped).
 fn work(shared: &Shared) {
-    Python::attach(|py| py.detach(|| take_jobs(shared)));
+    pyo3::Python::attach(|py| py.detach(|| take_jobs(shared)));
 }
 
 fn take_jobs(shared: &Shared) {
@@ -202,27 +192,8 @@ fn take_jobs(shared: &Shared) {
             if wake {
                 shared.available.notify_one();
             }
-            // Jobs queued meanwhile run under the same hold of the GIL: no hand-over to a
-            // thread waiting for it between two jobs (CPython still hands it over every
-            // switch interval, and whenever a job waits).
-            Python::attach(|py| {
-                let mut job = job;
-                loop {
-                    // A panic in a job is the job's to report; the thread serves the next one.
-                    drop(catch_unwind(AssertUnwindSafe(|| job(py))));
-                    let mut state = shared.lock();
-                    let Some(next) = state.jobs.pop_front() else {
-                        return;
-                    };
-                    shared.count(&state);
-                    let wake = state.wake_one();
-                    drop(state);
-                    if wake {
-                        shared.available.notify_one();
-                    }
-                    job = next;
-                }
-            });
+            // A panic in a job is the job's to report; the thread serves the next one.
+            drop(catch_unwind(AssertUnwindSafe(job)));
             state = shared.lock();
             continue;
         }
@@ -268,7 +239,7 @@ mod tests {
                         let tx = tx.clone();
                         // Short jobs, some with a pause: idle threads, busy ones, and
                         // queued jobs all happen.
-                        pool.spawn(move |_| {
+                        pool.spawn(move || {
                             if i % 50 == 0 {
                                 std::thread::sleep(Duration::from_millis(1));
                             }
@@ -298,10 +269,10 @@ mod tests {
     fn jobs_run_on_the_pool_threads_and_a_panic_does_not_kill_them() {
         let pool = Pool::new(2).unwrap();
         let (tx, rx) = channel();
-        pool.spawn(|_| panic!("job failed"));
+        pool.spawn(|| panic!("job failed"));
         for _ in 0..4 {
             let tx = tx.clone();
-            pool.spawn(move |_| {
+            pool.spawn(move || {
                 let name = std::thread::current().name().unwrap_or("").to_owned();
                 tx.send(name).unwrap();
             });
@@ -319,7 +290,7 @@ mod tests {
         let (tx, rx) = channel();
         for i in 0..3 {
             let tx = tx.clone();
-            pool.spawn(move |_| tx.send(i).unwrap());
+            pool.spawn(move || tx.send(i).unwrap());
         }
         drop(tx);
         drop(pool);
@@ -334,7 +305,7 @@ mod tests {
         for round in 0..300 {
             let pool = Pool::new(3).unwrap();
             for _ in 0..round % 4 {
-                pool.spawn(|_| ());
+                pool.spawn(|| ());
             }
             if round % 3 == 0 {
                 std::thread::sleep(Duration::from_millis(1));
@@ -359,20 +330,20 @@ mod tests {
         let (started_tx, started_rx) = channel();
         let (go_tx, go_rx) = channel::<()>();
         let (done_tx, done_rx) = channel();
-        pool.spawn(move |py| {
+        pool.spawn(move || {
             started_tx.send(()).unwrap();
-            py.detach(move || go_rx.recv().unwrap());
+            go_rx.recv().unwrap();
         });
         // The thread is busy: jobs now wait, two at most.
         started_rx.recv().unwrap();
         for i in 0..3 {
             let done = done_tx.clone();
-            let queued = pool.spawn_within(move |_| done.send(i).unwrap(), Some(2));
+            let queued = pool.spawn_within(move || done.send(i).unwrap(), Some(2));
             assert_eq!(queued, i < 2, "job {i}");
         }
         // Jobs with no limit are always queued.
         let done = done_tx.clone();
-        pool.spawn(move |_| done.send(9).unwrap());
+        pool.spawn(move || done.send(9).unwrap());
         go_tx.send(()).unwrap();
         let ran: Vec<_> = (0..3).map(|_| done_rx.recv().unwrap()).collect();
         assert_eq!(ran, [0, 1, 9]);
@@ -381,7 +352,7 @@ mod tests {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             let done = done_tx.clone();
-            if pool.spawn_within(move |_| done.send(10).unwrap(), Some(0)) {
+            if pool.spawn_within(move || done.send(10).unwrap(), Some(0)) {
                 break;
             }
             // Refused while the thread finishes the last job.
@@ -400,11 +371,11 @@ mod tests {
         let (go_tx, go_rx) = channel::<()>();
         let (done_tx, done_rx) = channel();
         let done = done_tx.clone();
-        pool.spawn(move |py| {
-            py.detach(move || go_rx.recv().unwrap());
+        pool.spawn(move || {
+            go_rx.recv().unwrap();
             done.send(1).unwrap();
         });
-        pool.spawn(move |_| {
+        pool.spawn(move || {
             done_tx.send(2).unwrap();
             go_tx.send(()).unwrap();
         });
