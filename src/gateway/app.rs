@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::Body;
 
-use super::body::{AppBody, BlockingBody, DEFAULT_SEND_TIMEOUT, Unsent, channel};
+use super::body::{AppBody, BlockingBody, DEFAULT_SEND_TIMEOUT, Unsent, channel, stalled};
 use super::start_response::{Msg, StartResponse};
 use crate::panic::panic_error;
 use crate::{BoxError, Environ};
@@ -375,10 +375,7 @@ where
             let send = |msg: Msg| match sink.send(msg) {
                 Ok(()) => true,
                 Err((Unsent::Stalled, _)) => {
-                    crate::panic::log(format_args!(
-                        "blocking app: the client took no output for {:?}: the response is cut",
-                        sink.timeout()
-                    ));
+                    crate::panic::log(format_args!("blocking app: {}", stalled(sink.timeout())));
                     false
                 }
                 Err(_) => false,

@@ -408,6 +408,12 @@ pub(crate) struct Sink {
     stalled: Arc<AtomicBool>,
 }
 
+/// Why a response whose output waited `send_timeout` for the client is cut: the body's
+/// error, and the line its app's thread logs.
+pub(crate) fn stalled(send_timeout: Duration) -> String {
+    format!("the client took no output for {send_timeout:?}: the response is cut")
+}
+
 /// Why a [`Sink`] did not send a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Unsent {
@@ -515,11 +521,7 @@ impl Body for BlockingBody {
             Poll::Ready(None) => {
                 self.done = true;
                 if self.stalled.load(Ordering::Acquire) {
-                    let error = format!(
-                        "the client took no output for {:?}: the response is cut",
-                        self.send_timeout
-                    );
-                    return Poll::Ready(Some(Err(error.into())));
+                    return Poll::Ready(Some(Err(stalled(self.send_timeout).into())));
                 }
                 Poll::Ready(None)
             }

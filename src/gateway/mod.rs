@@ -58,7 +58,7 @@ pub use body::{AppBody, BlockingBody, Chunks, DEFAULT_SEND_TIMEOUT, FileWrapper}
 pub use start_response::{ContractError, StartResponse, Writer};
 
 #[cfg(feature = "python")]
-pub(crate) use body::{Sink, Unsent, channel};
+pub(crate) use body::{Sink, Unsent, channel, stalled};
 pub(crate) use exchange::Exchange;
 #[cfg(feature = "python")]
 pub(crate) use start_response::Msg;

@@ -20,7 +20,7 @@ use super::file::as_file;
 use super::pool::Pool;
 use super::respond::StartResponseFn;
 use crate::error_response::Overloaded;
-use crate::gateway::{App, Msg, Sink, StartResponse, Unsent, channel};
+use crate::gateway::{App, Msg, Sink, StartResponse, Unsent, channel, stalled};
 use crate::{BoxError, Environ};
 
 /// The default number of Python threads of an app.
@@ -499,12 +499,12 @@ fn run(
         errors.get().flush();
     });
     if output.sink.is_stalled() {
-        // The body fails with the same words once it has given out what was sent.
+        // The body fails with these words once it has given out what was sent.
         crate::panic::log(format_args!(
-            "{} {}: the client took no output for {:?}: the response is cut",
+            "{} {}: {}",
             inner.name,
             request_line(&environ),
-            output.sink.timeout()
+            stalled(output.sink.timeout())
         ));
     }
     shared.set_sink(None);
