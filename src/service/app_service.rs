@@ -255,8 +255,7 @@ pin_project_lite::pin_project! {
     pub struct ResponseFuture<F, B, E> {
         #[pin]
         state: State<F, B>,
-        // Moves to the response body with the head; dropped here when the response is the
-        // error response.
+        // Moves to the response body (the app's, or the error response's).
         input: Option<CloseInput>,
         shared: Option<Arc<Shared>>,
         rules: Rules,
@@ -325,9 +324,12 @@ where
                         }
                         Poll::Ready(Ok(head)) => {
                             let responder = responder.take().filter(|_| head.more);
-                            let mut response = response(head, responder, *this.traceback_limit);
-                            response.body_mut()._input = this.input.take();
-                            return Poll::Ready(Ok(response));
+                            return Poll::Ready(Ok(response(
+                                head,
+                                responder,
+                                *this.traceback_limit,
+                                this.input.take(),
+                            )));
                         }
                     }
                 }
@@ -338,22 +340,24 @@ where
                 error_chain(&error, *this.traceback_limit)
             ));
             let head = error_head(&**this.error_response, &error, *this.rules);
-            return Poll::Ready(Ok(response(head, None, None)));
+            return Poll::Ready(Ok(response(head, None, None, this.input.take())));
         }
     }
 }
 
-/// The `http::Response` for a completed head: its first chunk, then the responder's.
+/// The `http::Response` for a completed head: its first chunk, then the responder's; its body
+/// holds the closer of the app's input.
 fn response<B>(
     head: Head,
     responder: Option<Responder<Exchange<B>>>,
     traceback_limit: Option<usize>,
+    input: Option<CloseInput>,
 ) -> Response<ResponseBody<B>> {
     let mut response = Response::new(ResponseBody {
         first: head.first,
         responder,
         traceback_limit,
-        _input: None,
+        _input: input,
     });
     *response.status_mut() = head.status;
     *response.headers_mut() = head.headers;
