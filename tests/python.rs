@@ -1819,6 +1819,48 @@ async fn load(addr: SocketAddr, clients: usize, each: usize, path: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_runner_requests_that_wait_still_have_every_thread() {
+    bounded(async {
+        let app = |target| {
+            WsgiApp::builder()
+                .python_path(apps_dir())
+                .threads(4)
+                .runners(1)
+                .import(target)
+                .unwrap()
+        };
+        let together = app("wsgi_apps:together");
+        assert_eq!(together.runners(), Some(1));
+        let (addr, _server) = serve_app(together, "").await;
+        // Each request waits in the app until all four are in: one runner at a time would
+        // never get them there, a thread that waits does not count.
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            tasks.spawn(async move { get(addr, "/").await });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let (parts, body) = done.unwrap();
+            assert_eq!(parts.status, StatusCode::OK);
+            assert_eq!(body, "together");
+        }
+
+        // Requests that compute, more than the threads, all get their answers.
+        let (addr, _server) = serve_app(app("wsgi_apps:spin"), "").await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..12 {
+            tasks.spawn(async move { get(addr, "/?20000").await });
+        }
+        let sum: u64 = (0..20000u64).map(|i| i * i).sum();
+        while let Some(done) = tasks.join_next().await {
+            let (parts, body) = done.unwrap();
+            assert_eq!(parts.status, StatusCode::OK);
+            assert_eq!(body, sum.to_string());
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_flask_views_with_32_clients_neither_stall_rust_routes_nor_grow_memory() {
     bounded(async {
         let flask = AppService::new(import("flask_app:app"));

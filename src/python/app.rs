@@ -110,6 +110,12 @@ impl WsgiApp {
         self.inner.pool.threads()
     }
 
+    /// How many of the threads may run Python on a CPU at once ([`Builder::runners`]);
+    /// `None`: all of them (also when the system cannot tell a waiting thread).
+    pub fn runners(&self) -> Option<usize> {
+        self.inner.pool.runners()
+    }
+
     /// How long the app may go without output ([`Builder::timeout`]); `None`: no limit.
     pub fn timeout(&self) -> Option<Duration> {
         self.inner.timeout
@@ -162,6 +168,7 @@ pub struct Builder {
     python_path: Vec<PathBuf>,
     virtualenv: Option<PathBuf>,
     threads: usize,
+    runners: Option<usize>,
     send_timeout: Duration,
     timeout: Option<Duration>,
     max_queued: Option<usize>,
@@ -186,6 +193,7 @@ impl Builder {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
             threads: DEFAULT_THREADS,
+            runners: None,
             send_timeout: DEFAULT_SEND_TIMEOUT,
             timeout: Some(DEFAULT_TIMEOUT),
             max_queued: Some(DEFAULT_MAX_QUEUED),
@@ -214,6 +222,27 @@ impl Builder {
     /// ones that compute. Defaults to [`DEFAULT_THREADS`] (8); 0 counts as 1.
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = threads;
+        self
+    }
+
+    /// How many of the threads may run Python on a CPU at once; a thread whose request
+    /// waits (for I/O, a sleep, a lock, or the GIL) does not count, so an app that waits
+    /// still has every thread. Python runs one thread at a time: more threads on the CPU
+    /// only hand the GIL to each other. With one process serving the app, a limit of 1
+    /// served a Flask hello 1.12× as fast as with none; with a process per core it served
+    /// it a fifth slower (see the measurements in BENCHMARKS.md), which is why it is not
+    /// the default. Linux only (the states are read from `/proc`); elsewhere, and by
+    /// default (`None`), every thread may run. 0 counts as 1.
+    ///
+    /// ```no_run
+    /// use towergate::python::WsgiApp;
+    ///
+    /// let app = WsgiApp::builder().runners(1).import("mysite.wsgi:application")?;
+    /// assert_eq!(app.runners(), Some(1));
+    /// # Ok::<(), towergate::python::ImportError>(())
+    /// ```
+    pub fn runners(mut self, runners: impl Into<Option<usize>>) -> Self {
+        self.runners = runners.into();
         self
     }
 
@@ -334,7 +363,7 @@ impl Builder {
         if !callable {
             return Err(ImportError::new(format!("{name} is not callable")));
         }
-        let pool = Pool::new(self.threads)
+        let pool = Pool::new(self.threads, self.runners)
             .map_err(|e| ImportError::new(format!("cannot start the Python threads: {e}")))?;
         Ok(WsgiApp {
             inner: Arc::new(Inner {

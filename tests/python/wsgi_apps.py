@@ -270,3 +270,25 @@ def chatty(environ, start_response):
         print("x" * 1023, flush=True)
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"printed"]
+
+
+TOGETHER = threading.Barrier(4, timeout=20)
+
+
+def together(environ, start_response):
+    """Answers "together" once four requests are in the app at once, "alone" if they never
+    are within 20 s: each waits for the others."""
+    try:
+        TOGETHER.wait()
+        body = b"together"
+    except threading.BrokenBarrierError:
+        body = b"alone"
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+
+
+def spin(environ, start_response):
+    """Computes for a while, holding the GIL (and the CPU) but for Python's switches."""
+    total = sum(i * i for i in range(int(environ.get("QUERY_STRING") or "100000")))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(total).encode()]

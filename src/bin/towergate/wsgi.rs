@@ -37,6 +37,12 @@ pub(crate) struct WsgiArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_THREADS as u16,
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: u16,
+    /// How many of the threads may run Python on a CPU at once (threads waiting for I/O or
+    /// the GIL do not count), or `all`. Defaults to 1 with one worker, where it saves the
+    /// threads from handing the GIL to each other at every request, and to all with
+    /// --workers above 1, where it measured slower. Linux only; elsewhere all.
+    #[arg(long, value_name = "N|all", value_parser = parse_runners)]
+    runners: Option<Runners>,
     /// How long the app may go without output, in seconds: to its response's head (then
     /// 504 Gateway Timeout, or 408 Request Timeout when the app waited for a request body
     /// that stopped arriving), then between two pieces of its body (then the response is
@@ -76,6 +82,20 @@ pub(crate) struct WsgiArgs {
     /// the address of the socket on descriptor 0.
     #[arg(long = "worker-of", value_name = "PID", hide = true)]
     worker_of: Option<u32>,
+}
+
+/// `--runners`: a number of threads, or all of them.
+#[derive(Clone, Copy, Debug)]
+struct Runners(Option<usize>);
+
+fn parse_runners(value: &str) -> Result<Runners, String> {
+    if value == "all" {
+        return Ok(Runners(None));
+    }
+    match value.parse() {
+        Ok(n) if n > 0 => Ok(Runners(Some(n))),
+        _ => Err(format!("expected a number above 0 or `all`, got {value:?}")),
+    }
 }
 
 fn parse_prefix(value: &str) -> Result<String, String> {
@@ -146,8 +166,13 @@ fn serve(args: &WsgiArgs, inherited: Option<std::net::TcpListener>) -> ExitCode 
     let Some(runtime) = crate::runtime(inherited.is_none()) else {
         return ExitCode::FAILURE;
     };
+    // A worker (of --workers above 1) has all its threads run by default.
+    let runners = args
+        .runners
+        .map_or(inherited.is_none().then_some(1), |Runners(n)| n);
     let mut builder = WsgiApp::builder()
         .threads(usize::from(args.threads))
+        .runners(runners)
         .timeout(args.timeout)
         .send_timeout(args.send_timeout)
         .max_queued(args.max_queued);
