@@ -229,10 +229,10 @@ impl Builder {
     /// waits (for I/O, a sleep, a lock, or the GIL) does not count, so an app that waits
     /// still has every thread. Python runs one thread at a time: more threads on the CPU
     /// only hand the GIL to each other. With one process serving the app, a limit of 1
-    /// served a Flask hello 1.12× as fast as with none; with a process per core it served
-    /// it a fifth slower (see the measurements in BENCHMARKS.md), which is why it is not
-    /// the default. Linux only (the states are read from `/proc`); elsewhere, and by
-    /// default (`None`), every thread may run. 0 counts as 1.
+    /// served a Flask hello about 1.1× as fast as with none; with a process per core it
+    /// served it a sixth to a quarter slower (see the measurements in BENCHMARKS.md),
+    /// which is why it is not the default. Linux only (the states are read from `/proc`);
+    /// elsewhere, and by default (`None`), every thread may run. 0 counts as 1.
     ///
     /// ```no_run
     /// use towergate::python::WsgiApp;

@@ -46,12 +46,13 @@ pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 /// thread, which may wait soon). While the limit holds jobs back, one idle thread watches:
 /// it looks again every [`WATCH`], and starts a job as soon as a runner waits.
 ///
-/// Measured with one process (a multi-threaded runtime; `bench/ab_wsgi.sh`), a limit of one
-/// runner served a Flask hello at 1.12× Granian against 1.0× without it, and an app that
-/// sleeps 5 ms a request at the same rate as without it; a plain hello gained nothing.
-/// With a process per core (one runtime thread each) the limit costs a fifth of Flask's
-/// throughput: the runtime and the one Python thread then wake each other at every
-/// request, 2.0 context switches a request against 1.1.
+/// Measured with one process (a multi-threaded runtime; interleaved `wrk` rounds, in
+/// BENCHMARKS.md, 2026-12-02), a limit of one runner served a Flask hello at 1.12× Granian
+/// against 1.0× without it, and an app that sleeps 5 ms a request at the same rate as
+/// without it; a plain hello gained nothing. With a process per core (one runtime thread
+/// each) the limit costs a sixth to a quarter of Flask's throughput: the runtime and the
+/// one Python thread then wake each other at every request, 2.0 context switches a request
+/// against 1.1.
 ///
 /// The threads stop when the last handle to the pool is dropped and the queue is empty.
 #[derive(Clone)]
