@@ -1770,6 +1770,44 @@ mod cli {
         );
     }
 
+    #[tokio::test]
+    async fn towergate_wsgi_runners_default_to_one_yet_requests_that_wait_have_every_thread() {
+        let output = towergate()
+            .args(["wsgi", "wsgi_apps:hello", "--runners", "0"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.starts_with(
+                "error: invalid value '0' for '--runners <N|all>': expected a number above 0 or `all`, got \"0\"\n"
+            ),
+            "{stderr}"
+        );
+        // One process: one runner by default; four requests that wait for each other all
+        // get in (see `with_one_runner_requests_that_wait_still_have_every_thread`).
+        for args in [
+            &["--threads", "4"][..],
+            &["--threads", "4", "--runners", "all"],
+        ] {
+            let (mut running, addr) = serving("wsgi_apps:together", args).await;
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..4 {
+                tasks.spawn(async move { get(addr, "/").await });
+            }
+            bounded(async {
+                while let Some(done) = tasks.join_next().await {
+                    let (parts, body) = done.unwrap();
+                    assert_eq!(parts.status, StatusCode::OK);
+                    assert_eq!(body, "together", "{args:?}");
+                }
+            })
+            .await;
+            let status = running.terminate();
+            assert!(status.success(), "{status}");
+        }
+    }
+
     #[test]
     fn towergate_wsgi_with_a_broken_import_exits_with_the_reason() {
         let output = towergate()
