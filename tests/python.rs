@@ -1791,18 +1791,7 @@ mod cli {
             &["--threads", "4", "--runners", "all"],
         ] {
             let (mut running, addr) = serving("wsgi_apps:together", args).await;
-            let mut tasks = tokio::task::JoinSet::new();
-            for _ in 0..4 {
-                tasks.spawn(async move { get(addr, "/").await });
-            }
-            bounded(async {
-                while let Some(done) = tasks.join_next().await {
-                    let (parts, body) = done.unwrap();
-                    assert_eq!(parts.status, StatusCode::OK);
-                    assert_eq!(body, "together", "{args:?}");
-                }
-            })
-            .await;
+            bounded(all_four_together(addr)).await;
             let status = running.terminate();
             assert!(status.success(), "{status}");
         }
@@ -1856,6 +1845,21 @@ async fn load(addr: SocketAddr, clients: usize, each: usize, path: &str) {
     }
 }
 
+/// Four requests at once to `wsgi_apps:together` at `addr`, each of which waits in the app
+/// until all four are in: one runner at a time would never get them there, a thread that
+/// waits does not count. Each must answer "together".
+async fn all_four_together(addr: SocketAddr) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        tasks.spawn(async move { get(addr, "/").await });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let (parts, body) = done.unwrap();
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(body, "together");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_one_runner_requests_that_wait_still_have_every_thread() {
     bounded(async {
@@ -1870,17 +1874,7 @@ async fn with_one_runner_requests_that_wait_still_have_every_thread() {
         let together = app("wsgi_apps:together");
         assert_eq!(together.runners(), Some(1));
         let (addr, _server) = serve_app(together, "").await;
-        // Each request waits in the app until all four are in: one runner at a time would
-        // never get them there, a thread that waits does not count.
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..4 {
-            tasks.spawn(async move { get(addr, "/").await });
-        }
-        while let Some(done) = tasks.join_next().await {
-            let (parts, body) = done.unwrap();
-            assert_eq!(parts.status, StatusCode::OK);
-            assert_eq!(body, "together");
-        }
+        all_four_together(addr).await;
 
         // Requests that compute, more than the threads, all get their answers.
         let (addr, _server) = serve_app(app("wsgi_apps:spin"), "").await;

@@ -59,14 +59,13 @@ pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 pub(crate) struct Pool {
     handle: Arc<Handle>,
     threads: usize,
-    runners: Option<usize>,
 }
 
 impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
             .field("threads", &self.threads)
-            .field("runners", &self.runners)
+            .field("runners", &self.handle.0.runners)
             .finish_non_exhaustive()
     }
 }
@@ -92,16 +91,17 @@ struct State {
     waking: bool,
     /// Every handle is gone: the threads finish the queue and stop.
     closed: bool,
-    /// Each thread, with a limit of runners (else empty).
+    /// Each thread.
     threads: Vec<Runner>,
     /// A thread watches the running jobs, queued jobs being held back by the limit.
     watching: bool,
 }
 
-/// A thread of a pool with a limit of runners.
+/// A thread of the pool.
 #[derive(Default)]
 struct Runner {
-    /// The thread's record of its state, once the thread has started.
+    /// The thread's record of its state, once the thread has started (with a limit of
+    /// runners only).
     stat: Option<cpu::Stat>,
     /// Runs a job.
     busy: bool,
@@ -210,9 +210,7 @@ impl Pool {
                 looking: 0,
                 waking: false,
                 closed: false,
-                threads: (0..if runners.is_some() { threads } else { 0 })
-                    .map(|_| Runner::default())
-                    .collect(),
+                threads: (0..threads).map(|_| Runner::default()).collect(),
                 watching: false,
             }),
             available: Condvar::new(),
@@ -228,7 +226,6 @@ impl Pool {
         Ok(Pool {
             handle: Arc::new(Handle(shared)),
             threads,
-            runners,
         })
     }
 
@@ -239,7 +236,7 @@ impl Pool {
 
     /// How many threads may run jobs on a CPU at once (`None`: all).
     pub(crate) fn runners(&self) -> Option<usize> {
-        self.runners
+        self.handle.0.runners
     }
 
     /// Queues `job`; it runs when a thread is free.
@@ -292,9 +289,7 @@ fn take_jobs(shared: &Shared, me: usize) {
         let may_start = state.closed || state.may_start(runners);
         if let Some(job) = may_start.then(|| state.jobs.pop_front()).flatten() {
             shared.count(&state);
-            if runners.is_some() {
-                (state.threads[me].busy, state.threads[me].seen) = (true, None);
-            }
+            (state.threads[me].busy, state.threads[me].seen) = (true, None);
             // More jobs wait: pass them on to one more thread.
             let wake = state.wake_one(runners);
             drop(state);
@@ -304,9 +299,7 @@ fn take_jobs(shared: &Shared, me: usize) {
             // A panic in a job is the job's to report; the thread serves the next one.
             drop(catch_unwind(AssertUnwindSafe(job)));
             state = shared.lock();
-            if runners.is_some() {
-                state.threads[me].busy = false;
-            }
+            state.threads[me].busy = false;
             continue;
         }
         if state.closed && state.jobs.is_empty() {
