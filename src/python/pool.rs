@@ -43,8 +43,10 @@ pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 /// threads on the CPU only hand the GIL over among them, at every request. Linux tells a
 /// thread's state in `/proc/thread-self/stat` (`R`, or `S` when it waits); a read costs
 /// about 5 us, so a state is read again only after [`WATCH`] (a tenth of it for a running
-/// thread, which may wait soon). While the limit holds jobs back, one idle thread watches:
-/// it looks again every [`WATCH`], and starts a job as soon as a runner waits.
+/// thread, which may wait soon). A thread that starts a job is on a CPU: it counts as
+/// running for that tenth without a read, so that short jobs (most requests) cost no read
+/// at all. While the limit holds jobs back, one idle thread watches: it looks again every
+/// [`WATCH`], and starts a job as soon as a runner waits.
 ///
 /// Measured with one process (a multi-threaded runtime; interleaved `wrk` rounds, in
 /// BENCHMARKS.md, 2026-12-02), a limit of one runner served a Flask hello at 1.12× Granian
@@ -289,7 +291,9 @@ fn take_jobs(shared: &Shared, me: usize) {
         let may_start = state.closed || state.may_start(runners);
         if let Some(job) = may_start.then(|| state.jobs.pop_front()).flatten() {
             shared.count(&state);
-            (state.threads[me].busy, state.threads[me].seen) = (true, None);
+            // This thread is on a CPU now: no need to read its record for a while.
+            let seen = runners.map(|_| (true, Instant::now()));
+            (state.threads[me].busy, state.threads[me].seen) = (true, seen);
             // More jobs wait: pass them on to one more thread.
             let wake = state.wake_one(runners);
             drop(state);
