@@ -51,10 +51,12 @@ pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 /// Measured with one process (a multi-threaded runtime; interleaved `wrk` rounds, in
 /// BENCHMARKS.md, 2026-12-02), a limit of one runner served a Flask hello at 1.12× Granian
 /// against 1.0× without it, and an app that sleeps 5 ms a request at the same rate as
-/// without it; a plain hello gained nothing. With a process per core (one runtime thread
-/// each) the limit costs a sixth to a quarter of Flask's throughput: the runtime and the
-/// one Python thread then wake each other at every request, 2.0 context switches a request
-/// against 1.1.
+/// without it. A plain hello gained once a starting job no longer cost a read (0.34 reads
+/// a request before, 0.01 after): 35–39k req/s against 33–34k without the limit, and 32.5
+/// us of server CPU a request against Granian's 36.5. With a process per core (one runtime
+/// thread each) the limit costs a sixth to a quarter of Flask's throughput: the runtime
+/// and the one Python thread then wake each other at every request, 2.0 context switches
+/// a request against 1.1.
 ///
 /// The threads stop when the last handle to the pool is dropped and the queue is empty.
 #[derive(Clone)]
