@@ -1771,7 +1771,7 @@ mod cli {
     }
 
     #[tokio::test]
-    async fn towergate_wsgi_runners_default_to_one_yet_requests_that_wait_have_every_thread() {
+    async fn towergate_wsgi_with_one_runner_or_all_requests_that_wait_have_every_thread() {
         let output = towergate()
             .args(["wsgi", "wsgi_apps:hello", "--runners", "0"])
             .output()
@@ -1784,11 +1784,11 @@ mod cli {
             ),
             "{stderr}"
         );
-        // One process: one runner by default; four requests that wait for each other all
-        // get in (see `with_one_runner_requests_that_wait_still_have_every_thread`).
+        // With one runner, as with all (the default), four requests that wait for each other
+        // all get in (see `with_one_runner_requests_that_wait_still_have_every_thread`).
         for args in [
             &["--threads", "4"][..],
-            &["--threads", "4", "--runners", "all"],
+            &["--threads", "4", "--runners", "1"],
         ] {
             let (mut running, addr) = serving("wsgi_apps:together", args).await;
             bounded(all_four_together(addr)).await;

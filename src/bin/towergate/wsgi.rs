@@ -38,9 +38,11 @@ pub(crate) struct WsgiArgs {
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: u16,
     /// How many of the threads may run Python on a CPU at once (threads waiting for I/O or
-    /// the GIL do not count), or `all`. Defaults to 1 with one worker, where it saves the
-    /// threads from handing the GIL to each other at every request, and to all with
-    /// --workers above 1, where it measured slower. Linux only; elsewhere all.
+    /// the GIL do not count), or `all` (the default). With one worker, 1 suits an app that
+    /// computes: its threads no longer hand the GIL to each other at every request (a Flask
+    /// hello served about 1.2× as much). It slows an app whose requests wait briefly (a
+    /// database query, a cache lookup: under a millisecond), and every app with --workers
+    /// above 1. Linux only; elsewhere all.
     #[arg(long, value_name = "N|all", value_parser = parse_runners)]
     runners: Option<Runners>,
     /// How long the app may go without output, in seconds: to its response's head (then
@@ -166,13 +168,9 @@ fn serve(args: &WsgiArgs, inherited: Option<std::net::TcpListener>) -> ExitCode 
     let Some(runtime) = crate::runtime(inherited.is_none()) else {
         return ExitCode::FAILURE;
     };
-    // A worker (of --workers above 1) has all its threads run by default.
-    let runners = args
-        .runners
-        .map_or(inherited.is_none().then_some(1), |Runners(n)| n);
     let mut builder = WsgiApp::builder()
         .threads(usize::from(args.threads))
-        .runners(runners)
+        .runners(args.runners.and_then(|Runners(n)| n))
         .timeout(args.timeout)
         .send_timeout(args.send_timeout)
         .max_queued(args.max_queued);
