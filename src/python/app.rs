@@ -231,13 +231,12 @@ impl Builder {
     /// only hand the GIL to each other. With one process serving the app, a limit of 1
     /// served a Flask hello 1.1× to 1.3× as fast as with none; with a process per core it
     /// served it a sixth to a quarter slower (see the measurements in BENCHMARKS.md). A
-    /// waiting runner is noticed within 50 us to
-    /// 1 ms, so an app whose requests wait briefly (under a millisecond: a database query,
-    /// a cache lookup) serves less with a limit: one that sleeps 0.2 ms a request, about
-    /// 13k requests a second against 20–24k without one; one that computes around two
-    /// such waits, about a sixth less. Hence no limit by default (`None`: every thread may
-    /// run), here and in `towergate wsgi`. Linux only (the states are read from `/proc`);
-    /// elsewhere every thread runs. 0 counts as 1.
+    /// waiting runner is noticed within 50 us to 1 ms, so an app whose requests wait
+    /// briefly (under a millisecond: a database query, a cache lookup) serves less with a
+    /// limit: one that sleeps 0.2 ms a request, about 13k requests a second against 20–24k
+    /// without one; one that computes around two such waits, about a sixth less. Hence no
+    /// limit by default (`None`: every thread may run), here and in `towergate wsgi`. Linux
+    /// only (the states are read from `/proc`); elsewhere every thread runs. 0 counts as 1.
     ///
     /// ```no_run
     /// use towergate::python::WsgiApp;
