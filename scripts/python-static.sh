@@ -11,7 +11,10 @@
 # own `python3` executable, which links the interpreter statically and without
 # position-independent code (Debian's does; see BENCHMARKS.md). Linking the same static
 # library (`libpython3.X.a`, from the python3.X-dev package on Debian) into a non-PIE Rust
-# program gives it that speed.
+# program gives it that speed for most code (a Flask request through its test client:
+# 193-216 us in both), though not all: `sum(range(3000))` ran 1.4x slower than in
+# /usr/bin/python3 (Debian 12), whose build is optimized further than the library's
+# (BENCHMARKS.md, 2026-12-02).
 #
 # What it sets:
 # - PYO3_CONFIG_FILE: a PyO3 build configuration (written under target/python-static/)
