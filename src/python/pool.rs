@@ -112,8 +112,6 @@ struct State {
     /// How long the watcher waits between two looks, from [`WATCH_MIN`] to [`WATCH`]; a
     /// state seen running is trusted for a tenth of it.
     period: Duration,
-    /// A look read a busy thread's record and found it waiting.
-    found_waiting: bool,
 }
 
 /// A thread of the pool.
@@ -186,7 +184,6 @@ impl State {
             threads: (0..threads).map(|_| Runner::default()).collect(),
             watching: false,
             period: WATCH,
-            found_waiting: false,
         }
     }
 
@@ -205,11 +202,11 @@ impl State {
     /// A look of the thread that watches: whether a thread may start a job, the wait until
     /// the next look adapted to what it found (see [`watch`]).
     fn look(&mut self, runners: Option<usize>) -> bool {
-        self.found_waiting = false;
-        let may_start = self.may_start(runners);
+        let mut found_waiting = false;
+        let may_start = self.may_start_noting(runners, &mut found_waiting);
         if !may_start {
             self.period = (self.period + WATCH_MIN).min(WATCH);
-        } else if self.found_waiting {
+        } else if found_waiting {
             self.period = (self.period / 2).max(WATCH_MIN);
         }
         may_start
@@ -219,9 +216,15 @@ impl State {
     /// (or are ready to). A thread whose job waits (for I/O, a sleep, a lock or the GIL)
     /// does not count.
     fn may_start(&mut self, runners: Option<usize>) -> bool {
+        self.may_start_noting(runners, &mut false)
+    }
+
+    /// [`may_start`](Self::may_start), setting `found_waiting` when a busy thread's record
+    /// was read and showed it waiting.
+    fn may_start_noting(&mut self, runners: Option<usize>, found_waiting: &mut bool) -> bool {
         runners.is_none_or(|runners| {
             let now = Instant::now();
-            let (period, found_waiting) = (self.period, &mut self.found_waiting);
+            let period = self.period;
             let mut running = self
                 .threads
                 .iter_mut()
