@@ -1154,6 +1154,13 @@ mod cli {
         command
     }
 
+    /// Runs `towergate ARGS` to its end, which must be exit code `code`; its standard error.
+    fn exits(code: i32, args: &[&str]) -> String {
+        let output = towergate().args(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(code));
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
     /// `towergate wsgi TARGET`, the test apps on its Python path, on 127.0.0.1:`port`; a
     /// test adds its options.
     fn wsgi(target: &str, port: u16) -> Command {
@@ -1731,19 +1738,17 @@ mod cli {
 
     #[test]
     fn towergate_wsgi_workers_with_a_broken_import_stop_with_the_reason() {
-        let output = towergate()
-            .args([
+        let stderr = exits(
+            1,
+            &[
                 "wsgi",
                 "no_such_module:app",
                 "--workers",
                 "2",
                 "--addr",
                 "127.0.0.1:0",
-            ])
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(1));
-        let stderr = String::from_utf8_lossy(&output.stderr);
+            ],
+        );
         assert!(
             stderr.contains(
                 "towergate wsgi: cannot import no_such_module: ModuleNotFoundError: No module named 'no_such_module'\n"
@@ -1758,26 +1763,16 @@ mod cli {
 
     #[test]
     fn towergate_wsgi_worker_of_refuses_a_descriptor_0_that_is_not_its_parents_socket() {
-        let output = towergate()
-            .args(["wsgi", "wsgi_apps:hello", "--worker-of"])
-            .arg(std::process::id().to_string())
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(1));
+        let pid = std::process::id().to_string();
         assert_eq!(
-            String::from_utf8_lossy(&output.stderr),
+            exits(1, &["wsgi", "wsgi_apps:hello", "--worker-of", &pid]),
             "towergate wsgi: --worker-of: descriptor 0 is not the address socket of `towergate wsgi --workers` (the option is for the workers it starts)\n"
         );
     }
 
     #[tokio::test]
     async fn towergate_wsgi_with_one_runner_or_all_requests_that_wait_have_every_thread() {
-        let output = towergate()
-            .args(["wsgi", "wsgi_apps:hello", "--runners", "0"])
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(2));
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = exits(2, &["wsgi", "wsgi_apps:hello", "--runners", "0"]);
         assert!(
             stderr.starts_with(
                 "error: invalid value '0' for '--runners <N|all>': expected a number above 0 or `all`, got \"0\"\n"
@@ -1799,12 +1794,7 @@ mod cli {
 
     #[test]
     fn towergate_wsgi_with_a_broken_import_exits_with_the_reason() {
-        let output = towergate()
-            .args(["wsgi", "no_such_module:app"])
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(1));
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = exits(1, &["wsgi", "no_such_module:app"]);
         assert!(
             stderr.ends_with(
                 "towergate wsgi: cannot import no_such_module: ModuleNotFoundError: No module named 'no_such_module'\n"
