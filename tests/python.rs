@@ -1771,19 +1771,18 @@ mod cli {
     }
 
     #[tokio::test]
-    async fn towergate_wsgi_with_one_runner_or_all_requests_that_wait_have_every_thread() {
-        let stderr = exits(2, &["wsgi", "wsgi_apps:hello", "--runners", "0"]);
+    async fn towergate_wsgi_keeping_the_gil_or_not_requests_that_wait_have_every_thread() {
+        let stderr = exits(2, &["wsgi", "wsgi_apps:hello", "--keep-gil", "maybe"]);
         assert!(
-            stderr.starts_with(
-                "error: invalid value '0' for '--runners <N|all>': expected a number above 0 or `all`, got \"0\"\n"
-            ),
+            stderr.starts_with("error: invalid value 'maybe' for '--keep-gil <BOOL>'"),
             "{stderr}"
         );
-        // With one runner, as with all (the default), four requests that wait for each other
-        // all get in (see `with_one_runner_requests_that_wait_still_have_every_thread`).
+        // Keeping the GIL (the default with one worker) or not, four requests that wait for
+        // each other all get in (see `keeping_the_gil_requests_that_wait_still_have_every_thread`).
         for args in [
             &["--threads", "4"][..],
-            &["--threads", "4", "--runners", "1"],
+            &["--threads", "4", "--keep-gil", "false"],
+            &["--threads", "4", "--keep-gil", "yes"],
         ] {
             let (mut running, addr) = serving("wsgi_apps:together", args).await;
             bounded(all_four_together(addr)).await;
@@ -1836,8 +1835,8 @@ async fn load(addr: SocketAddr, clients: usize, each: usize, path: &str) {
 }
 
 /// Four requests at once to `wsgi_apps:together` at `addr`, each of which waits in the app
-/// until all four are in: one runner at a time would never get them there, a thread that
-/// waits does not count. Each must answer "together".
+/// until all four are in: were a thread that keeps the GIL to hold the queued requests back
+/// while its own waits, they would never all get there. Each must answer "together".
 async fn all_four_together(addr: SocketAddr) {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..4 {
@@ -1851,18 +1850,17 @@ async fn all_four_together(addr: SocketAddr) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_one_runner_requests_that_wait_still_have_every_thread() {
+async fn keeping_the_gil_requests_that_wait_still_have_every_thread() {
     bounded(async {
         let app = |target| {
             WsgiApp::builder()
                 .python_path(apps_dir())
                 .threads(4)
-                .runners(1)
                 .import(target)
                 .unwrap()
         };
         let together = app("wsgi_apps:together");
-        assert_eq!(together.runners(), Some(1));
+        assert!(together.keeps_gil(), "the default");
         let (addr, _server) = serve_app(together, "").await;
         all_four_together(addr).await;
 

@@ -110,10 +110,10 @@ impl WsgiApp {
         self.inner.pool.threads()
     }
 
-    /// How many of the threads may run Python on a CPU at once ([`Builder::runners`]);
-    /// `None`: all of them (also when the system cannot tell a waiting thread).
-    pub fn runners(&self) -> Option<usize> {
-        self.inner.pool.runners()
+    /// Whether a thread keeps the GIL from one queued request to the next
+    /// ([`Builder::keep_gil`]).
+    pub fn keeps_gil(&self) -> bool {
+        self.inner.pool.keeps_gil()
     }
 
     /// How long the app may go without output ([`Builder::timeout`]); `None`: no limit.
@@ -168,7 +168,7 @@ pub struct Builder {
     python_path: Vec<PathBuf>,
     virtualenv: Option<PathBuf>,
     threads: usize,
-    runners: Option<usize>,
+    keep_gil: bool,
     send_timeout: Duration,
     timeout: Option<Duration>,
     max_queued: Option<usize>,
@@ -193,7 +193,7 @@ impl Builder {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
             threads: DEFAULT_THREADS,
-            runners: None,
+            keep_gil: true,
             send_timeout: DEFAULT_SEND_TIMEOUT,
             timeout: Some(DEFAULT_TIMEOUT),
             max_queued: Some(DEFAULT_MAX_QUEUED),
@@ -225,28 +225,35 @@ impl Builder {
         self
     }
 
-    /// How many of the threads may run Python on a CPU at once; a thread whose request
-    /// waits (for I/O, a sleep, a lock, or the GIL) does not count, so an app that waits
-    /// still has every thread. Python runs one thread at a time: more threads on the CPU
-    /// only hand the GIL to each other. With one process serving the app, a limit of 1
-    /// served a Flask hello 1.1× to 1.3× as fast as with none; with a process per core it
-    /// served it a sixth to a quarter slower (see the measurements in BENCHMARKS.md). A
-    /// waiting runner is noticed within 50 us to 1 ms, so an app whose requests wait
-    /// briefly (under a millisecond: a database query, a cache lookup) serves less with a
-    /// limit: one that sleeps 0.2 ms a request, about 13k requests a second against 20–24k
-    /// without one; one that computes around two such waits, about a sixth less. Hence no
-    /// limit by default (`None`: every thread may run), here and in `towergate wsgi`. Linux
-    /// only (the states are read from `/proc`); elsewhere every thread runs. 0 counts as 1.
+    /// Whether a thread that finishes a request goes on with the next queued one without
+    /// letting go of the GIL. Defaults to `true`.
+    ///
+    /// With `true`, requests are taken under the GIL. While requests wait, one idle thread
+    /// waits for the GIL without a request; it gets the GIL as soon as the running thread
+    /// waits (for I/O, a sleep, a lock, C code that lets go of the GIL), or when Python
+    /// makes that thread let go (every `sys.getswitchinterval()`, 5 ms), and takes the
+    /// queue over. An app that computes then runs its requests one after the other on one
+    /// thread, with no GIL hand-over between them; an app that waits has as many threads
+    /// running as it needs, at once.
+    ///
+    /// With `false`, every thread that takes a request then waits for the GIL with it, and
+    /// the GIL changes hands between requests, as in Granian and gunicorn's threads.
+    ///
+    /// Measured with one process on a multi-threaded runtime (BENCHMARKS.md, 2026-12-02):
+    /// `true` served a Flask hello at 1.25× Granian against 0.92× with `false`, a plain
+    /// hello at 1.05× against 0.91×, and an app that sleeps 0.2 ms a request as fast. With
+    /// a process per core, each on a current-thread runtime, `false` served Flask 1.2× as
+    /// fast as `true`: `towergate wsgi` keeps the GIL only with one process.
     ///
     /// ```no_run
     /// use towergate::python::WsgiApp;
     ///
-    /// let app = WsgiApp::builder().runners(1).import("mysite.wsgi:application")?;
-    /// assert_eq!(app.runners(), Some(1));
+    /// let app = WsgiApp::builder().keep_gil(false).import("mysite.wsgi:application")?;
+    /// assert!(!app.keeps_gil());
     /// # Ok::<(), towergate::python::ImportError>(())
     /// ```
-    pub fn runners(mut self, runners: impl Into<Option<usize>>) -> Self {
-        self.runners = runners.into();
+    pub fn keep_gil(mut self, keep: bool) -> Self {
+        self.keep_gil = keep;
         self
     }
 
@@ -367,7 +374,7 @@ impl Builder {
         if !callable {
             return Err(ImportError::new(format!("{name} is not callable")));
         }
-        let pool = Pool::new(self.threads, self.runners)
+        let pool = Pool::new(self.threads, self.keep_gil)
             .map_err(|e| ImportError::new(format!("cannot start the Python threads: {e}")))?;
         Ok(WsgiApp {
             inner: Arc::new(Inner {

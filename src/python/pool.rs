@@ -5,20 +5,10 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
 
 /// How many times a thread that finds no job yields its core, looking out for one, before
 /// it sleeps (see [`Pool`]).
 const LOOK_OUT: usize = 3;
-
-/// The longest a thread that watches the running jobs waits between two looks at their
-/// threads' states, and how long a thread seen waiting counts as waiting (see [`Pool`]).
-const WATCH: Duration = Duration::from_millis(1);
-
-/// The shortest wait between two looks of a thread that watches the running jobs: when
-/// runners are often found waiting (an app whose requests wait briefly, for a quick
-/// database query say), the watcher looks this often (see [`Pool`]).
-const WATCH_MIN: Duration = Duration::from_micros(50);
 
 /// A unit of work for a Python thread.
 pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -31,42 +21,37 @@ pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 /// [`LOOK_OUT`] times, watching the length of the queue, and only then sleeps. An idle
 /// thread is woken only when a job finds no thread free or looking out, and only one at a
 /// time: the woken thread wakes the next if more jobs wait. A burst of jobs is so taken by
-/// the threads one after the other rather than by all of them at once, which would queue
-/// them for the GIL.
+/// the threads one after the other rather than by all of them at once.
 ///
 /// Measured under load (a hello app, two `towergate wsgi` workers, each with one runtime
 /// thread): without the look-out, most requests cost a futex wake and a context switch
 /// (0.53 futex calls and 0.58 context switches a request, against 0.08–0.10 and 0.27–0.29
-/// with it), and throughput fell by a sixth (0.85× Granian against 1.02×). With a
-/// multi-threaded runtime (one process) it changes nothing measurable. A condition variable
-/// woken for every job cost 8 to 10 us more CPU per request; one thread waiting at a
-/// channel with the others behind its lock made more futex calls and context switches.
+/// with it), and throughput fell by a sixth. A condition variable woken for every job cost
+/// 8 to 10 us more CPU per request; one thread waiting at a channel with the others behind
+/// its lock made more futex calls and context switches.
 ///
-/// With a limit of runners, a thread starts a job only while fewer than that many of the
-/// others run theirs on a CPU (or are ready to): a thread whose job waits, for I/O, a
-/// sleep, a lock or the GIL, does not count. Python runs one thread at a time; more
-/// threads on the CPU only hand the GIL over among them, at every request. Linux tells a
-/// thread's state in `/proc/thread-self/stat` (`R`, or `S` when it waits); a read costs
-/// about 5 us, so a state is read again only after [`WATCH`] for a waiting thread, and
-/// after a tenth of the watcher's wait (below) for a running one, which may wait soon. A
-/// thread that starts a job is on a CPU: it counts as running for that tenth without a
-/// read, so that short jobs (most requests) cost no read at all. While the limit holds
-/// jobs back, one idle thread watches: it looks again after a while, and starts a job as
-/// soon as a runner waits. The while adapts (see [`watch`]): a millisecond ([`WATCH`]) for
-/// an app that computes, down to 50 us ([`WATCH_MIN`]) for one whose runners are often
-/// found waiting. An app whose requests mostly wait briefly still loses with a limit: one
-/// that sleeps 0.2 ms a request served 13–14k requests a second, against 6.3k with a
-/// fixed millisecond and 20–24k without a limit.
+/// # Keeping the GIL
 ///
-/// Measured with one process (a multi-threaded runtime; interleaved `wrk` rounds, in
-/// BENCHMARKS.md, 2026-12-02), a limit of one runner served a Flask hello at 1.12× Granian
-/// against 1.0× without it, and an app that sleeps 5 ms a request at the same rate as
-/// without it. A plain hello gained once a starting job no longer cost a read (0.34 reads
-/// a request before, 0.01 after): 35–39k req/s against 33–34k without the limit, and 32.5
-/// us of server CPU a request against Granian's 36.5. With a process per core (one runtime
-/// thread each) the limit costs a sixth to a quarter of Flask's throughput: the runtime
-/// and the one Python thread then wake each other at every request, 2.0 context switches
-/// a request against 1.1.
+/// With `keep_gil`, jobs are taken under the GIL: a thread that finishes a job goes on
+/// with the next queued one without letting go of it, and a thread with no GIL takes a job
+/// only once it holds the GIL. While jobs are queued, one idle thread waits for the GIL,
+/// without a job; it gets the GIL as soon as the thread running jobs waits (for I/O, a
+/// sleep, a lock, or C code that lets go of the GIL), or when Python makes it let go
+/// (`sys.getswitchinterval()`, 5 ms), and takes the queue over. So an app that computes
+/// runs its requests one after the other on one thread, with no GIL hand-over between them,
+/// and an app whose requests wait has as many threads running as it needs, at once. A job
+/// runs attached to the interpreter: one that waits for something must detach first
+/// (`py.detach`), or no other job runs meanwhile.
+///
+/// Without it, every thread that takes a job then waits for the GIL with it, and the GIL
+/// changes hands between jobs, as in Granian and gunicorn's threads.
+///
+/// Measured with one process (a multi-threaded runtime; interleaved `wrk` rounds in
+/// BENCHMARKS.md, 2026-12-02), keeping the GIL served a Flask hello at 9.8k requests a
+/// second against 7.2k without (Granian: 7.8k), a plain hello at 45.7k against 39.6k
+/// (43.3k), and an app that sleeps 0.2 ms a request at 21k against 19–21k. With a process
+/// per core (one current-thread runtime each) it served Flask at 14.0k against 17.3k: the
+/// CLI keeps the GIL only with one process.
 ///
 /// The threads stop when the last handle to the pool is dropped and the queue is empty.
 #[derive(Clone)]
@@ -79,7 +64,7 @@ impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
             .field("threads", &self.threads)
-            .field("runners", &self.handle.0.runners)
+            .field("keep_gil", &self.handle.0.keep_gil)
             .finish_non_exhaustive()
     }
 }
@@ -91,8 +76,8 @@ struct Shared {
     available: Condvar,
     /// The length of the queue, for threads looking out without the lock.
     queued: AtomicUsize,
-    /// How many threads may run jobs on a CPU at once (`None`: all).
-    runners: Option<usize>,
+    /// Jobs are taken under the GIL, kept from one to the next (see [`Pool`]).
+    keep_gil: bool,
 }
 
 struct State {
@@ -105,51 +90,9 @@ struct State {
     waking: bool,
     /// Every handle is gone: the threads finish the queue and stop.
     closed: bool,
-    /// Each thread.
-    threads: Vec<Runner>,
-    /// A thread watches the running jobs, queued jobs being held back by the limit.
-    watching: bool,
-    /// How long the watcher waits between two looks, from [`WATCH_MIN`] to [`WATCH`]; a
-    /// state seen running is trusted for a tenth of it.
-    period: Duration,
-}
-
-/// A thread of the pool.
-#[derive(Default)]
-struct Runner {
-    /// The thread's record of its state, once the thread has started (with a limit of
-    /// runners only).
-    stat: Option<cpu::Stat>,
-    /// Runs a job.
-    busy: bool,
-    /// Whether the thread was last seen on a CPU (or ready to be), and when: its record
-    /// is not read at every look (a read costs some microseconds).
-    seen: Option<(bool, Instant)>,
-}
-
-impl Runner {
-    /// Whether the thread runs a job on a CPU (or is ready to); `found_waiting` is set
-    /// when its record was read and showed it waiting. A state seen running is trusted for
-    /// a tenth of `period` (the thread may wait soon), one seen waiting for a [`WATCH`].
-    fn running(&mut self, now: Instant, period: Duration, found_waiting: &mut bool) -> bool {
-        if !self.busy {
-            return false;
-        }
-        match self.seen {
-            Some((running, at))
-                if now.saturating_duration_since(at)
-                    < if running { period / 10 } else { WATCH } =>
-            {
-                running
-            }
-            _ => {
-                let running = self.stat.as_ref().is_some_and(cpu::Stat::running);
-                self.seen = Some((running, now));
-                *found_waiting |= !running;
-                running
-            }
-        }
-    }
+    /// A thread waits for the GIL to take the queued jobs (with `keep_gil`): no other is
+    /// woken meanwhile.
+    gate: bool,
 }
 
 impl Shared {
@@ -171,66 +114,31 @@ impl Shared {
             std::thread::yield_now();
         }
     }
+
+    /// Takes the next queued job, if any, and lets go of the lock; wakes one more thread
+    /// when more jobs wait.
+    fn take(&self, mut state: MutexGuard<'_, State>) -> Option<Job> {
+        let job = state.jobs.pop_front()?;
+        self.count(&state);
+        let wake = state.wake_one();
+        drop(state);
+        if wake {
+            self.available.notify_one();
+        }
+        Some(job)
+    }
 }
 
 impl State {
-    fn new(threads: usize) -> Self {
-        State {
-            jobs: VecDeque::new(),
-            idle: 0,
-            looking: 0,
-            waking: false,
-            closed: false,
-            threads: (0..threads).map(|_| Runner::default()).collect(),
-            watching: false,
-            period: WATCH,
-        }
-    }
-
-    /// Whether to wake an idle thread for the queued jobs (and notes that one is woken): to
-    /// run one, or to watch the running ones when the limit of runners holds jobs back.
-    fn wake_one(&mut self, runners: Option<usize>) -> bool {
+    /// Whether to wake an idle thread for the queued jobs (and notes that one is woken).
+    fn wake_one(&mut self) -> bool {
         let wake = !self.jobs.is_empty()
             && self.idle > 0
             && !self.waking
             && self.looking == 0
-            && (!self.watching || self.may_start(runners));
+            && !self.gate;
         self.waking |= wake;
         wake
-    }
-
-    /// A look of the thread that watches: whether a thread may start a job, the wait until
-    /// the next look adapted to what it found (see [`watch`]).
-    fn look(&mut self, runners: Option<usize>) -> bool {
-        let mut found_waiting = false;
-        let may_start = self.may_start_noting(runners, &mut found_waiting);
-        if !may_start {
-            self.period = (self.period + WATCH_MIN).min(WATCH);
-        } else if found_waiting {
-            self.period = (self.period / 2).max(WATCH_MIN);
-        }
-        may_start
-    }
-
-    /// Whether a thread may start a job: fewer than `runners` threads run jobs on a CPU
-    /// (or are ready to). A thread whose job waits (for I/O, a sleep, a lock or the GIL)
-    /// does not count.
-    fn may_start(&mut self, runners: Option<usize>) -> bool {
-        self.may_start_noting(runners, &mut false)
-    }
-
-    /// [`may_start`](Self::may_start), setting `found_waiting` when a busy thread's record
-    /// was read and showed it waiting.
-    fn may_start_noting(&mut self, runners: Option<usize>, found_waiting: &mut bool) -> bool {
-        runners.is_none_or(|runners| {
-            let now = Instant::now();
-            let period = self.period;
-            let mut running = self
-                .threads
-                .iter_mut()
-                .filter_map(|t| t.running(now, period, found_waiting).then_some(()));
-            running.nth(runners - 1).is_none()
-        })
     }
 }
 
@@ -246,27 +154,29 @@ impl Drop for Handle {
 
 impl Pool {
     /// Starts `threads` threads (at least one), and the interpreter first if it is not
-    /// running yet: the threads attach to it. At most `runners` of them (at least one;
-    /// `None`: all) run jobs on a CPU at once, the others waiting for I/O or the GIL;
-    /// without a record of the threads' states (other systems than Linux), all of them do.
-    pub(crate) fn new(threads: usize, runners: Option<usize>) -> std::io::Result<Self> {
+    /// running yet: the threads attach to it. With `keep_gil`, jobs are taken under the
+    /// GIL, kept from one to the next (see [`Pool`]).
+    pub(crate) fn new(threads: usize, keep_gil: bool) -> std::io::Result<Self> {
         pyo3::Python::initialize();
         let threads = threads.max(1);
-        // Without a record of the threads' states, waiting ones cannot be told.
-        let runners = runners
-            .filter(|_| cpu::stat().is_some())
-            .map(|runners| runners.max(1));
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::new(threads)),
+            state: Mutex::new(State {
+                jobs: VecDeque::new(),
+                idle: 0,
+                looking: 0,
+                waking: false,
+                closed: false,
+                gate: false,
+            }),
             available: Condvar::new(),
             queued: AtomicUsize::new(0),
-            runners,
+            keep_gil,
         });
         for i in 0..threads {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name(format!("towergate-python-{i}"))
-                .spawn(move || work(&shared, i))?;
+                .spawn(move || work(&shared))?;
         }
         Ok(Pool {
             handle: Arc::new(Handle(shared)),
@@ -279,9 +189,9 @@ impl Pool {
         self.threads
     }
 
-    /// How many threads may run jobs on a CPU at once (`None`: all).
-    pub(crate) fn runners(&self) -> Option<usize> {
-        self.handle.0.runners
+    /// Whether jobs are taken under the GIL, kept from one to the next.
+    pub(crate) fn keeps_gil(&self) -> bool {
+        self.handle.0.keep_gil
     }
 
     /// Queues `job`; it runs when a thread is free.
@@ -305,7 +215,7 @@ impl Pool {
         }
         state.jobs.push_back(Box::new(job));
         shared.count(&state);
-        let wake = state.wake_one(shared.runners);
+        let wake = state.wake_one();
         drop(state);
         if wake {
             shared.available.notify_one();
@@ -319,44 +229,42 @@ impl Pool {
 /// The thread attaches to the interpreter once and stays known to it, detached between
 /// jobs: each job's `Python::attach` then only takes the GIL. Without this, every job would
 /// create and destroy a Python thread state (with its frame stack, mapped and unmapped).
-fn work(shared: &Shared, me: usize) {
-    if shared.runners.is_some() {
-        let stat = cpu::stat();
-        shared.lock().threads[me].stat = stat;
-    }
-    pyo3::Python::attach(|py| py.detach(|| take_jobs(shared, me)));
+fn work(shared: &Shared) {
+    pyo3::Python::attach(|py| py.detach(|| take_jobs(shared)));
 }
 
-fn take_jobs(shared: &Shared, me: usize) {
-    let runners = shared.runners;
+fn take_jobs(shared: &Shared) {
     let mut state = shared.lock();
     loop {
-        let may_start = state.closed || state.may_start(runners);
-        if let Some(job) = may_start.then(|| state.jobs.pop_front()).flatten() {
-            shared.count(&state);
-            // This thread is on a CPU now: no need to read its record for a while.
-            let seen = runners.map(|_| (true, Instant::now()));
-            (state.threads[me].busy, state.threads[me].seen) = (true, seen);
-            // More jobs wait: pass them on to one more thread.
-            let wake = state.wake_one(runners);
-            drop(state);
-            if wake {
-                shared.available.notify_one();
+        if !state.jobs.is_empty() {
+            if !shared.keep_gil {
+                if let Some(job) = shared.take(state) {
+                    run(job);
+                }
+                state = shared.lock();
+                continue;
             }
-            // A panic in a job is the job's to report; the thread serves the next one.
-            drop(catch_unwind(AssertUnwindSafe(job)));
-            state = shared.lock();
-            state.threads[me].busy = false;
-            continue;
-        }
-        if state.closed && state.jobs.is_empty() {
+            if !state.gate {
+                // Wait for the GIL, then take jobs until none is queued, keeping it.
+                state.gate = true;
+                drop(state);
+                pyo3::Python::attach(|_| {
+                    let mut state = shared.lock();
+                    state.gate = false;
+                    while let Some(job) = shared.take(state) {
+                        run(job);
+                        state = shared.lock();
+                    }
+                });
+                state = shared.lock();
+                continue;
+            }
+            // Another thread waits for the GIL to take them: sleep.
+        } else if state.closed {
+            // The others may sleep while this thread finished the queue.
+            shared.available.notify_all();
             return;
-        }
-        if !state.jobs.is_empty() && !state.watching {
-            state = watch(shared, state);
-            continue;
-        }
-        if state.jobs.is_empty() {
+        } else {
             // No job: look out for one before sleeping. A job queued meanwhile wakes no
             // one (nor does the pool's closing): this thread sees it here.
             state.looking += 1;
@@ -378,58 +286,9 @@ fn take_jobs(shared: &Shared, me: usize) {
     }
 }
 
-/// Watches the running jobs while the limit of runners holds queued jobs back, until a
-/// thread may start one (one of them waits), the queue empties or the pool closes.
-///
-/// The wait between two looks adapts: a look that finds a runner waiting came late, and
-/// halves it (down to [`WATCH_MIN`]); a look that finds the runners running held jobs back
-/// rightly, and lengthens it by [`WATCH_MIN`] (up to [`WATCH`]). An app that computes keeps
-/// the watcher to a look a millisecond; one whose requests wait briefly gets looks every
-/// 50 us, so that its waits overlap.
-fn watch<'a>(shared: &'a Shared, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-    state.watching = true;
-    while !state.closed && !state.jobs.is_empty() && !state.look(shared.runners) {
-        let period = state.period;
-        state = shared
-            .available
-            .wait_timeout(state, period)
-            .unwrap_or_else(PoisonError::into_inner)
-            .0;
-        state.waking = false;
-    }
-    state.watching = false;
-    state
-}
-
-/// Whether a thread is on a CPU or waiting for one, read from Linux's
-/// `/proc/thread-self/stat`.
-mod cpu {
-    use std::fs::File;
-
-    /// A thread's record of its state.
-    pub(super) struct Stat(File);
-
-    /// The calling thread's record; `None` where there is none (no procfs, or not Linux).
-    pub(super) fn stat() -> Option<Stat> {
-        File::open("/proc/thread-self/stat").ok().map(Stat)
-    }
-
-    impl Stat {
-        /// Whether the thread runs or is ready to (`R`), rather than waits for something
-        /// (for I/O, a sleep, a lock or the GIL). False when the record cannot be read.
-        pub(super) fn running(&self) -> bool {
-            #[cfg(unix)]
-            use std::os::unix::fs::FileExt;
-            // The state follows the thread's name, which is in parentheses.
-            let mut buf = [0; 64];
-            #[cfg(unix)]
-            let len = self.0.read_at(&mut buf, 0).unwrap_or(0);
-            #[cfg(not(unix))]
-            let len = 0;
-            let after_name = buf[..len].iter().rposition(|&b| b == b')');
-            after_name.is_some_and(|end| buf.get(end + 2) == Some(&b'R'))
-        }
-    }
+/// Runs `job`: a panic in it is the job's to report; the thread serves the next one.
+fn run(job: Job) {
+    drop(catch_unwind(AssertUnwindSafe(job)));
 }
 
 #[cfg(test)]
@@ -441,13 +300,13 @@ mod tests {
 
     #[test]
     fn jobs_queued_from_many_threads_all_run_with_no_wake_up_lost() {
-        for runners in [None, Some(1)] {
-            jobs_queued_from_many_threads_all_run(runners);
+        for keep_gil in [false, true] {
+            jobs_queued_from_many_threads_all_run(keep_gil);
         }
     }
 
-    fn jobs_queued_from_many_threads_all_run(runners: Option<usize>) {
-        let pool = Pool::new(3, runners).unwrap();
+    fn jobs_queued_from_many_threads_all_run(keep_gil: bool) {
+        let pool = Pool::new(3, keep_gil).unwrap();
         let (tx, rx) = channel();
         let submitters: Vec<_> = (0..4)
             .map(|s| {
@@ -459,7 +318,10 @@ mod tests {
                         // queued jobs all happen.
                         pool.spawn(move || {
                             if i % 50 == 0 {
-                                std::thread::sleep(Duration::from_millis(1));
+                                // As the app's jobs do, it waits with the GIL let go.
+                                pyo3::Python::attach(|py| {
+                                    py.detach(|| std::thread::sleep(Duration::from_millis(1)))
+                                });
                             }
                             tx.send(s * 1000 + i).unwrap();
                         });
@@ -485,7 +347,13 @@ mod tests {
 
     #[test]
     fn jobs_run_on_the_pool_threads_and_a_panic_does_not_kill_them() {
-        let pool = Pool::new(2, None).unwrap();
+        for keep_gil in [false, true] {
+            jobs_run_on_the_pool_threads_and_a_panic_does_not_kill_them_with(keep_gil);
+        }
+    }
+
+    fn jobs_run_on_the_pool_threads_and_a_panic_does_not_kill_them_with(keep_gil: bool) {
+        let pool = Pool::new(2, keep_gil).unwrap();
         let (tx, rx) = channel();
         pool.spawn(|| panic!("job failed"));
         for _ in 0..4 {
@@ -504,16 +372,18 @@ mod tests {
 
     #[test]
     fn the_threads_finish_the_queue_and_stop_when_the_pool_is_dropped() {
-        let pool = Pool::new(1, None).unwrap();
-        let (tx, rx) = channel();
-        for i in 0..3 {
-            let tx = tx.clone();
-            pool.spawn(move || tx.send(i).unwrap());
+        for keep_gil in [false, true] {
+            let pool = Pool::new(1, keep_gil).unwrap();
+            let (tx, rx) = channel();
+            for i in 0..3 {
+                let tx = tx.clone();
+                pool.spawn(move || tx.send(i).unwrap());
+            }
+            drop(tx);
+            drop(pool);
+            // Every queued job ran, then the thread dropped the jobs' senders and stopped.
+            assert_eq!(rx.iter().collect::<Vec<_>>(), [0, 1, 2]);
         }
-        drop(tx);
-        drop(pool);
-        // Every queued job ran, then the thread dropped the jobs' senders and stopped.
-        assert_eq!(rx.iter().collect::<Vec<_>>(), [0, 1, 2]);
     }
 
     #[test]
@@ -521,8 +391,8 @@ mod tests {
         // Dropped at once, after a burst, or once idle: threads running, looking out for a
         // job or asleep all see the pool close.
         for round in 0..300 {
-            // Every other round with a limit of one runner, which holds the jobs back.
-            let pool = Pool::new(3, (round % 2 == 1).then_some(1)).unwrap();
+            // Every other round keeping the GIL: threads then also wait for the GIL.
+            let pool = Pool::new(3, round % 2 == 1).unwrap();
             for _ in 0..round % 4 {
                 pool.spawn(|| ());
             }
@@ -545,7 +415,7 @@ mod tests {
 
     #[test]
     fn past_the_limit_of_waiting_jobs_a_job_is_refused() {
-        let pool = Pool::new(1, None).unwrap();
+        let pool = Pool::new(1, false).unwrap();
         let (started_tx, started_rx) = channel();
         let (go_tx, go_rx) = channel::<()>();
         let (done_tx, done_rx) = channel();
@@ -586,141 +456,83 @@ mod tests {
 
     #[test]
     fn a_job_that_waits_does_not_hold_up_the_next_one() {
-        let pool = Pool::new(2, None).unwrap();
-        let (go_tx, go_rx) = channel::<()>();
-        let (done_tx, done_rx) = channel();
-        let done = done_tx.clone();
-        pool.spawn(move || {
-            go_rx.recv().unwrap();
-            done.send(1).unwrap();
-        });
-        pool.spawn(move || {
-            done_tx.send(2).unwrap();
-            go_tx.send(()).unwrap();
-        });
-        assert_eq!(done_rx.iter().collect::<Vec<_>>(), [2, 1]);
+        for keep_gil in [false, true] {
+            let pool = Pool::new(2, keep_gil).unwrap();
+            let (go_tx, go_rx) = channel::<()>();
+            let (done_tx, done_rx) = channel();
+            let done = done_tx.clone();
+            pool.spawn(move || {
+                // As the app's jobs do, it waits with the GIL let go.
+                let went = pyo3::Python::attach(|py| {
+                    py.detach(move || go_rx.recv_timeout(Duration::from_secs(30)).is_ok())
+                });
+                done.send(("first", went)).unwrap();
+            });
+            pool.spawn(move || {
+                done_tx.send(("second", true)).unwrap();
+                go_tx.send(()).unwrap();
+            });
+            let done: Vec<_> = done_rx.iter().collect();
+            assert_eq!(done, [("second", true), ("first", true)], "{keep_gil}");
+        }
+    }
+
+    /// The name of the calling thread.
+    fn name() -> String {
+        std::thread::current().name().unwrap_or("").to_owned()
+    }
+
+    /// Spins (in Rust, on a CPU) until `flag` is set, 30 s at most; gives whether it was.
+    fn spin_until(flag: &std::sync::atomic::AtomicBool) -> bool {
+        let start = std::time::Instant::now();
+        while !flag.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(30) {
+            std::hint::spin_loop();
+        }
+        flag.load(Ordering::SeqCst)
     }
 
     #[test]
-    fn with_a_limit_of_one_runner_a_job_waits_while_another_runs_on_the_cpu() {
-        if cpu::stat().is_none() {
-            return; // not Linux: no limit
-        }
-        let pool = Pool::new(2, Some(1)).unwrap();
-        assert_eq!(pool.runners(), Some(1));
-        let second = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    fn keeping_the_gil_the_thread_that_runs_a_job_runs_the_queued_ones_after_it() {
+        // The other thread waits for the GIL meanwhile, which the first keeps.
+        let pool = Pool::new(2, true).unwrap();
+        assert!(pool.keeps_gil());
+        let queued = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (tx, rx) = channel();
-        let seen = second.clone();
-        let first_tx = tx.clone();
+        let (first_tx, seen) = (tx.clone(), queued.clone());
         pool.spawn(move || {
-            // On the CPU for 300 ms, unless the second job starts meanwhile.
-            let start = std::time::Instant::now();
-            while !seen.load(Ordering::SeqCst) && start.elapsed() < Duration::from_millis(300) {
-                std::hint::spin_loop();
-            }
-            first_tx
-                .send(("first", seen.load(Ordering::SeqCst)))
-                .unwrap();
+            first_tx.send(name()).unwrap();
+            spin_until(&seen);
         });
-        pool.spawn(move || {
-            second.store(true, Ordering::SeqCst);
-            tx.send(("second", true)).unwrap();
-        });
-        let order: Vec<_> = (0..2)
-            .map(|_| rx.recv_timeout(Duration::from_secs(30)).unwrap())
-            .collect();
-        assert_eq!(order, [("first", false), ("second", true)]);
+        let first = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        for _ in 0..2 {
+            let tx = tx.clone();
+            pool.spawn(move || tx.send(name()).unwrap());
+        }
+        queued.store(true, Ordering::SeqCst);
+        for _ in 0..2 {
+            assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), first);
+        }
+    }
 
-        // Without a limit the second job starts at once, on the other thread.
-        let pool = Pool::new(2, None).unwrap();
-        assert_eq!(pool.runners(), None);
-        let second = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    #[test]
+    fn without_keeping_the_gil_a_queued_job_starts_at_once_on_a_free_thread() {
+        let pool = Pool::new(2, false).unwrap();
+        assert!(!pool.keeps_gil());
+        let second_ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (tx, rx) = channel();
-        let seen = second.clone();
+        let (first_tx, seen) = (tx.clone(), second_ran.clone());
         pool.spawn(move || {
-            let start = std::time::Instant::now();
-            while !seen.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(30) {
-                std::hint::spin_loop();
-            }
-            tx.send(seen.load(Ordering::SeqCst)).unwrap();
-        });
-        pool.spawn(move || second.store(true, Ordering::SeqCst));
-        assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Ok(true));
-    }
-
-    #[test]
-    fn with_a_limit_of_one_runner_a_job_that_waits_lets_the_next_one_start() {
-        // The first job waits for the second: were the waiting thread counted as a runner,
-        // the second would never start.
-        let pool = Pool::new(2, Some(1)).unwrap();
-        let (go_tx, go_rx) = channel::<()>();
-        let (done_tx, done_rx) = channel();
-        let done = done_tx.clone();
-        pool.spawn(move || {
-            let went = go_rx.recv_timeout(Duration::from_secs(30)).is_ok();
-            done.send(("first", went)).unwrap();
+            let first = name();
+            first_tx.send((first, spin_until(&seen))).unwrap();
         });
         pool.spawn(move || {
-            go_tx.send(()).unwrap();
-            done_tx.send(("second", true)).unwrap();
+            let second = name();
+            second_ran.store(true, Ordering::SeqCst);
+            tx.send((second, true)).unwrap();
         });
-        let mut done: Vec<_> = (0..2).map(|_| done_rx.recv().unwrap()).collect();
-        done.sort_unstable();
-        assert_eq!(done, [("first", true), ("second", true)]);
-        // 0 counts as 1.
-        assert_eq!(Pool::new(1, Some(0)).unwrap().runners(), Some(1));
-    }
-
-    #[test]
-    fn the_watcher_looks_sooner_after_finding_a_runner_waiting_and_later_after_finding_it_running()
-    {
-        let Some(_) = cpu::stat() else {
-            return; // No record of threads' states here: the limit is off.
-        };
-        // A thread that waits (blocked on a channel), with its record.
-        let (stat_tx, stat_rx) = channel();
-        let (end_tx, end_rx) = channel::<()>();
-        let waiter = std::thread::spawn(move || {
-            stat_tx.send(cpu::stat().unwrap()).unwrap();
-            let _ = end_rx.recv();
-        });
-        let stat = stat_rx.recv().unwrap();
-        let start = Instant::now();
-        while stat.running() && start.elapsed() < Duration::from_secs(30) {
-            std::thread::yield_now();
-        }
-        let mut state = State::new(1);
-        state.threads[0] = Runner {
-            stat: Some(stat),
-            busy: true,
-            seen: None,
-        };
-        // The runner waits: a job may start, and the next look comes sooner.
-        assert!(state.look(Some(1)));
-        assert_eq!(state.period, WATCH / 2);
-        assert!(state.look(Some(1)));
-        assert_eq!(
-            state.period,
-            WATCH / 2,
-            "a state read once is trusted a while"
-        );
-        // A runner seen running (it has just started a job) holds jobs back, and the next
-        // look comes later, up to WATCH.
-        state.threads[0].seen = Some((true, Instant::now()));
-        assert!(!state.look(Some(1)));
-        assert_eq!(state.period, WATCH / 2 + WATCH_MIN);
-        for _ in 0..100 {
-            state.threads[0].seen = Some((true, Instant::now()));
-            state.look(Some(1));
-        }
-        assert_eq!(state.period, WATCH);
-        // Found waiting again and again: down to WATCH_MIN.
-        for _ in 0..100 {
-            state.threads[0].seen = None;
-            assert!(state.look(Some(1)));
-        }
-        assert_eq!(state.period, WATCH_MIN);
-        drop(end_tx);
-        waiter.join().unwrap();
+        let (second, _) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        let (first, saw_second) = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        assert!(saw_second, "the second job ran while the first was running");
+        assert_ne!(first, second);
     }
 }

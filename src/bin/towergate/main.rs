@@ -8,7 +8,7 @@
 //!                 [--grace SECS]
 //! towergate call PROGRAM [PATH] [-X METHOD] [-d DATA] [-H 'K: V']...
 //! towergate wsgi MODULE:APP [--addr HOST:PORT] [--python-path DIR]... [--threads N]
-//!                [--runners N|all] [--workers N] [--timeout SECS] [--send-timeout SECS]
+//!                [--keep-gil BOOL] [--workers N] [--timeout SECS] [--send-timeout SECS]
 //!                [--max-queued N] [--mount PREFIX] [--static PREFIX=DIR]...
 //!                                                               (with the `python` feature)
 //! ```

@@ -37,14 +37,15 @@ pub(crate) struct WsgiArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_THREADS as u16,
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: u16,
-    /// How many of the threads may run Python on a CPU at once (threads waiting for I/O or
-    /// the GIL do not count), or `all` (the default). With one worker, 1 suits an app that
-    /// computes: its threads no longer hand the GIL to each other at every request (a Flask
-    /// hello served about 1.2× as much). It slows an app whose requests wait briefly (a
-    /// database query, a cache lookup: under a millisecond), and every app with --workers
-    /// above 1. Linux only; elsewhere all.
-    #[arg(long, value_name = "N|all", value_parser = parse_runners)]
-    runners: Option<Runners>,
+    /// Whether a Python thread that finishes a request goes on with the next queued one
+    /// without letting go of the GIL (another thread takes the queue over as soon as it
+    /// waits, for I/O or a sleep say), or every thread takes a request and waits for the
+    /// GIL with it, which then changes hands between requests. Defaults to true with one
+    /// worker (a Flask hello served 1.25× as much), false with --workers above 1 (there
+    /// false served it 1.2× as much).
+    #[arg(long = "keep-gil", value_name = "BOOL",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    keep_gil: Option<bool>,
     /// How long the app may go without output, in seconds: to its response's head (then
     /// 504 Gateway Timeout, or 408 Request Timeout when the app waited for a request body
     /// that stopped arriving), then between two pieces of its body (then the response is
@@ -84,20 +85,6 @@ pub(crate) struct WsgiArgs {
     /// the address of the socket on descriptor 0.
     #[arg(long = "worker-of", value_name = "PID", hide = true)]
     worker_of: Option<u32>,
-}
-
-/// `--runners`: a number of threads, or all of them.
-#[derive(Clone, Copy, Debug)]
-struct Runners(Option<usize>);
-
-fn parse_runners(value: &str) -> Result<Runners, String> {
-    if value == "all" {
-        return Ok(Runners(None));
-    }
-    match value.parse() {
-        Ok(n) if n > 0 => Ok(Runners(Some(n))),
-        _ => Err(format!("expected a number above 0 or `all`, got {value:?}")),
-    }
 }
 
 fn parse_prefix(value: &str) -> Result<String, String> {
@@ -170,7 +157,8 @@ fn serve(args: &WsgiArgs, inherited: Option<std::net::TcpListener>) -> ExitCode 
     };
     let mut builder = WsgiApp::builder()
         .threads(usize::from(args.threads))
-        .runners(args.runners.and_then(|Runners(n)| n))
+        // Measured best with a multi-threaded runtime only (see --keep-gil).
+        .keep_gil(args.keep_gil.unwrap_or(inherited.is_none()))
         .timeout(args.timeout)
         .send_timeout(args.send_timeout)
         .max_queued(args.max_queued);
