@@ -520,10 +520,10 @@ cp bench/wsgi/bench_flask.py bench/wsgi/bench_apps.py "$WORK/wsgi/"
 # wsgi_server NAME MODULE:APP PORT: starts one server for the app on PORT (sets LAST).
 wsgi_server() {
   case $1 in
-    towergate|towergate-shared|towergate-workers|towergate-runner) start env -i PATH="$PATH" VIRTUAL_ENV="$WORK/wsgi-venv" RUST_LOG=warn \
+    towergate|towergate-shared|towergate-workers|towergate-pass) start env -i PATH="$PATH" VIRTUAL_ENV="$WORK/wsgi-venv" RUST_LOG=warn \
       "$([ "$1" = towergate-shared ] && echo "$REL/towergate" || echo "$STATIC_PY")" wsgi "$2" --python-path "$WORK/wsgi" \
       --threads "$WSGI_THREADS" --workers "$([ "$1" = towergate-workers ] && echo "$WSGI_WORKERS" || echo 1)" \
-      $([ "$1" = towergate-runner ] && echo --runners 1) --addr "127.0.0.1:$3" ;;
+      $([ "$1" = towergate-pass ] && echo --keep-gil false) --addr "127.0.0.1:$3" ;;
     granian|granian-workers) start env -i PATH="$PATH" PYTHONPATH="$WORK/wsgi" "$WSGI_BIN/granian" \
       --interface wsgi --workers "$([ "$1" = granian-workers ] && echo "$WSGI_WORKERS" || echo 1)" \
       --blocking-threads "$WSGI_THREADS" --log-level warning --host 127.0.0.1 --port "$3" "$2" ;;
@@ -542,7 +542,7 @@ for app in hello flask; do
   declare -A rps=() p99=() med=() spr=() p99m=() last=() pair=() pmed=() cpu=() cpum=()
   # Units run in an order that rotates every round; a unit of two is a pair whose ratio
   # each round records (the first over the second), run in turn first and second.
-  units=("towergate granian" "towergate-workers granian-workers" "gunicorn" "towergate-shared" "towergate-runner")
+  units=("towergate granian" "towergate-workers granian-workers" "gunicorn" "towergate-shared" "towergate-pass")
   for round in $(seq 1 "$WSGI_ROUNDS"); do
     for i in "${!units[@]}"; do
       read -r -a unit <<<"${units[$(((i + round - 1) % ${#units[@]}))]}"
@@ -578,8 +578,8 @@ for app in hello flask; do
   row "WSGI $app, gunicorn sync, $(nproc) workers | ${med[gunicorn]} req/s ${spr[gunicorn]}, p99 ${p99m[gunicorn]} ms, server CPU ${cpum[gunicorn]} µs/request | $(ratio "${med[gunicorn]}" "${med[granian]}") | —"
   row "WSGI $app, towergate wsgi, 1 worker, $WSGI_THREADS threads, static libpython | ${med[towergate]} req/s ${spr[towergate]}, p99 ${p99m[towergate]} ms, server CPU ${cpum[towergate]} µs/request | ${pmed[towergate]} (× gunicorn $(ratio "${med[towergate]}" "${med[gunicorn]}")) | ≥ 1.0× Granian"
   row "WSGI $app, towergate wsgi, 1 worker, $WSGI_THREADS threads, libpython.so | ${med[towergate-shared]} req/s ${spr[towergate-shared]}, p99 ${p99m[towergate-shared]} ms, server CPU ${cpum[towergate-shared]} µs/request | $(ratio "${med[towergate-shared]}" "${med[granian]}") | —"
-  # `--runners 1`: for apps that compute (not the default: apps that wait briefly lose).
-  row "WSGI $app, towergate wsgi --runners 1, 1 worker, $WSGI_THREADS threads, static libpython | ${med[towergate-runner]} req/s ${spr[towergate-runner]}, p99 ${p99m[towergate-runner]} ms, server CPU ${cpum[towergate-runner]} µs/request | $(ratio "${med[towergate-runner]}" "${med[granian]}") | —"
+  # `--keep-gil false`: the GIL changes hands between requests (the default with --workers above 1).
+  row "WSGI $app, towergate wsgi --keep-gil false, 1 worker, $WSGI_THREADS threads, static libpython | ${med[towergate-pass]} req/s ${spr[towergate-pass]}, p99 ${p99m[towergate-pass]} ms, server CPU ${cpum[towergate-pass]} µs/request | $(ratio "${med[towergate-pass]}" "${med[granian]}") | —"
   # A worker process per core for all three: the process budget gunicorn is given.
   row "WSGI $app, Granian --interface wsgi, $WSGI_WORKERS workers × $WSGI_THREADS threads (anchor) | ${med[granian-workers]} req/s ${spr[granian-workers]}, p99 ${p99m[granian-workers]} ms, server CPU ${cpum[granian-workers]} µs/request | 1.00 (× gunicorn $(ratio "${med[granian-workers]}" "${med[gunicorn]}")) | —"
   row "WSGI $app, towergate wsgi, $WSGI_WORKERS workers × $WSGI_THREADS threads, static libpython | ${med[towergate-workers]} req/s ${spr[towergate-workers]}, p99 ${p99m[towergate-workers]} ms, server CPU ${cpum[towergate-workers]} µs/request | ${pmed[towergate-workers]} (× gunicorn $(ratio "${med[towergate-workers]}" "${med[gunicorn]}")) | ≥ 1.0× Granian, ≥ 3× gunicorn"
