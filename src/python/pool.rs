@@ -100,9 +100,16 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Publishes the length of the queue to the threads looking out.
-    fn count(&self, state: &State) {
+    /// After a job was queued or taken: publishes the length of the queue to the threads
+    /// looking out, lets go of the lock, and wakes an idle thread if jobs wait with none to
+    /// take them.
+    fn publish(&self, mut state: MutexGuard<'_, State>) {
         self.queued.store(state.jobs.len(), Ordering::Release);
+        let wake = state.wake_one();
+        drop(state);
+        if wake {
+            self.available.notify_one();
+        }
     }
 
     /// Yields the core until a job is queued, at most [`LOOK_OUT`] times.
@@ -119,12 +126,7 @@ impl Shared {
     /// when more jobs wait.
     fn take(&self, mut state: MutexGuard<'_, State>) -> Option<Job> {
         let job = state.jobs.pop_front()?;
-        self.count(&state);
-        let wake = state.wake_one();
-        drop(state);
-        if wake {
-            self.available.notify_one();
-        }
+        self.publish(state);
         Some(job)
     }
 }
@@ -214,12 +216,7 @@ impl Pool {
             return false;
         }
         state.jobs.push_back(Box::new(job));
-        shared.count(&state);
-        let wake = state.wake_one();
-        drop(state);
-        if wake {
-            shared.available.notify_one();
-        }
+        shared.publish(state);
         true
     }
 }
