@@ -19,9 +19,14 @@ pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 /// A thread that finishes a job takes the next queued one at once, without sleeping. A
 /// thread that finds the queue empty first looks out for a job: it yields its core up to
 /// [`LOOK_OUT`] times, watching the length of the queue, and only then sleeps. An idle
-/// thread is woken only when a job finds no thread free or looking out, and only one at a
-/// time: the woken thread wakes the next if more jobs wait. A burst of jobs is so taken by
-/// the threads one after the other rather than by all of them at once.
+/// thread is woken only for a job that no thread looking out, and none woken already,
+/// will take: a burst of jobs wakes as many threads as it has jobs, at once.
+///
+/// Waking them one at a time instead (the woken thread woke the next if more jobs waited)
+/// left the cores idle while the chain of wake-ups went on: with two `towergate wsgi`
+/// workers on a plain hello, the machine (servers and `wrk`) was busy 1.91–1.94 of its 2
+/// cores against 1.97–1.98 waking them at once, which served 4–6% more (medians of 6 and
+/// 8 interleaved rounds, BENCHMARKS.md, 2026-12-02, fifth session).
 ///
 /// Measured under load (a hello app, two `towergate wsgi` workers, each with one runtime
 /// thread): without the look-out, most requests cost a futex wake and a context switch
@@ -86,8 +91,8 @@ struct State {
     idle: usize,
     /// Threads looking out for a job before they wait: they take a queued job by themselves.
     looking: usize,
-    /// A thread was woken and has not taken a job yet: no other is woken meanwhile.
-    waking: bool,
+    /// Threads woken that have not taken a job yet: each will take one.
+    woken: usize,
     /// Every handle is gone: the threads finish the queue and stop.
     closed: bool,
     /// A thread waits for the GIL to take the queued jobs (with `keep_gil`): no other is
@@ -105,7 +110,7 @@ impl Shared {
     /// take them.
     fn publish(&self, mut state: MutexGuard<'_, State>) {
         self.queued.store(state.jobs.len(), Ordering::Release);
-        let wake = state.wake_one();
+        let wake = state.wake_one(self.keep_gil);
         drop(state);
         if wake {
             self.available.notify_one();
@@ -132,14 +137,20 @@ impl Shared {
 }
 
 impl State {
-    /// Whether to wake an idle thread for the queued jobs (and notes that one is woken).
-    fn wake_one(&mut self) -> bool {
-        let wake = !self.jobs.is_empty()
-            && self.idle > 0
-            && !self.waking
-            && self.looking == 0
-            && !self.gate;
-        self.waking |= wake;
+    /// Whether to wake an idle thread for the queued jobs (and notes that one is woken):
+    /// for a job that no thread looking out or woken already will take; with `keep_gil`,
+    /// only while no thread waits for the GIL to take them, and one at a time (it waits
+    /// for the GIL for all of them).
+    fn wake_one(&mut self, keep_gil: bool) -> bool {
+        let takers = self.looking + self.woken;
+        // (`idle` counts the woken threads until they run.)
+        let wake = self.idle > self.woken
+            && if keep_gil {
+                !self.jobs.is_empty() && takers == 0 && !self.gate
+            } else {
+                self.jobs.len() > takers
+            };
+        self.woken += usize::from(wake);
         wake
     }
 }
@@ -166,7 +177,7 @@ impl Pool {
                 jobs: VecDeque::new(),
                 idle: 0,
                 looking: 0,
-                waking: false,
+                woken: 0,
                 closed: false,
                 gate: false,
             }),
@@ -279,7 +290,9 @@ fn take_jobs(shared: &Shared) {
             .wait(state)
             .unwrap_or_else(PoisonError::into_inner);
         state.idle -= 1;
-        state.waking = false;
+        // (Saturating: a thread also returns from its wait when the pool closes, or
+        // spuriously, without having been counted.)
+        state.woken = state.woken.saturating_sub(1);
     }
 }
 
@@ -531,5 +544,54 @@ mod tests {
         let (first, saw_second) = rx.recv_timeout(Duration::from_secs(60)).unwrap();
         assert!(saw_second, "the second job ran while the first was running");
         assert_ne!(first, second);
+    }
+
+    /// The state of a pool whose `idle` threads all sleep, with `looking` looking out.
+    fn sleeping(idle: usize, looking: usize) -> State {
+        State {
+            jobs: VecDeque::new(),
+            idle,
+            looking,
+            woken: 0,
+            closed: false,
+            gate: false,
+        }
+    }
+
+    /// Queues a job as `spawn_within` does; returns whether a thread is woken for it.
+    fn queue(state: &mut State, keep_gil: bool) -> bool {
+        state.jobs.push_back(Box::new(|| {}));
+        state.wake_one(keep_gil)
+    }
+
+    #[test]
+    fn without_keeping_the_gil_a_burst_wakes_a_thread_for_each_job_no_other_will_take() {
+        let mut state = sleeping(3, 1);
+        // The first job is the looking thread's; the next two wake a thread each, at once
+        // (not one after the other); the last finds every sleeping thread woken.
+        let woken: Vec<bool> = (0..4).map(|_| queue(&mut state, false)).collect();
+        assert_eq!(woken, [false, true, true, true]);
+        assert_eq!(state.woken, 3);
+        assert!(!queue(&mut state, false), "no thread left to wake");
+        // A woken thread takes its job: nothing more to wake while the rest have takers.
+        state.idle -= 1;
+        state.woken -= 1;
+        state.jobs.pop_front();
+        assert!(!state.wake_one(false));
+    }
+
+    #[test]
+    fn keeping_the_gil_a_burst_wakes_one_thread_to_wait_for_the_gil() {
+        let mut state = sleeping(3, 0);
+        let woken: Vec<bool> = (0..3).map(|_| queue(&mut state, true)).collect();
+        assert_eq!(woken, [true, false, false]);
+        // Woken, it waits for the GIL for all of them: still no other is woken.
+        state.idle -= 1;
+        state.woken -= 1;
+        state.gate = true;
+        assert!(!queue(&mut state, true));
+        // Nor is one while a thread looks out.
+        let mut state = sleeping(3, 1);
+        assert!(!queue(&mut state, true));
     }
 }
