@@ -24,9 +24,10 @@ pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 ///
 /// Waking them one at a time instead (the woken thread woke the next if more jobs waited)
 /// left the cores idle while the chain of wake-ups went on: with two `towergate wsgi`
-/// workers on a plain hello, the machine (servers and `wrk`) was busy 1.91–1.94 of its 2
-/// cores against 1.97–1.98 waking them at once, which served 4–6% more (medians of 6 and
-/// 8 interleaved rounds, BENCHMARKS.md, 2026-12-02, fifth session).
+/// workers on a plain hello, the machine (servers and `wrk`) was busy 1.89–1.94 of its 2
+/// cores against 1.97–1.98 waking them at once, and the hello served 1.01× Granian against 1.10×,
+/// a Flask hello 0.93× against 1.05× (medians of 8 and 5 interleaved rounds;
+/// BENCHMARKS.md, 2026-12-02, fifth session).
 ///
 /// Measured under load (a hello app, two `towergate wsgi` workers, each with one runtime
 /// thread): without the look-out, most requests cost a futex wake and a context switch
@@ -567,8 +568,8 @@ mod tests {
     #[test]
     fn without_keeping_the_gil_a_burst_wakes_a_thread_for_each_job_no_other_will_take() {
         let mut state = sleeping(3, 1);
-        // The first job is the looking thread's; the next two wake a thread each, at once
-        // (not one after the other); the last finds every sleeping thread woken.
+        // The first job is the looking thread's; the next three wake a thread each, at
+        // once (not one after the other); a fifth finds every sleeping thread woken.
         let woken: Vec<bool> = (0..4).map(|_| queue(&mut state, false)).collect();
         assert_eq!(woken, [false, true, true, true]);
         assert_eq!(state.woken, 3);
