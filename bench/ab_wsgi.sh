@@ -29,14 +29,7 @@ trap cleanup EXIT
 
 # start SPEC PORT -> pid
 start() {
-  if [ "$1" = granian ]; then
-    env -i PATH="$PATH" PYTHONPATH="$APPS" "$VENV/bin/granian" --interface wsgi --workers 1 \
-      --blocking-threads "$THREADS" --log-level warning --host 127.0.0.1 --port "$2" "$APP" \
-      >/dev/null 2>&1 &
-  else
-    env -i PATH="$PATH" VIRTUAL_ENV="$VENV" RUST_LOG=warn "$1" wsgi "$APP" --python-path "$APPS" \
-      --threads "$THREADS" --addr "127.0.0.1:$2" >/dev/null 2>&1 &
-  fi
+  WORKERS=1 wsgi_start "$1" "$2"
   echo $!
 }
 ticks() { local t=0 p; for p in "$1" $(pgrep -P "$1"); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }

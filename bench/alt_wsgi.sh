@@ -30,14 +30,7 @@ names=() ports=()
 port=18900
 for spec in "$@"; do
   name=${spec%%=*} bin=${spec#*=} port=$((port + 1))
-  if [ "$bin" = granian ]; then
-    env -i PATH="$PATH" PYTHONPATH="$APPS" "$VENV/bin/granian" --interface wsgi --workers "$WORKERS" \
-      --blocking-threads "$THREADS" --log-level warning --host 127.0.0.1 --port "$port" "$APP" \
-      >/dev/null 2>&1 &
-  else
-    env -i PATH="$PATH" VIRTUAL_ENV="$VENV" RUST_LOG=warn "$bin" wsgi "$APP" --python-path "$APPS" \
-      --threads "$THREADS" --workers "$WORKERS" --addr "127.0.0.1:$port" >/dev/null 2>&1 &
-  fi
+  wsgi_start "$bin" "$port"
   PIDS+=("$!") names+=("$name") ports+=("$port")
 done
 for port in "${ports[@]}"; do

@@ -23,14 +23,7 @@ APP=${APP:-bench_apps:hello}
 . "$(dirname "$0")/wsgi/venv.sh"
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-if [ "$SPEC" = granian ]; then
-  env -i PATH="$PATH" PYTHONPATH="$APPS" "$VENV/bin/granian" --interface wsgi --workers "$WORKERS" \
-    --blocking-threads "$THREADS" --log-level warning --host 127.0.0.1 --port "$port" "$APP" \
-    >/dev/null 2>&1 &
-else
-  env -i PATH="$PATH" VIRTUAL_ENV="$VENV" RUST_LOG=warn "$SPEC" wsgi "$APP" --python-path "$APPS" \
-    --threads "$THREADS" --workers "$WORKERS" --addr "127.0.0.1:$port" >/dev/null 2>&1 &
-fi
+wsgi_start "$SPEC" "$port"
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null' EXIT
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
