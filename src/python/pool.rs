@@ -25,9 +25,9 @@ pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 /// Waking them one at a time instead (the woken thread woke the next if more jobs waited)
 /// left the cores idle while the chain of wake-ups went on: with two `towergate wsgi`
 /// workers on a plain hello, the machine (servers and `wrk`) was busy 1.89–1.94 of its 2
-/// cores against 1.97–1.98 waking them at once, and the hello served 1.01× Granian against 1.10×,
-/// a Flask hello 0.93× against 1.05× (medians of 8 and 5 interleaved rounds;
-/// BENCHMARKS.md, 2026-12-02, fifth session).
+/// cores against 1.97–1.98 waking them at once. One at a time served the hello at 1.01×
+/// Granian and a Flask hello at 0.93×; at once, 1.10× and 1.05× (medians of 8 and 5
+/// interleaved rounds; BENCHMARKS.md, 2026-12-02, fifth session).
 ///
 /// Measured under load (a hello app, two `towergate wsgi` workers, each with one runtime
 /// thread): without the look-out, most requests cost a futex wake and a context switch
