@@ -574,7 +574,7 @@ mod tests {
         assert_eq!(woken, [false, true, true, true]);
         assert_eq!(state.woken, 3);
         assert!(!queue(&mut state, false), "no thread left to wake");
-        // A woken thread takes its job: nothing more to wake while the rest have takers.
+        // A woken thread takes its job: nothing to wake, every sleeping one is woken.
         state.idle -= 1;
         state.woken -= 1;
         state.jobs.pop_front();
