@@ -1,7 +1,8 @@
 # Sourced by bench/ab_wsgi.sh, bench/alt_wsgi.sh and bench/threads_wsgi.sh: sets ROOT (the
-# repository), APPS (bench/wsgi, the apps) and VENV, a virtualenv with granian and flask made from the
-# interpreter towergate embeds (PYO3_PYTHON, else /usr/bin/python3, as in bench/compare.sh);
-# VENV defaults to target/ab-wsgi-venv, made on first use. Defines wsgi_start.
+# repository), APPS (bench/wsgi, the apps) and VENV, a virtualenv with granian and flask
+# made from the interpreter towergate embeds (PYO3_PYTHON, else /usr/bin/python3, as in
+# bench/compare.sh); VENV defaults to target/ab-wsgi-venv, made on first use. Defines
+# wsgi_start.
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 APPS=$ROOT/bench/wsgi
 VENV=${VENV:-$ROOT/target/ab-wsgi-venv}
