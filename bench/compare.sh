@@ -492,7 +492,8 @@ fi
 if want 7; then
 # towergate wsgi against Granian (`--interface wsgi`, the same number of Python threads and
 # of worker processes) and gunicorn (sync, a worker per core), on a plain WSGI hello and a
-# Flask hello, with one worker process and with a worker per core (WSGI_WORKERS);
+# Flask hello, with one worker process and with a worker per core (WSGI_WORKERS; towergate
+# also with --pin-workers, each worker bound to a core of its own);
 # then 1 GiB up through wsgi.input and 1 GiB down from a generator, with the server's peak
 # RSS. Flask, Granian and gunicorn come from PyPI into a virtualenv of the interpreter
 # towergate embeds. Rounds interleave the servers; each towergate shape (the static
@@ -524,9 +525,10 @@ cp bench/wsgi/bench_flask.py bench/wsgi/bench_apps.py "$WORK/wsgi/"
 # wsgi_server NAME MODULE:APP PORT: starts one server for the app on PORT (sets LAST).
 wsgi_server() {
   case $1 in
-    towergate|towergate-shared|towergate-workers|towergate-pass) start env -i PATH="$PATH" VIRTUAL_ENV="$WORK/wsgi-venv" RUST_LOG=warn \
+    towergate|towergate-shared|towergate-workers|towergate-pinned|towergate-pass) start env -i PATH="$PATH" VIRTUAL_ENV="$WORK/wsgi-venv" RUST_LOG=warn \
       "$([ "$1" = towergate-shared ] && echo "$REL/towergate" || echo "$STATIC_PY")" wsgi "$2" --python-path "$WORK/wsgi" \
-      --threads "$WSGI_THREADS" --workers "$([ "$1" = towergate-workers ] && echo "$WSGI_WORKERS" || echo 1)" \
+      --threads "$WSGI_THREADS" --workers "$(case $1 in towergate-workers|towergate-pinned) echo "$WSGI_WORKERS" ;; *) echo 1 ;; esac)" \
+      $([ "$1" = towergate-pinned ] && echo --pin-workers) \
       $([ "$1" = towergate-pass ] && echo --keep-gil false) --addr "127.0.0.1:$3" ;;
     granian|granian-workers) start env -i PATH="$PATH" PYTHONPATH="$WORK/wsgi" "$WSGI_BIN/granian" \
       --interface wsgi --workers "$([ "$1" = granian-workers ] && echo "$WSGI_WORKERS" || echo 1)" \
@@ -544,14 +546,17 @@ for app in hello flask; do
   target=$([ "$app" = hello ] && echo bench_apps:hello || echo bench_flask:app)
   log "WSGI $app hello, wrk c=64 for ${WRK_SECS}s, $WSGI_ROUNDS rounds"
   declare -A rps=() p99=() med=() spr=() p99m=() last=() pair=() pmed=() cpu=() cpum=()
-  # Units run in an order that rotates every round; a unit of two is a pair whose ratio
-  # each round records (the first over the second), run in turn first and second.
-  units=("towergate granian" "towergate-workers granian-workers" "gunicorn" "towergate-shared" "towergate-pass")
+  # Units run in an order that rotates every round; a unit of two or more records each
+  # round the ratio of each of its servers to its last (the anchor), and runs its servers
+  # in one order, then in the reverse order the next round.
+  units=("towergate granian" "towergate-workers towergate-pinned granian-workers" "gunicorn" "towergate-shared" "towergate-pass")
   for round in $(seq 1 "$WSGI_ROUNDS"); do
     for i in "${!units[@]}"; do
       read -r -a unit <<<"${units[$(((i + round - 1) % ${#units[@]}))]}"
       order=("${unit[@]}")
-      if [ $((round % 2)) = 0 ] && [ ${#unit[@]} = 2 ]; then order=("${unit[1]}" "${unit[0]}"); fi
+      if [ $((round % 2)) = 0 ]; then
+        order=(); for ((k = ${#unit[@]} - 1; k >= 0; k--)); do order+=("${unit[$k]}"); done
+      fi
       for server in "${order[@]}"; do
         port=$(free_port); wsgi_server "$server" "$target" "$port"; pid=$LAST
         curl -sf -o /dev/null "http://127.0.0.1:$port/" || log "$server $app: the warm-up request failed"
@@ -563,9 +568,10 @@ for app in hello flask; do
         stop "$pid"
         rps[$server]+="$r "; p99[$server]+="$q "; last[$server]=$r
       done
-      if [ ${#unit[@]} = 2 ]; then
-        pair[${unit[0]}]+="$(ratio "${last[${unit[0]}]}" "${last[${unit[1]}]}") "
-      fi
+      anchor=${unit[${#unit[@]} - 1]}
+      for server in "${unit[@]:0:${#unit[@]}-1}"; do
+        pair[$server]+="$(ratio "${last[$server]}" "${last[$anchor]}") "
+      done
     done
   done
   for server in "${!rps[@]}"; do
@@ -586,7 +592,9 @@ for app in hello flask; do
   row "WSGI $app, towergate wsgi --keep-gil false, 1 worker, $WSGI_THREADS threads, static libpython | ${med[towergate-pass]} req/s ${spr[towergate-pass]}, p99 ${p99m[towergate-pass]} ms, server CPU ${cpum[towergate-pass]} µs/request | $(ratio "${med[towergate-pass]}" "${med[granian]}") | —"
   # A worker process per core for all three: the process budget gunicorn is given.
   row "WSGI $app, Granian --interface wsgi, $WSGI_WORKERS workers × $WSGI_THREADS threads (anchor) | ${med[granian-workers]} req/s ${spr[granian-workers]}, p99 ${p99m[granian-workers]} ms, server CPU ${cpum[granian-workers]} µs/request | 1.00 (× gunicorn $(ratio "${med[granian-workers]}" "${med[gunicorn]}")) | —"
-  row "WSGI $app, towergate wsgi, $WSGI_WORKERS workers × $WSGI_THREADS threads, static libpython | ${med[towergate-workers]} req/s ${spr[towergate-workers]}, p99 ${p99m[towergate-workers]} ms, server CPU ${cpum[towergate-workers]} µs/request | ${pmed[towergate-workers]} (× gunicorn $(ratio "${med[towergate-workers]}" "${med[gunicorn]}")) | ≥ 1.0× Granian, ≥ 3× gunicorn"
+  row "WSGI $app, towergate wsgi, $WSGI_WORKERS workers × $WSGI_THREADS threads, static libpython | ${med[towergate-workers]} req/s ${spr[towergate-workers]}, p99 ${p99m[towergate-workers]} ms, server CPU ${cpum[towergate-workers]} µs/request | ${pmed[towergate-workers]} (× gunicorn $(ratio "${med[towergate-workers]}" "${med[gunicorn]}")) | —"
+  # --pin-workers: each worker bound to its own core (off by default: see `towergate wsgi --help`).
+  row "WSGI $app, towergate wsgi --pin-workers, $WSGI_WORKERS workers × $WSGI_THREADS threads, static libpython | ${med[towergate-pinned]} req/s ${spr[towergate-pinned]}, p99 ${p99m[towergate-pinned]} ms, server CPU ${cpum[towergate-pinned]} µs/request | ${pmed[towergate-pinned]} (× gunicorn $(ratio "${med[towergate-pinned]}" "${med[gunicorn]}")) | ≥ 1.0× Granian, ≥ 3× gunicorn"
 done
 
 log "WSGI: 1 GiB up through wsgi.input, 1 GiB down from a generator"

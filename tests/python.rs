@@ -1501,9 +1501,15 @@ mod cli {
     /// `towergate wsgi wsgi_apps:process` with two workers of one thread each, once both
     /// answered: the server, its workers' pids and its port.
     async fn two_workers() -> (Running, Vec<u32>, u16) {
+        two_workers_with(&[]).await
+    }
+
+    /// [`two_workers`] with the options `args` too.
+    async fn two_workers_with(args: &[&str]) -> (Running, Vec<u32>, u16) {
         let port = free_port();
         let child = wsgi("wsgi_apps:process", port)
             .args(["--workers", "2", "--threads", "1"])
+            .args(args)
             .spawn()
             .unwrap();
         let mut running = Running(child);
@@ -1592,6 +1598,90 @@ mod cli {
                 "worker {killed} exited (signal: 9 (SIGKILL)): starting another"
             )),
             "{stderr}"
+        );
+    }
+
+    /// The CPUs listed in a `/proc/.../status` file's `Cpus_allowed_list` (`0-3,6`).
+    fn cpus_allowed(status: &std::path::Path) -> Vec<usize> {
+        let status = std::fs::read_to_string(status).unwrap();
+        let list = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+            .unwrap()
+            .trim();
+        let mut cpus = Vec::new();
+        for range in list.split(',') {
+            let (first, last) = range.split_once('-').unwrap_or((range, range));
+            cpus.extend(first.parse::<usize>().unwrap()..=last.parse().unwrap());
+        }
+        cpus
+    }
+
+    /// The one CPU every thread of process `pid` is bound to.
+    fn bound_cpu(pid: u32) -> usize {
+        let mut cpus = Vec::new();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+            cpus.push(cpus_allowed(&task.path().join("status")));
+        }
+        assert!(!cpus.is_empty());
+        assert!(
+            cpus.iter().all(|c| c.len() == 1 && *c == cpus[0]),
+            "worker {pid}'s threads may run on {cpus:?}"
+        );
+        cpus[0][0]
+    }
+
+    #[tokio::test]
+    async fn towergate_wsgi_pin_workers_binds_each_to_a_cpu_and_a_replacement_to_the_same() {
+        // The CPUs this test may run on, which the server inherits: the workers take them
+        // in turn.
+        let allowed = cpus_allowed(std::path::Path::new("/proc/self/status"));
+        let expected = [allowed[0], allowed[1 % allowed.len()]];
+        let (mut running, first, port) = two_workers_with(&["--pin-workers"]).await;
+        let mut cpus: Vec<usize> = first.iter().map(|&pid| bound_cpu(pid)).collect();
+        cpus.sort_unstable();
+        let mut sorted = expected;
+        sorted.sort_unstable();
+        assert_eq!(cpus, sorted, "workers {first:?}");
+        // The parent is not bound.
+        assert_eq!(
+            cpus_allowed(std::path::Path::new(&format!(
+                "/proc/{}/status",
+                running.0.id()
+            ))),
+            allowed
+        );
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let killed = bounded(answering_pid(addr)).await;
+        let cpu = bound_cpu(killed);
+        let status = Command::new("kill")
+            .args(["-KILL", &killed.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let second = wait_for_workers(&mut running, 2, &[killed]).await;
+        let replacement = *second.iter().find(|pid| !first.contains(pid)).unwrap();
+        // Bound before its threads start: wait for them, then check them all.
+        until(|| fifo::thread_names(replacement).len() == 2).await;
+        assert_eq!(bound_cpu(replacement), cpu, "replacement {replacement}");
+        let status = running.terminate();
+        assert!(status.success(), "{status}");
+        let (stdout, _) = running.output();
+        assert_eq!(
+            stdout,
+            format!(
+                "towergate: listening on http://127.0.0.1:{port}/\n\
+                 towergate: serving wsgi_apps:process at http://127.0.0.1:{port}/ with 2 workers pinned to CPUs {}, {}\n",
+                expected[0], expected[1]
+            )
+        );
+    }
+
+    #[test]
+    fn towergate_wsgi_pin_workers_needs_workers() {
+        assert_eq!(
+            exits(1, &["wsgi", "wsgi_apps:hello", "--pin-workers"]),
+            "towergate wsgi: --pin-workers needs --workers 2 or more\n"
         );
     }
 
