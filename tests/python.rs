@@ -1620,7 +1620,10 @@ mod cli {
     /// The one CPU every thread of process `pid` is bound to.
     fn bound_cpu(pid: u32) -> usize {
         let mut cpus = Vec::new();
-        for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .flatten()
+        {
             cpus.push(cpus_allowed(&task.path().join("status")));
         }
         assert!(!cpus.is_empty());

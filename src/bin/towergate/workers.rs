@@ -459,10 +459,12 @@ fn allowed_cpus() -> io::Result<Vec<usize>> {
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn allowed_cpus() -> io::Result<Vec<usize>> {
-    Err(io::Error::other(
-        "binding workers to CPUs is supported on Linux only",
-    ))
+    Err(io::Error::other(PIN_UNSUPPORTED))
 }
+
+/// Why `--pin-workers` fails elsewhere than on Linux.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const PIN_UNSUPPORTED: &str = "binding workers to CPUs is supported on Linux only";
 
 /// Binds the calling thread, and so the threads it starts later, to `cpu`.
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -481,9 +483,7 @@ pub(crate) fn pin_to(cpu: usize) -> io::Result<()> {
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(crate) fn pin_to(_cpu: usize) -> io::Result<()> {
-    Err(io::Error::other(
-        "binding workers to CPUs is supported on Linux only",
-    ))
+    Err(io::Error::other(PIN_UNSUPPORTED))
 }
 
 /// How many connections may wait in a worker's listen queue.
