@@ -2,7 +2,7 @@
 # Side-by-side comparison of towergate against the anchors of DESIGN.md, measured in one run
 # on this machine. Prints one markdown table of ratios (paste it into BENCHMARKS.md).
 #
-#   bash bench/compare.sh            # everything (section 7, WSGI, alone about 17 minutes)
+#   bash bench/compare.sh            # everything (section 7, WSGI, alone about 20 minutes)
 #   QUICK=1 bash bench/compare.sh    # fewer runs, shorter wrk runs
 #   SECTIONS="1 3" bash bench/compare.sh   # only those sections (numbered below)
 #

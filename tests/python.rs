@@ -1681,6 +1681,37 @@ mod cli {
     }
 
     #[test]
+    fn towergate_wsgi_a_worker_that_cannot_take_its_cpu_runs_unbound() {
+        // No such CPU (the parent gives a worker one it may run on: this one may have left
+        // the server's CPU set since). The warning, then the worker goes on, here to find
+        // it has no parent's socket.
+        let pid = std::process::id().to_string();
+        let stderr = exits(
+            1,
+            &[
+                "wsgi",
+                "wsgi_apps:hello",
+                "--worker-of",
+                &pid,
+                "--worker-cpu",
+                "1023",
+            ],
+        );
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 2, "{stderr}");
+        assert!(
+            lines[0].contains(" WARN towergate::server: cannot bind worker ")
+                && lines[0]
+                    .ends_with(" to CPU 1023: Invalid argument (os error 22); it runs unbound"),
+            "{stderr}"
+        );
+        assert_eq!(
+            lines[1],
+            "towergate wsgi: --worker-of: descriptor 0 is not the address socket of `towergate wsgi --workers` (the option is for the workers it starts)"
+        );
+    }
+
+    #[test]
     fn towergate_wsgi_pin_workers_needs_workers() {
         assert_eq!(
             exits(1, &["wsgi", "wsgi_apps:hello", "--pin-workers"]),

@@ -142,11 +142,15 @@ pub(crate) fn main(args: WsgiArgs) -> ExitCode {
         }
     }
     if let Some(parent) = args.worker_of {
-        // Before any thread starts: they inherit it.
+        // Before any thread starts: they inherit it. A CPU gone meanwhile (taken out of
+        // the server's CPU set) leaves the worker unbound rather than the server stopped.
         if let Some(cpu) = args.worker_cpu {
             if let Err(error) = workers::pin_to(cpu) {
-                eprintln!("towergate wsgi: cannot bind the worker to CPU {cpu}: {error}");
-                return ExitCode::FAILURE;
+                tracing::warn!(
+                    target: "towergate::server",
+                    "cannot bind worker {} to CPU {cpu}: {error}; it runs unbound",
+                    std::process::id()
+                );
             }
         }
         return match workers::worker_listener(parent) {
