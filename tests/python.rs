@@ -1498,6 +1498,17 @@ mod cli {
         }
     }
 
+    /// Sends `signal` (`-KILL`, `-TERM`) to worker `pid` of two, then waits until another
+    /// replaced it: the two workers then.
+    async fn replaced(running: &mut Running, pid: u32, signal: &str) -> Vec<u32> {
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        wait_for_workers(running, 2, &[pid]).await
+    }
+
     /// `towergate wsgi wsgi_apps:process` with two workers of one thread each, once both
     /// answered: the server, its workers' pids and its port.
     async fn two_workers() -> (Running, Vec<u32>, u16) {
@@ -1563,12 +1574,7 @@ mod cli {
         }
         let killed = bounded(answering_pid(addr)).await;
         assert!(first.contains(&killed), "{killed} not in {first:?}");
-        let status = Command::new("kill")
-            .args(["-KILL", &killed.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let second = wait_for_workers(&mut running, 2, &[killed]).await;
+        let second = replaced(&mut running, killed, "-KILL").await;
         bounded(async {
             for _ in 0..4 {
                 let pid = answering_pid(addr).await;
@@ -1601,9 +1607,9 @@ mod cli {
         );
     }
 
-    /// The CPUs listed in a `/proc/.../status` file's `Cpus_allowed_list` (`0-3,6`).
-    fn cpus_allowed(status: &std::path::Path) -> Vec<usize> {
-        let status = std::fs::read_to_string(status).unwrap();
+    /// The CPUs in the `Cpus_allowed_list` (`0-3,6`) of the text of a `/proc/.../status`
+    /// file.
+    fn cpus_allowed(status: &str) -> Vec<usize> {
         let list = status
             .lines()
             .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
@@ -1619,14 +1625,11 @@ mod cli {
 
     /// The one CPU every thread of process `pid` is bound to.
     fn bound_cpu(pid: u32) -> usize {
-        let mut cpus = Vec::new();
-        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-            .unwrap()
-            .flatten()
-        {
-            cpus.push(cpus_allowed(&task.path().join("status")));
-        }
-        assert!(!cpus.is_empty());
+        let cpus: Vec<Vec<usize>> = fifo::per_thread(pid, "status")
+            .iter()
+            .map(|status| cpus_allowed(status))
+            .collect();
+        assert!(!cpus.is_empty(), "worker {pid} is gone");
         assert!(
             cpus.iter().all(|c| c.len() == 1 && *c == cpus[0]),
             "worker {pid}'s threads may run on {cpus:?}"
@@ -1638,7 +1641,7 @@ mod cli {
     async fn towergate_wsgi_pin_workers_binds_each_to_a_cpu_and_a_replacement_to_the_same() {
         // The CPUs this test may run on, which the server inherits: the workers take them
         // in turn.
-        let allowed = cpus_allowed(std::path::Path::new("/proc/self/status"));
+        let allowed = cpus_allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
         let expected = [allowed[0], allowed[1 % allowed.len()]];
         let (mut running, first, port) = two_workers_with(&["--pin-workers"]).await;
         let mut cpus: Vec<usize> = first.iter().map(|&pid| bound_cpu(pid)).collect();
@@ -1648,21 +1651,15 @@ mod cli {
         assert_eq!(cpus, sorted, "workers {first:?}");
         // The parent is not bound.
         assert_eq!(
-            cpus_allowed(std::path::Path::new(&format!(
-                "/proc/{}/status",
-                running.0.id()
-            ))),
+            cpus_allowed(
+                &std::fs::read_to_string(format!("/proc/{}/status", running.0.id())).unwrap()
+            ),
             allowed
         );
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let killed = bounded(answering_pid(addr)).await;
         let cpu = bound_cpu(killed);
-        let status = Command::new("kill")
-            .args(["-KILL", &killed.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let second = wait_for_workers(&mut running, 2, &[killed]).await;
+        let second = replaced(&mut running, killed, "-KILL").await;
         let replacement = *second.iter().find(|pid| !first.contains(pid)).unwrap();
         // Bound before its threads start: wait for them, then check them all.
         until(|| fifo::thread_names(replacement).len() == 2).await;
@@ -1828,12 +1825,7 @@ mod cli {
         // Stopped from outside (an operator, the out-of-memory killer): not a broken
         // import, which would stop the server. It is replaced.
         let stopped = first[0];
-        let status = Command::new("kill")
-            .args(["-TERM", &stopped.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let second = wait_for_workers(&mut running, 2, &[stopped]).await;
+        let second = replaced(&mut running, stopped, "-TERM").await;
         importing(&second).await;
         // The import takes a minute; the workers end at once, without --grace's wait, and
         // the server with success.

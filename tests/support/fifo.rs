@@ -47,7 +47,7 @@ fn waits_in(pid: u32, is: impl Fn(&str) -> bool) -> bool {
 
 /// The file `name` of each thread of process `pid` (`/proc/PID/task/TID/NAME`), trimmed;
 /// none once the process is gone.
-fn per_thread(pid: u32, name: &str) -> Vec<String> {
+pub fn per_thread(pid: u32, name: &str) -> Vec<String> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
     };
